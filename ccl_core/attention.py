@@ -1,0 +1,112 @@
+"""The two attentions of a block: self-attention, and text + cross-modal context attention (CCA).
+
+Parameter names follow Wan / Ovi (`q`, `k`, `v`, `o`, `norm_q`, `norm_k`, and inside `cross_attn`
+the fusion parts `k_fusion`, `v_fusion`, `pre_attn_norm_fusion`, `norm_k_fusion`), so Ovi
+checkpoints load as they are. CCL adds `ctx_tokens` (LCT) and `ctx_logit_bias`; the gated baseline
+adds `fusion_gate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .layers import LayerNorm, Linear, RMSNorm
+from .rope import Rotary
+from .tarp import Partition, cross_modal_attention, dense_cross_modal_attention
+
+
+def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
+    return x.unflatten(-1, (n, -1))  # [B, L, dim] -> [B, L, H, D]
+
+
+def sdpa(q, k, v) -> torch.Tensor:
+    """Attention over [B, L, H, D] tensors."""
+    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, rope: Rotary) -> torch.Tensor:
+        n = self.num_heads
+        q = rope.apply(_heads(self.norm_q(self.q(x)), n))
+        k = rope.apply(_heads(self.norm_k(self.k(x)), n))
+        v = _heads(self.v(x), n)
+        return self.o(sdpa(q, k, v).flatten(2))
+
+
+@dataclass
+class CrossModalInput:
+    """What one stream's cross-attention reads of the other stream in one block."""
+
+    other: Optional[torch.Tensor]  # [B, Lo, dim] other stream, rows aligned; None: nobody reads it
+    own_rope: Rotary
+    other_rope: Rotary
+    reads_other: Optional[torch.Tensor]  # [B] bool; False = ctx-only route; None = all full
+    partition: Optional[Partition] = None  # TARP fast path
+    dense_window: Optional[tuple] = None  # (q_pos, k_pos, width): dense reference path instead
+
+
+class CrossAttention(nn.Module):
+    """Text cross-attention plus cross-modal context attention, summed before the output projection."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float,
+                 fusion: str = "ccl", n_ctx: int = 0, ctx_logit_init: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        # Cross-modal fusion (Ovi's names).
+        self.k_fusion = Linear(dim, dim)
+        self.v_fusion = Linear(dim, dim)
+        self.pre_attn_norm_fusion = LayerNorm(dim, eps, elementwise_affine=True)
+        self.norm_k_fusion = RMSNorm(dim, 1e-6) if qk_norm else nn.Identity()
+        # CCL: learnable context tokens with a learnable logit offset.
+        self.n_ctx = n_ctx
+        if n_ctx:
+            self.ctx_tokens = nn.Parameter(torch.randn(n_ctx, dim) * 0.02)
+            self.ctx_logit_bias = nn.Parameter(torch.full((1,), float(ctx_logit_init)))
+        # Baseline: a zero-initialised scalar gate on the cross-modal output.
+        if fusion == "gated":
+            self.fusion_gate = nn.Parameter(torch.zeros(1))
+        self.gated = fusion == "gated"
+
+    def fusion_kv(self, tokens: torch.Tensor):
+        t = self.pre_attn_norm_fusion(tokens)
+        return _heads(self.norm_k_fusion(self.k_fusion(t)), self.num_heads), _heads(self.v_fusion(t), self.num_heads)
+
+    def cross_modal(self, q: torch.Tensor, cm: CrossModalInput) -> torch.Tensor:
+        k_ctx = v_ctx = bias = None
+        if self.n_ctx:
+            k_ctx, v_ctx = self.fusion_kv(self.ctx_tokens.to(q.dtype).unsqueeze(0))
+            bias = self.ctx_logit_bias
+            if cm.other is None:  # every sample reads the context tokens only: skip the other stream
+                return sdpa(q, k_ctx.expand(q.shape[0], -1, -1, -1), v_ctx.expand(q.shape[0], -1, -1, -1))
+            k_ctx, v_ctx = k_ctx[0], v_ctx[0]
+        k, v = self.fusion_kv(cm.other)
+        q = cm.own_rope.apply(q)
+        k = cm.other_rope.apply(k)
+        if cm.dense_window is not None:
+            q_pos, k_pos, width = cm.dense_window
+            return dense_cross_modal_attention(q, k, v, k_ctx, v_ctx, cm.reads_other, bias, q_pos, k_pos, width)
+        return cross_modal_attention(q, k, v, k_ctx, v_ctx, cm.reads_other, bias, cm.partition)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, cm: Optional[CrossModalInput]) -> torch.Tensor:
+        n = self.num_heads
+        q = _heads(self.norm_q(self.q(x)), n)
+        out = sdpa(q, _heads(self.norm_k(self.k(text)), n), _heads(self.v(text), n))
+        if cm is not None and (cm.other is not None or self.n_ctx):
+            y = self.cross_modal(q, cm)
+            out = out + (y * self.fusion_gate.to(y.dtype) if self.gated else y)
+        return self.o(out.flatten(2))

@@ -1,0 +1,143 @@
+"""Partitioned cross-modal attention (the partitioning half of TARP).
+
+The clip is cut into windows of `width` latent video frames on the shared time axis. A query sees
+the keys of its own window plus the learnable context tokens, which every query sees. The fast path
+gathers each window's queries and keys into a padded block and runs one batched attention over
+(batch x windows), so the cost grows linearly with clip length. The dense path builds the full
+[queries x keys] mask and exists as the reference the fast path is tested against.
+
+Both paths take the same per-sample route: a sample whose route is ctx-only sees the context tokens
+alone. A query left with no visible key at all (ctx-only route and no context tokens, or a window
+with no keys) gets a zero output, i.e. no cross-modal information.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def window_ids(positions: torch.Tensor, width: float) -> torch.Tensor:
+    """Window index of each token from its time position (in latent video frames)."""
+    return torch.floor(positions.double() / width + 1e-9).long()
+
+
+def _gather_plan(ids: torch.Tensor, n_windows: int):
+    """Group token indices by window: idx [P, M] (padded with 0) and valid [P, M]."""
+    counts = torch.bincount(ids, minlength=n_windows)
+    m = max(int(counts.max()), 1)
+    order = torch.argsort(ids, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(ids.numel(), device=ids.device) - starts[ids[order]]
+    idx = torch.zeros(n_windows, m, dtype=torch.long, device=ids.device)
+    valid = torch.zeros(n_windows, m, dtype=torch.bool, device=ids.device)
+    idx[ids[order], slot] = order
+    valid[ids[order], slot] = True
+    return idx, valid
+
+
+@dataclass
+class Partition:
+    """Gather plan for one direction (queries of one stream, keys of the other)."""
+
+    q_idx: torch.Tensor  # [P, Mq]
+    q_inverse: torch.Tensor  # [Lq]: where each query sits in the flattened [P * Mq]
+    k_idx: torch.Tensor  # [P, Mk]
+    k_valid: torch.Tensor  # [P, Mk]
+
+    @classmethod
+    def build(cls, q_pos: torch.Tensor, k_pos: torch.Tensor, width: float) -> "Partition":
+        q_ids, k_ids = window_ids(q_pos, width), window_ids(k_pos, width)
+        n = int(max(q_ids.max(), k_ids.max())) + 1
+        q_idx, q_valid = _gather_plan(q_ids, n)
+        k_idx, k_valid = _gather_plan(k_ids, n)
+        flat = torch.nonzero(q_valid.flatten()).squeeze(1)
+        q_inverse = torch.empty_like(flat)
+        q_inverse[q_idx.flatten()[flat]] = flat
+        return cls(q_idx, q_inverse, k_idx, k_valid)
+
+
+def _attend(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[torch.Tensor], n_ctx: int):
+    """SDPA with a boolean key mask [N, Lq or 1, K] and a logit offset on the first n_ctx keys.
+
+    q [N, H, Lq, D], k/v [N, H, K, D]. Rows without any visible key return zeros (not NaN).
+    """
+    if key_mask is None and ctx_bias is None:
+        return F.scaled_dot_product_attention(q, k, v)
+    n, _, lq, _ = q.shape
+    kk = k.shape[2]
+    if key_mask is None:
+        key_mask = torch.ones(n, 1, kk, dtype=torch.bool, device=q.device)
+    has_key = key_mask.any(-1, keepdim=True)  # [N, Lq|1, 1]
+    safe = key_mask.clone()
+    safe[..., :1] |= ~has_key  # a finite softmax for rows that are zeroed below
+    bias = torch.zeros(safe.shape, dtype=q.dtype, device=q.device).masked_fill(~safe, float("-inf"))
+    if ctx_bias is not None and n_ctx:
+        bias = torch.cat([bias[..., :n_ctx] + ctx_bias.to(q.dtype), bias[..., n_ctx:]], dim=-1)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(1))
+    return out * has_key.unsqueeze(1).to(out.dtype)
+
+
+def cross_modal_attention(q, k, v, k_ctx, v_ctx, reads_other: Optional[torch.Tensor],
+                          ctx_bias: Optional[torch.Tensor] = None,
+                          partition: Optional[Partition] = None) -> torch.Tensor:
+    """Attention of q over [ctx ; other] with windows and routes (fast path).
+
+    q [B, Lq, H, D]; k, v [B, Lk, H, D] (other stream, RoPE applied); k_ctx, v_ctx [C, H, D] or
+    None; reads_other [B] bool (False: ctx-only route) or None (all full). Returns [B, Lq, H, D].
+    """
+    b, lq, h, d = q.shape
+    n_ctx = 0 if k_ctx is None else k_ctx.shape[0]
+    all_full = reads_other is None or bool(reads_other.all())
+    if partition is None:
+        if n_ctx:
+            k = torch.cat([k_ctx.unsqueeze(0).expand(b, -1, -1, -1).to(k.dtype), k], dim=1)
+            v = torch.cat([v_ctx.unsqueeze(0).expand(b, -1, -1, -1).to(v.dtype), v], dim=1)
+        mask = None
+        if not all_full:
+            lk = k.shape[1]
+            mask = torch.ones(b, 1, lk, dtype=torch.bool, device=q.device)
+            mask[:, :, n_ctx:] = reads_other.view(b, 1, 1)
+        out = _attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, ctx_bias, n_ctx)
+        return out.transpose(1, 2)
+
+    p, mq = partition.q_idx.shape
+    mk = partition.k_idx.shape[1]
+    qp = q[:, partition.q_idx.flatten()].view(b * p, mq, h, d)
+    kp = k[:, partition.k_idx.flatten()].view(b, p, mk, h, d)
+    vp = v[:, partition.k_idx.flatten()].view(b, p, mk, h, d)
+    key_mask = partition.k_valid.unsqueeze(0).expand(b, p, mk)
+    if not all_full:
+        key_mask = key_mask & reads_other.view(b, 1, 1)
+    if n_ctx:
+        kp = torch.cat([k_ctx.to(k.dtype).expand(b, p, n_ctx, h, d), kp], dim=2)
+        vp = torch.cat([v_ctx.to(v.dtype).expand(b, p, n_ctx, h, d), vp], dim=2)
+        key_mask = torch.cat([key_mask.new_ones(b, p, n_ctx), key_mask], dim=2)
+    kp, vp = kp.flatten(0, 1), vp.flatten(0, 1)
+    key_mask = key_mask.reshape(b * p, 1, -1)
+    out = _attend(qp.transpose(1, 2), kp.transpose(1, 2), vp.transpose(1, 2), key_mask, ctx_bias, n_ctx)
+    out = out.transpose(1, 2).reshape(b, p * mq, h, d)
+    return out[:, partition.q_inverse]
+
+
+def dense_cross_modal_attention(q, k, v, k_ctx, v_ctx, reads_other, ctx_bias=None,
+                                q_pos=None, k_pos=None, width=None) -> torch.Tensor:
+    """Reference path: the same attention with one dense [Lq x (C + Lk)] mask."""
+    b, lq, h, d = q.shape
+    lk = k.shape[1]
+    n_ctx = 0 if k_ctx is None else k_ctx.shape[0]
+    if n_ctx:
+        k = torch.cat([k_ctx.unsqueeze(0).expand(b, -1, -1, -1).to(k.dtype), k], dim=1)
+        v = torch.cat([v_ctx.unsqueeze(0).expand(b, -1, -1, -1).to(v.dtype), v], dim=1)
+    other = torch.ones(b, lq, lk, dtype=torch.bool, device=q.device)
+    if width is not None:
+        other = other & (window_ids(q_pos, width)[:, None] == window_ids(k_pos, width)[None, :])
+    if reads_other is not None:
+        other = other & reads_other.view(b, 1, 1)
+    mask = torch.cat([other.new_ones(b, lq, n_ctx), other], dim=2)
+    out = _attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, ctx_bias, n_ctx)
+    return out.transpose(1, 2)

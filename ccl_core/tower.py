@@ -1,0 +1,88 @@
+"""One tower of the dual-stream model (video or audio): embeddings, blocks, head.
+
+Module names match Ovi's `WanModel` so that `video_model.*` / `audio_model.*` checkpoint keys load
+unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .block import Block
+from .config import ModelConfig
+from .layers import AudioEmbedding, Head, Linear, VideoEmbedding, sinusoidal_embedding
+from .rope import Rotary, audio_angles, video_angles
+
+
+class Tower(nn.Module):
+    def __init__(self, cfg: ModelConfig, modality: str):
+        super().__init__()
+        if modality not in ("video", "audio"):
+            raise ValueError(f"modality must be 'video' or 'audio', got {modality!r}")
+        self.cfg = cfg
+        self.modality = modality
+        dim = cfg.dim
+        if modality == "video":
+            self.patch_embedding = VideoEmbedding(cfg.video_channels, dim, cfg.video_patch)
+            out_features = cfg.video_channels * math.prod(cfg.video_patch)
+        else:
+            self.patch_embedding = AudioEmbedding(cfg.audio_channels, dim, cfg.audio_hidden, cfg.audio_embed_kernel)
+            out_features = cfg.audio_channels
+        self.text_embedding = nn.Sequential(Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), Linear(dim, dim))
+        self.time_embedding = nn.Sequential(Linear(cfg.freq_dim, dim), nn.SiLU(), Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.head = Head(dim, out_features, cfg.eps)
+
+    # ------------------------------------------------------------------ inputs
+    def embed(self, x: torch.Tensor):
+        """Latent -> (tokens [B, L, dim], grid). Video grid is (T', H', W'); audio grid is (L,)."""
+        if self.modality == "video":
+            return self.patch_embedding(x)
+        tokens = self.patch_embedding(x)
+        return tokens, (tokens.shape[1],)
+
+    def embed_time(self, sigma: torch.Tensor, dtype: torch.dtype):
+        """Per-sample noise level [B] -> e [B, 1, dim] (head) and e0 [B, 1, 6, dim] (blocks)."""
+        sin = sinusoidal_embedding(self.cfg.freq_dim, sigma * self.cfg.timestep_scale).to(dtype)
+        e = self.time_embedding(sin)
+        e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))
+        return e.unsqueeze(1), e0.unsqueeze(1)
+
+    def embed_text(self, text: torch.Tensor) -> torch.Tensor:
+        """Text [B, Lt, text_dim], zero-padded to text_len as Wan does, -> [B, text_len, dim]."""
+        pad = self.cfg.text_len - text.shape[1]
+        if pad > 0:
+            text = torch.cat([text, text.new_zeros(text.shape[0], pad, text.shape[2])], dim=1)
+        return self.text_embedding(text)
+
+    def positions(self, grid, device) -> torch.Tensor:
+        """Time position of every token on the shared axis, in latent video frames."""
+        if self.modality == "video":
+            t, h, w = grid
+            f = torch.arange(t, device=device, dtype=torch.float64) * self.cfg.video_patch[0]
+            return f.repeat_interleave(h * w)
+        return torch.arange(grid[0], device=device, dtype=torch.float64) * self.cfg.audio_time_scale
+
+    def rotary(self, grid, device) -> Rotary:
+        cfg = self.cfg
+        if self.modality == "video":
+            angles = video_angles(grid, cfg.rope_split, cfg.rope_theta, device, time_stride=cfg.video_patch[0])
+        else:
+            angles = audio_angles(grid[0], cfg.rope_split, cfg.audio_rope_factor, cfg.rope_theta, device)
+        return Rotary(angles)
+
+    # ------------------------------------------------------------------ output
+    def unpatchify(self, x: torch.Tensor, grid) -> torch.Tensor:
+        if self.modality == "audio":
+            return x.transpose(1, 2)  # [B, L, C] -> [B, C, L]
+        b = x.shape[0]
+        pt, ph, pw = self.cfg.video_patch
+        c = self.cfg.video_channels
+        t, h, w = grid
+        x = x.view(b, t, h, w, pt, ph, pw, c)
+        x = torch.einsum("bfhwpqrc->bcfphqwr", x)
+        return x.reshape(b, c, t * pt, h * ph, w * pw)
