@@ -87,6 +87,7 @@ class CrossAttention(nn.Module):
         return _heads(self.norm_k_fusion(self.k_fusion(t)), self.num_heads), _heads(self.v_fusion(t), self.num_heads)
 
     def cross_modal(self, q: torch.Tensor, cm: CrossModalInput) -> torch.Tensor:
+        q = cm.own_rope.apply(q)
         k_ctx = v_ctx = bias = None
         if self.n_ctx:
             k_ctx, v_ctx = self.fusion_kv(self.ctx_tokens.to(q.dtype).unsqueeze(0))
@@ -95,7 +96,6 @@ class CrossAttention(nn.Module):
                 return sdpa(q, k_ctx.expand(q.shape[0], -1, -1, -1), v_ctx.expand(q.shape[0], -1, -1, -1))
             k_ctx, v_ctx = k_ctx[0], v_ctx[0]
         k, v = self.fusion_kv(cm.other)
-        q = cm.own_rope.apply(q)
         k = cm.other_rope.apply(k)
         if cm.dense_window is not None:
             q_pos, k_pos, width = cm.dense_window

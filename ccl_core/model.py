@@ -71,6 +71,26 @@ class DualStreamModel(nn.Module):
             block.cross_attn.k_fusion.weight.div_(10.0)
             block.cross_attn.v_fusion.weight.div_(10.0)
 
+    @staticmethod
+    def fresh_parameters(config: ModelConfig, names, like=None, seed: int = 0):
+        """Initial values for CCL parameters a pretrained checkpoint lacks (context tokens, gates)."""
+        ref = None if like is None else like.get("video_model.head.head.weight")
+        dtype = ref.dtype if ref is not None and ref.dtype in (torch.float32, torch.float16, torch.bfloat16) \
+            else torch.bfloat16 if ref is not None else torch.float32
+        gen = torch.Generator().manual_seed(seed)
+        out = {}
+        for name in names:
+            if name.endswith("ctx_tokens"):
+                t = torch.randn(config.n_ctx, config.dim, generator=gen) * 0.02
+            elif name.endswith("ctx_logit_bias"):
+                t = torch.full((1,), float(config.ctx_logit_init))
+            elif name.endswith("fusion_gate"):
+                t = torch.zeros(1)
+            else:
+                raise KeyError(f"no initialiser for new parameter {name}")
+            out[name] = t.to(dtype)
+        return out
+
     # ------------------------------------------------------------------ helpers
     @property
     def dtype_for_compute(self) -> torch.dtype:

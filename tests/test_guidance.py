@@ -1,0 +1,61 @@
+"""Guidance formulas and the one-batch evaluation of all branches."""
+
+import pytest
+import torch
+
+from ccl_core.guidance import Guidance, cfg, guided_velocity, ucg_decoupled, ucg_joint
+from conftest import tiny_inputs
+
+
+def test_formulas():
+    u, ct, cf = torch.tensor(1.0), torch.tensor(2.0), torch.tensor(5.0)
+    assert ucg_joint(u, cf, 3.0) == 1 + 3 * 4
+    assert ucg_decoupled(u, ct, cf, 2.0, 0.5) == 1 + 2 * 1 + 0.5 * 3
+    assert cfg(u, cf, 1.0) == cf
+    # decoupled with equal scales is the joint form
+    assert ucg_decoupled(u, ct, cf, 3.0, 3.0) == ucg_joint(u, cf, 3.0)
+
+
+def test_unknown_form_is_named():
+    with pytest.raises(ValueError, match="Unknown guidance form 'ucg'"):
+        Guidance(form="ucg")
+
+
+@pytest.mark.parametrize("form", ["joint", "decoupled", "cfg", "ovi", "none"])
+def test_batched_branches_equal_separate_calls(tiny, form):
+    video, audio, t, text = tiny_inputs()
+    null = torch.zeros(1, 2, text.shape[2])
+    g = Guidance(form=form, video_scale=3.0, audio_scale=2.0, video_av_scale=1.5, audio_av_scale=0.5, skip_block=1)
+    calls = []
+    hook = tiny.video_model.patch_embedding.register_forward_hook(lambda *a: calls.append(1))
+    gv, ga = guided_velocity(tiny, video, audio, t, None, text, null, g)
+    hook.remove()
+    assert len(calls) == 1  # one model call for all branches
+    null_b = torch.zeros_like(text)
+    c_full = tiny(video, audio, t, None, text)
+    if form == "none":
+        ref = c_full
+    elif form == "ovi":
+        neg = tiny(video, audio, t, None, null_b, skip_block=1)
+        ref = [n + w * (c - n) for n, c, w in zip(neg, c_full, (3.0, 2.0))]
+    elif form == "cfg":
+        u = tiny(video, audio, t, None, null_b)
+        ref = [x + w * (c - x) for x, c, w in zip(u, c_full, (3.0, 2.0))]
+    else:
+        u = tiny(video, audio, t, None, null_b, ctx_only=True)
+        if form == "joint":
+            ref = [x + w * (c - x) for x, c, w in zip(u, c_full, (3.0, 2.0))]
+        else:
+            c_t = tiny(video, audio, t, None, text, ctx_only=True)
+            ref = [x + wt * (ctt - x) + wa * (c - ctt)
+                   for x, ctt, c, wt, wa in zip(u, c_t, c_full, (3.0, 2.0), (1.5, 0.5))]
+    torch.testing.assert_close(gv, ref[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ga, ref[1], atol=1e-5, rtol=1e-5)
+
+
+def test_guidance_with_a_held_stream(tiny):
+    """a2v: the audio is the clean condition, the video is guided."""
+    video, audio, t, text = tiny_inputs()
+    gv, ga = guided_velocity(tiny, video, audio, t, None, text, torch.zeros_like(text), Guidance("decoupled"),
+                             tasks="a2v")
+    assert gv.shape == video.shape and ga.shape == audio.shape

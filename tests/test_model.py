@@ -1,0 +1,250 @@
+"""The dual-stream model: shapes, routing, masks, bad input."""
+
+import copy
+
+import pytest
+import torch
+
+from ccl_core import DualStreamModel, tiny_config
+from ccl_core.routing import TASKS, make_routes, sample_tasks
+from conftest import randomize, tiny_inputs
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_task_gives_both_shapes(tiny, task):
+    video, audio, t, text = tiny_inputs()
+    v, a = tiny(video, audio, t, None, text, tasks=task)
+    assert v.shape == video.shape and a.shape == audio.shape
+    spec = TASKS[task]
+    assert (v.abs().sum() == 0) == (spec.video == "absent")
+    assert (a.abs().sum() == 0) == (spec.audio == "absent")
+
+
+def test_absent_stream_is_not_computed(tiny):
+    video, audio, t, text = tiny_inputs()
+    calls = []
+    hook = tiny.audio_model.patch_embedding.register_forward_hook(lambda *a: calls.append(1))
+    v, a = tiny(video, None, t, None, text, tasks="t2v")
+    hook.remove()
+    assert a is None and v.shape == video.shape and not calls
+    v, a = tiny(None, audio, t, None, text, tasks="t2a")
+    assert v is None and a.shape == audio.shape
+
+
+def test_mixed_batch_equals_per_sample_runs(tiny):
+    """Routing is a mask inside one batch: each row matches the same sample run alone."""
+    tasks = ["t2av", "t2v", "t2a", "a2v", "v2a"]
+    video, audio, t, text = tiny_inputs(batch=len(tasks))
+    ctx_only = torch.tensor([False, False, False, True, False])
+    v, a = tiny(video, audio, t, None, text, tasks=tasks, ctx_only=ctx_only)
+    for i, task in enumerate(tasks):
+        vi, ai = tiny(video[i:i + 1], audio[i:i + 1], t[i:i + 1], None, text[i:i + 1], tasks=task,
+                      ctx_only=ctx_only[i:i + 1])
+        torch.testing.assert_close(v[i:i + 1], vi, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a[i:i + 1], ai, atol=1e-5, rtol=1e-5)
+
+
+def test_clean_stream_runs_at_timestep_zero(tiny):
+    video, audio, t, text = tiny_inputs()
+    v1, _ = tiny(video, audio, t, torch.tensor([0.3, 0.9]), text, tasks="a2v")
+    v2, _ = tiny(video, audio, t, torch.tensor([0.0, 0.0]), text, tasks="a2v")
+    torch.testing.assert_close(v1, v2)
+    v3, _ = tiny(video, audio, t, torch.tensor([0.3, 0.9]), text, tasks="t2av")
+    assert not torch.allclose(v1, v3)
+
+
+def test_ctx_only_route_ignores_the_other_stream(tiny):
+    video, audio, t, text = tiny_inputs()
+    other_audio = torch.randn_like(audio)
+    v1, _ = tiny(video, audio, t, None, text, ctx_only=True)
+    v2, _ = tiny(video, other_audio, t, None, text, ctx_only=True)
+    torch.testing.assert_close(v1, v2)
+    v3, _ = tiny(video, audio, t, None, text)
+    v4, _ = tiny(video, other_audio, t, None, text)
+    assert (v3 - v4).abs().max() > 1e-4
+
+
+def test_ctx_only_without_context_tokens_means_no_cross_modal_attention():
+    cfg = tiny_config(n_ctx=0, fusion="ovi", tarp_window=None)
+    model = randomize(DualStreamModel(cfg))
+    video, audio, t, text = tiny_inputs()
+    v1, a1 = model(video, audio, t, None, text, ctx_only=True)
+    v2, _ = model(video, None, t, None, text, tasks="t2v")
+    _, a2 = model(None, audio, t, None, text, tasks="t2a")
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(a1, a2)
+
+
+def test_gradients_reach_context_tokens_only_through_routes_that_use_them(tiny):
+    video, audio, t, text = tiny_inputs()
+    v, _ = tiny(video, None, t, None, text, tasks="t2v")
+    v.square().mean().backward()
+    vb, ab = tiny.video_model.blocks[0].cross_attn, tiny.audio_model.blocks[0].cross_attn
+    assert vb.ctx_tokens.grad is not None and vb.ctx_tokens.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tiny.audio_model.parameters())
+    tiny.zero_grad(set_to_none=True)
+    # full route, loss on video only: the audio tower is read, so its parameters learn from video's loss
+    v, a = tiny(video, audio, t, None, text, tasks="a2v")
+    v.square().mean().backward()
+    assert ab.ctx_tokens.grad is not None and ab.ctx_tokens.grad.abs().sum() > 0
+    assert vb.ctx_tokens.grad.abs().sum() > 0
+    tiny.zero_grad(set_to_none=True)
+    # a2v with the audio tower's own reading of video being ctx-only: audio's cross-modal keys of
+    # video get no gradient from audio's side, and video reads clean audio
+    _, a = tiny(video, audio, t, None, text, tasks="v2a")
+    a.square().mean().backward()
+    assert vb.ctx_tokens.grad.abs().sum() > 0  # video reads ctx only but feeds audio
+    assert ab.ctx_tokens.grad.abs().sum() > 0
+
+
+def test_context_tokens_gradient_is_zero_when_nothing_reads_them(tiny):
+    """Video's context tokens get no gradient from an audio-only (t2a) batch."""
+    video, audio, t, text = tiny_inputs()
+    _, a = tiny(None, audio, t, None, text, tasks="t2a")
+    a.square().mean().backward()
+    assert all(p.grad is None for p in tiny.video_model.parameters())
+    assert tiny.audio_model.blocks[1].cross_attn.ctx_tokens.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, None])
+@pytest.mark.parametrize("n_ctx", [0, 3])
+def test_partitioned_equals_dense_reference(window, n_ctx):
+    fusion = "ccl" if n_ctx else "ovi"
+    model = randomize(DualStreamModel(tiny_config(tarp_window=window, n_ctx=n_ctx, fusion=fusion)))
+    video, audio, t, text = tiny_inputs(batch=4)
+    tasks = ["t2av", "a2v", "v2a", "t2av"]
+    ctx_only = torch.tensor([False, False, False, True])
+    fast = model(video, audio, t, None, text, tasks=tasks, ctx_only=ctx_only)
+    dense = model(video, audio, t, None, text, tasks=tasks, ctx_only=ctx_only, dense_reference=True)
+    for f, d in zip(fast, dense):
+        torch.testing.assert_close(f, d, atol=1e-5, rtol=1e-5)
+
+
+def test_partition_restricts_attention_to_the_window():
+    """A query sees the keys of its own window and the context tokens, nothing else."""
+    from ccl_core.tarp import Partition, cross_modal_attention
+    g = torch.Generator().manual_seed(0)
+    q_pos = torch.arange(8, dtype=torch.float64).repeat_interleave(4)  # 8 frames x 4 tokens
+    k_pos = torch.arange(32, dtype=torch.float64) * 0.25  # 32 audio steps, 4 per frame
+    q = torch.randn(2, 32, 2, 8, generator=g)
+    k, v = torch.randn(2, 32, 2, 8, generator=g), torch.randn(2, 32, 2, 8, generator=g)
+    k_ctx, v_ctx = torch.randn(3, 2, 8, generator=g), torch.randn(3, 2, 8, generator=g)
+    part = Partition.build(q_pos, k_pos, 2)
+    out = cross_modal_attention(q, k, v, k_ctx, v_ctx, None, None, part)
+    k2, v2 = k.clone(), v.clone()
+    k2[:, 8:], v2[:, 8:] = torch.randn(2, 24, 2, 8, generator=g), torch.randn(2, 24, 2, 8, generator=g)
+    out2 = cross_modal_attention(q, k2, v2, k_ctx, v_ctx, None, None, part)
+    torch.testing.assert_close(out[:, :8], out2[:, :8])  # frames 0-1 read audio steps 0-7 only
+    assert (out[:, 8:] - out2[:, 8:]).abs().min() > 0
+    # the context tokens are seen by every window
+    out3 = cross_modal_attention(q, k, v, k_ctx, v_ctx * 2, None, None, part)
+    assert ((out3 - out).abs().amax(dim=(2, 3)) > 0).all()
+
+
+def test_partition_cost_is_linear_in_clip_length():
+    """Scores computed by the fast path grow linearly; the dense path's quadratically."""
+    from ccl_core.tarp import Partition
+    def scores(frames):
+        q_pos = torch.arange(frames, dtype=torch.float64).repeat_interleave(16)
+        k_pos = torch.arange(frames * 5, dtype=torch.float64) * 0.2
+        p = Partition.build(q_pos, k_pos, 2)
+        return p.q_idx.numel() * p.k_idx.shape[1], q_pos.numel() * k_pos.numel()
+    (fast5, dense5), (fast20, dense20) = scores(30), scores(120)
+    assert fast20 <= 4 * fast5 * 1.05
+    assert dense20 == 16 * dense5
+
+
+def test_gated_fusion_starts_closed():
+    model = DualStreamModel(tiny_config(fusion="gated", n_ctx=0))
+    randomize(model)
+    for b in list(model.video_model.blocks) + list(model.audio_model.blocks):
+        b.cross_attn.fusion_gate.data.zero_()
+    video, audio, t, text = tiny_inputs()
+    v1, a1 = model(video, audio, t, None, text)
+    v2, a2 = model(video, torch.randn_like(audio), t, None, text)
+    torch.testing.assert_close(v1, v2)
+
+
+def test_skip_block_only_changes_skipped_rows(tiny):
+    video, audio, t, text = tiny_inputs()
+    v1, a1 = tiny(video, audio, t, None, text)
+    v2, a2 = tiny(video, audio, t, None, text, skip_block=1, skip_rows=torch.tensor([True, False]))
+    torch.testing.assert_close(v1[1], v2[1])
+    assert (v1[0] - v2[0]).abs().max() > 1e-4
+    # skipping equals a model without that block
+    short = copy.deepcopy(tiny)
+    del short.video_model.blocks[1], short.audio_model.blocks[1]
+    short.config = tiny.config.replace(num_layers=1)
+    v3, a3 = short(video, audio, t, None, text)
+    v4, a4 = tiny(video, audio, t, None, text, skip_block=1)
+    torch.testing.assert_close(v3, v4)
+    torch.testing.assert_close(a3, a4)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny):
+    video, audio, t, text = tiny_inputs()
+    tiny.train()
+    grads = []
+    for ckpt in (False, True):
+        tiny.gradient_checkpointing = ckpt
+        tiny.zero_grad(set_to_none=True)
+        v, a = tiny(video, audio, t, None, text)
+        (v.square().mean() + a.square().mean()).backward()
+        grads.append([p.grad.clone() for p in tiny.parameters() if p.grad is not None])
+    for g1, g2 in zip(*grads):
+        torch.testing.assert_close(g1, g2)
+
+
+def test_rope_alignment_gives_equal_temporal_phase():
+    from ccl_core.rope import audio_angles, video_angles
+    cfg = tiny_config()  # 4 video latent fps, 16 audio latents/s: audio step 4j is video frame j
+    split = cfg.rope_split
+    va = video_angles((8, 2, 2), split, device=None)
+    aa = audio_angles(32, split, cfg.audio_rope_factor)
+    nt = split[0] // 2
+    for f in range(8):
+        torch.testing.assert_close(va[f * 4, :nt], aa[4 * f, :nt])  # token (f, 0, 0) vs audio step 4f
+    assert not torch.allclose(va[4, :nt], aa[1, :nt])
+    unaligned = audio_angles(32, split, tiny_config(aligned_rope=False).audio_rope_factor)
+    assert not torch.allclose(va[4 * 4, :nt], unaligned[4 * 4, :nt])
+    assert (aa[:, nt:] == 0).all()  # audio rotates only its time pairs
+
+
+# ---------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("mutate, message", [
+    (lambda v, a, t, x: (v[0], a, t, x), r"video latent must be \[B, C=4, T, H, W\]"),
+    (lambda v, a, t, x: (v[:, :3], a, t, x), "video latent has 3 channels, the model expects 4"),
+    (lambda v, a, t, x: (v, a[:, :, :10], t, x), "different durations"),
+    (lambda v, a, t, x: (v, a[:, :2], t, x), "audio latent has 2 channels"),
+    (lambda v, a, t, x: (v, a, t, x[..., :7]), "text embeddings are 7 wide, the model expects 16"),
+    (lambda v, a, t, x: (v, a, t, torch.randn(2, 9, 16)), "at most 8"),
+    (lambda v, a, t, x: (v.index_fill(2, torch.tensor([0]), float("nan")), a, t, x), "video latent contains NaN"),
+    (lambda v, a, t, x: (v, a, torch.tensor([0.5, float("nan")]), x), "t_video contains NaN"),
+    (lambda v, a, t, x: (v, a, torch.rand(3), x), r"t_video must be a scalar or have shape \[2\]"),
+    (lambda v, a, t, x: (v[:1], a, t, x), "video batch 1 != audio batch 2"),
+    (lambda v, a, t, x: (v[:, :, :, :7], a, t, x), "multiples of the patch"),
+])
+def test_bad_inputs_are_named(tiny, mutate, message):
+    video, audio, t, text = mutate(*tiny_inputs())
+    with pytest.raises(ValueError, match=message):
+        tiny(video, audio, t, None, text)
+
+
+def test_unknown_task_lists_the_tasks(tiny):
+    video, audio, t, text = tiny_inputs()
+    with pytest.raises(ValueError, match=r"Unknown task 'tv2a'; expected one of \['a2v', 't2a', 't2av', 't2v', 'v2a'\]"):
+        tiny(video, audio, t, None, text, tasks=["t2av", "tv2a"])
+    with pytest.raises(ValueError, match="video is None"):
+        tiny(None, audio, t, None, text, tasks="t2av")
+
+
+def test_task_sampling_follows_the_mix():
+    g = torch.Generator().manual_seed(0)
+    draw = sample_tasks(20000, g)
+    counts = {k: draw.tasks.count(k) / 20000 for k in TASKS}
+    assert counts["t2av"] == pytest.approx(0.6, abs=0.02)
+    assert counts["t2v"] == pytest.approx(0.05, abs=0.01)
+    assert draw.null_text.float().mean().item() == pytest.approx(0.1, abs=0.01)
+    assert draw.ctx_only.float().mean().item() == pytest.approx(0.1, abs=0.01)
+    routes = make_routes(draw.tasks[:8], 8, draw.ctx_only[:8])
+    assert not (routes.video_reads_audio & draw.ctx_only[:8]).any()
