@@ -1,0 +1,1 @@
+"""ComfyUI adapters over ccl_core (one file per node family)."""
