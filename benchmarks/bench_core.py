@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,15 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _peak_rss_mb() -> float:
+    """VmHWM: this process's own peak (ru_maxrss can carry the parent's peak across fork/exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def forward_one(name: str, device: str, dtype: str) -> dict:
     """Run in a fresh process so that the peak-memory reading belongs to this config alone."""
     fields, vshape, audio_len, batch = FORWARD_CONFIGS[name]
@@ -88,7 +96,7 @@ def forward_one(name: str, device: str, dtype: str) -> dict:
     if dev.type == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        peak = _peak_rss_mb() - base
     tokens = (vshape[1] * vshape[2] * vshape[3] // 4, audio_len)
     return dict(name=name, params=params, batch=batch, tokens=tokens, seconds=sec, peak_mb=peak,
                 weights_mb=params * torch.finfo(dt).bits / 8 / 2**20)

@@ -48,6 +48,7 @@ class DualStreamModel(nn.Module):
         self.audio_model = Tower(config, "audio")
         self.gradient_checkpointing = False
         self.compute_dtype: Optional[torch.dtype] = None  # None: weights' dtype (bf16 for fp8 weights)
+        self.block_swap = None  # offload.BlockSwap moves blocks to the device one at a time
         self.init_weights()
 
     # ------------------------------------------------------------------ init
@@ -238,6 +239,15 @@ class DualStreamModel(nn.Module):
         return CrossModalInput(o, s["rope"], s["other_rope"], s["reads"], s["partition"], s["dense"])
 
     def _block(self, i: int, *xs, streams, skip: bool):
+        if self.block_swap is None:
+            return self._block_compute(i, *xs, streams=streams, skip=skip)
+        self.block_swap.enter(i)
+        try:
+            return self._block_compute(i, *xs, streams=streams, skip=skip)
+        finally:
+            self.block_swap.exit(i)
+
+    def _block_compute(self, i: int, *xs, streams, skip: bool):
         names = list(streams)
         x = dict(zip(names, xs))
         blocks = {n: streams[n]["tower"].blocks[i] for n in names}
