@@ -125,6 +125,7 @@ class DualStreamModel(nn.Module):
         skip_block: Optional[int] = None,
         skip_rows: Optional[torch.Tensor] = None,
         dense_reference: bool = False,
+        text_audio: Optional[torch.Tensor] = None,
     ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Velocities of both streams.
 
@@ -133,6 +134,7 @@ class DualStreamModel(nn.Module):
         defaults to t_video); text [B, Lt, text_dim]; tasks: one name, one per sample, or Routes
         (default t2av); ctx_only [B] forces the ctx-only route (UCG's unconditional branches);
         skip_block / skip_rows: skip that fusion block for those rows (Ovi's skip-layer guidance).
+        text_audio: a separate text for the audio tower (Ovi's API allows one); defaults to text.
         Clean conditioning streams (a2v, v2a) run at timestep 0 whatever t says. Rows whose stream
         is absent get zeros in that stream's output; a stream absent for all rows is not computed.
         """
@@ -142,6 +144,8 @@ class DualStreamModel(nn.Module):
         routes = make_routes(tasks, batch, ctx_only, device)
         _check_routes(routes, video, audio)
         _check_text(cfg, text, batch)
+        if text_audio is not None:
+            _check_text(cfg, text_audio, batch)
         t_video = _per_sample(t_video if t_video is not None else t_audio, batch, device, "t_video")
         t_audio = _per_sample(t_audio if t_audio is not None else t_video, batch, device, "t_audio")
         t_video = torch.where(routes.video_clean, torch.zeros_like(t_video), t_video)
@@ -154,9 +158,9 @@ class DualStreamModel(nn.Module):
 
         dtype = self.dtype_for_compute
         streams = {}
-        for name, tower, x, t, present in (
-            ("video", self.video_model, video, t_video, routes.video_present),
-            ("audio", self.audio_model, audio, t_audio, routes.audio_present),
+        for name, tower, x, t, present, txt in (
+            ("video", self.video_model, video, t_video, routes.video_present, text),
+            ("audio", self.audio_model, audio, t_audio, routes.audio_present, text if text_audio is None else text_audio),
         ):
             if x is None or not bool(present.any()):
                 continue
@@ -166,7 +170,7 @@ class DualStreamModel(nn.Module):
             e, e0 = tower.embed_time(sel(t), dtype)
             streams[name] = dict(
                 tower=tower, rows=rows, sel=sel, x=tokens, grid=grid, e=e, e0=e0,
-                text=tower.embed_text(sel(text).to(dtype)), rope=tower.rotary(grid, device),
+                text=tower.embed_text(sel(txt).to(dtype)), rope=tower.rotary(grid, device),
                 pos=tower.positions(grid, device),
                 skip=None if skip_block is None else sel(skip_rows).view(-1, 1, 1),
             )
