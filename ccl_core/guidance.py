@@ -72,9 +72,10 @@ def _pad_tokens(a: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([a, a.new_zeros(a.shape[0], n - a.shape[1], a.shape[2])], dim=1)
 
 
+@torch.no_grad()
 def guided_velocity(model, video, audio, t_video, t_audio, text, uncond_text, guidance: Guidance,
                     tasks=None, **model_kwargs):
-    """One batched model call over all branches, combined per stream.
+    """One batched model call over all branches, combined per stream (inference: no gradients).
 
     uncond_text is the null text (UCG, cfg) or the negative prompt (ovi). Texts of different token
     counts are zero-padded to a common length, which equals the model's own padding.

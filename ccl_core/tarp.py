@@ -62,7 +62,7 @@ class Partition:
 
 
 def _attend(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[torch.Tensor], n_ctx: int):
-    """SDPA with a boolean key mask [N, Lq or 1, K] and a logit offset on the first n_ctx keys.
+    """Reference SDPA with a boolean mask [N, Lq or 1, K] and a logit offset on the first n_ctx keys.
 
     q [N, H, Lq, D], k/v [N, H, K, D]. Rows without any visible key return zeros (not NaN).
     """
@@ -82,6 +82,39 @@ def _attend(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[torch.
     return out * has_key.unsqueeze(1).to(out.dtype)
 
 
+_REMOVED = -30000.0  # key-channel value that removes a key (logit about -2650 at head_dim 128)
+_EXTRA = 8  # extra channels keep the head dim a multiple of 8, as the fused kernels want
+
+
+def _attend_keys(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[torch.Tensor], n_ctx: int):
+    """SDPA with per-key logit offsets (removed keys, the context tokens' offset) and no mask.
+
+    The offsets ride in one extra key channel that meets a constant 1 in the queries, so no mask
+    is passed and the fused kernels (flash) stay usable: a [N, H, Lq, K] mask is never built.
+    q [N, H, Lq, D], k/v [N, H, K, D], key_mask [N, K] or None. Rows with no visible key are zero.
+    """
+    if key_mask is None and (ctx_bias is None or not n_ctx):
+        return F.scaled_dot_product_attention(q, k, v)
+    n, h, lq, d = q.shape
+    kk = k.shape[2]
+    scale = d ** -0.5
+    chan = torch.zeros(n, kk, dtype=torch.float32, device=q.device)
+    if key_mask is not None:
+        chan = chan.masked_fill(~key_mask, _REMOVED)
+    if ctx_bias is not None and n_ctx:
+        chan = torch.cat([chan[:, :n_ctx] + ctx_bias.float() / scale, chan[:, n_ctx:]], dim=1)
+    one = torch.zeros(_EXTRA, dtype=q.dtype, device=q.device)
+    one[0] = 1
+    q = torch.cat([q, one.expand(n, h, lq, _EXTRA)], dim=-1)
+    k_extra = F.pad(chan.to(k.dtype)[:, None, :, None].expand(n, h, kk, 1), (0, _EXTRA - 1))
+    k = torch.cat([k, k_extra], dim=-1)
+    v = F.pad(v, (0, _EXTRA))
+    out = F.scaled_dot_product_attention(q, k, v, scale=scale)[..., :d]
+    if key_mask is not None:
+        out = out * key_mask.any(-1).view(n, 1, 1, 1).to(out.dtype)
+    return out
+
+
 def cross_modal_attention(q, k, v, k_ctx, v_ctx, reads_other: Optional[torch.Tensor],
                           ctx_bias: Optional[torch.Tensor] = None,
                           partition: Optional[Partition] = None) -> torch.Tensor:
@@ -99,10 +132,12 @@ def cross_modal_attention(q, k, v, k_ctx, v_ctx, reads_other: Optional[torch.Ten
             v = torch.cat([v_ctx.unsqueeze(0).expand(b, -1, -1, -1).to(v.dtype), v], dim=1)
         mask = None
         if not all_full:
-            lk = k.shape[1]
-            mask = torch.ones(b, 1, lk, dtype=torch.bool, device=q.device)
-            mask[:, :, n_ctx:] = reads_other.view(b, 1, 1)
-        out = _attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, ctx_bias, n_ctx)
+            if not n_ctx:  # ctx-only rows see nothing: attend freely, then zero those rows
+                out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+                return out.transpose(1, 2) * reads_other.view(b, 1, 1, 1).to(out.dtype)
+            mask = torch.ones(b, k.shape[1], dtype=torch.bool, device=q.device)
+            mask[:, n_ctx:] = reads_other.view(b, 1)
+        out = _attend_keys(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, ctx_bias, n_ctx)
         return out.transpose(1, 2)
 
     p, mq = partition.q_idx.shape
@@ -118,8 +153,8 @@ def cross_modal_attention(q, k, v, k_ctx, v_ctx, reads_other: Optional[torch.Ten
         vp = torch.cat([v_ctx.to(v.dtype).expand(b, p, n_ctx, h, d), vp], dim=2)
         key_mask = torch.cat([key_mask.new_ones(b, p, n_ctx), key_mask], dim=2)
     kp, vp = kp.flatten(0, 1), vp.flatten(0, 1)
-    key_mask = key_mask.reshape(b * p, 1, -1)
-    out = _attend(qp.transpose(1, 2), kp.transpose(1, 2), vp.transpose(1, 2), key_mask, ctx_bias, n_ctx)
+    key_mask = key_mask.reshape(b * p, -1)
+    out = _attend_keys(qp.transpose(1, 2), kp.transpose(1, 2), vp.transpose(1, 2), key_mask, ctx_bias, n_ctx)
     out = out.transpose(1, 2).reshape(b, p * mq, h, d)
     return out[:, partition.q_inverse]
 
