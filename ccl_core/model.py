@@ -165,7 +165,7 @@ class DualStreamModel(nn.Module):
             if x is None or not bool(present.any()):
                 continue
             rows = None if bool(present.all()) else present.nonzero().squeeze(1)
-            sel = (lambda v: v) if rows is None else (lambda v: v[rows])
+            sel = (lambda v: v) if rows is None else (lambda v, rows=rows: v[rows])
             tokens, grid = tower.embed(sel(x).to(dtype))
             e, e0 = tower.embed_time(sel(t), dtype)
             streams[name] = dict(

@@ -31,11 +31,16 @@ def test_absent_stream_is_not_computed(tiny):
     assert v is None and a.shape == audio.shape
 
 
-def test_mixed_batch_equals_per_sample_runs(tiny):
+@pytest.mark.parametrize("tasks, ctx", [
+    (["t2av", "t2v", "t2a", "a2v", "v2a"], [False, False, False, True, False]),
+    (["t2av", "t2a"], [False, False]),
+    (["t2v", "t2av", "t2a", "t2av"], [False, False, False, True]),
+    (["t2a", "t2v", "v2a", "t2a", "a2v"], [False, True, False, False, False]),
+])
+def test_mixed_batch_equals_per_sample_runs(tiny, tasks, ctx):
     """Routing is a mask inside one batch: each row matches the same sample run alone."""
-    tasks = ["t2av", "t2v", "t2a", "a2v", "v2a"]
     video, audio, t, text = tiny_inputs(batch=len(tasks))
-    ctx_only = torch.tensor([False, False, False, True, False])
+    ctx_only = torch.tensor(ctx)
     v, a = tiny(video, audio, t, None, text, tasks=tasks, ctx_only=ctx_only)
     for i, task in enumerate(tasks):
         vi, ai = tiny(video[i:i + 1], audio[i:i + 1], t[i:i + 1], None, text[i:i + 1], tasks=task,
