@@ -1,0 +1,16 @@
+"""Training of the dual-stream model with dynamic context routing (DESIGN.md section 2).
+
+`train(model, data, cfg, run_dir)` runs one stage of the recipe (`stage_config("video" | "audio" |
+"joint" | "fusion")`) in a resumable run directory; `Trainer.step(batch)` is one DCR optimizer
+step for custom loops. docs/TRAINING.md describes the data contract, the run directory and
+launching under torchrun.
+"""
+
+from .config import STAGES, TrainConfig, stage_config
+from .data import TensorBatches, check_batch
+from .ema import EMA
+from .loop import train
+from .trainer import StepResult, Trainer
+
+__all__ = ["EMA", "STAGES", "StepResult", "TensorBatches", "TrainConfig", "Trainer", "check_batch",
+           "stage_config", "train"]

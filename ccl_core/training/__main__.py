@@ -1,0 +1,82 @@
+"""Command line: python -m ccl_core.training (or torchrun ... -m ccl_core.training) for one stage.
+
+    torchrun --nproc-per-node 8 -m ccl_core.training --run-dir runs/joint --stage joint \
+        --model ovi.safetensors --model-overrides '{"fusion": "ccl", "n_ctx": 8, "ctx_logit_init": -10}' \
+        --data mypkg.data:make_source --set steps=20000 --set lr_fusion=5e-5 --resume
+
+--data names a callable `module:function(rank=..., world_size=...)` that returns this rank's
+data source (data.py's contract). --model is a checkpoint (loaded in fp32) or preset:NAME for a
+freshly initialised model of a config preset (config.PRESETS, e.g. preset:tiny).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+from typing import List, Optional
+
+from ..checkpoint import load_checkpoint
+from ..config import PRESETS
+from ..model import DualStreamModel
+from .config import TrainConfig, stage_config
+from .loop import train
+
+
+def build_model(spec: str, overrides: dict) -> DualStreamModel:
+    if spec.startswith("preset:"):
+        name = spec.split(":", 1)[1]
+        if name not in PRESETS:
+            raise SystemExit(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
+        return DualStreamModel(PRESETS[name](**overrides))
+    return load_checkpoint(spec, dtype="fp32", overrides=overrides or None)
+
+
+def load_factory(spec: str):
+    module, sep, name = spec.partition(":")
+    if not sep:
+        raise SystemExit(f"--data must be module:function, got {spec!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def parse_sets(pairs: List[str]) -> dict:
+    """key=value pairs; values are JSON when they parse as JSON (numbers, lists, null), else strings."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m ccl_core.training", description=__doc__.split("\n")[0])
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--model", required=True, help="checkpoint path, or preset:NAME for a fresh model")
+    p.add_argument("--model-overrides", default="{}", help="JSON of ModelConfig fields to change")
+    p.add_argument("--data", required=True, help="module:function(rank=, world_size=) -> data source")
+    p.add_argument("--stage", default="joint", help="preset stage (video, audio, joint, fusion)")
+    p.add_argument("--config", help="a TrainConfig JSON file (instead of --stage)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig field")
+    p.add_argument("--device", default=None)
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+
+    if args.config:
+        with open(args.config) as f:
+            cfg = TrainConfig.from_dict({**json.load(f), **parse_sets(args.set)})
+    else:
+        cfg = stage_config(args.stage, **parse_sets(args.set))
+    model = build_model(args.model, json.loads(args.model_overrides))
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    data = load_factory(args.data)(rank=rank, world_size=world)
+    train(model, data, cfg, args.run_dir, device=args.device, resume=args.resume)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""One DCR training batch: draw tasks and dropouts, noise the streams that are generated.
+
+Per sample (DESIGN.md section 2): a task from the mix, null text with p_null_text, the ctx-only
+route with p_ctx_only (independently), and one noise level t shared by the sample's noised
+streams (as Ovi). Noised streams get x_t = (1 - t) x0 + t eps and the target eps - x0; clean
+conditioning streams (a2v audio, v2a video) are passed as their clean latent and the model runs
+them at t = 0; absent streams are passed as they are (the model skips those rows) or as None when
+no sample of the batch has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..routing import Routes, make_routes, sample_tasks
+from .config import TrainConfig
+from .data import Batch
+from .timesteps import sample_timesteps
+
+
+@dataclass
+class FlowBatch:
+    """Model inputs and flow-matching targets of one batch."""
+
+    video: Optional[torch.Tensor]  # model input: x_t where noised, x0 where clean or absent
+    audio: Optional[torch.Tensor]
+    video_target: Optional[torch.Tensor]  # eps - x0 (meaningful on rows with routes.video_loss)
+    audio_target: Optional[torch.Tensor]
+    t: torch.Tensor  # [B]
+    text: torch.Tensor  # [B, L, D], null text on dropped rows
+    tasks: List[str]
+    routes: Routes  # the DCR routes (losses and bookkeeping use these)
+
+
+def prepare_batch(batch: Batch, cfg: TrainConfig, task_gen: torch.Generator,
+                  noise_gen: torch.Generator) -> FlowBatch:
+    """Draw tasks, dropouts and noise for a validated batch already on the training device.
+
+    task_gen (CPU) draws tasks, dropouts and t; noise_gen (on the batch's device) draws eps.
+    """
+    text = batch["text"]
+    size, device = text.shape[0], text.device
+    draw = sample_tasks(size, task_gen, cfg.task_mix, cfg.p_null_text, cfg.p_ctx_only)
+    t = sample_timesteps(size, cfg, task_gen).to(device)
+    routes = make_routes(draw.tasks, size, draw.ctx_only, device)
+    text = drop_text(text, batch["null_text"], draw.null_text.to(device))
+
+    inputs, targets = {}, {}
+    for stream, present in (("video", routes.video_present), ("audio", routes.audio_present)):
+        x0 = batch.get(stream)
+        if x0 is None or not bool(present.any()):
+            inputs[stream] = targets[stream] = None
+            continue
+        eps = torch.randn(x0.shape, generator=noise_gen, device=device, dtype=x0.dtype)
+        noised = getattr(routes, f"{stream}_loss").view(-1, *[1] * (x0.ndim - 1))
+        tb = t.view(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
+        inputs[stream] = torch.where(noised, (1 - tb) * x0 + tb * eps, x0)
+        targets[stream] = eps - x0
+    return FlowBatch(inputs["video"], inputs["audio"], targets["video"], targets["audio"], t, text,
+                     draw.tasks, routes)
+
+
+def drop_text(text: torch.Tensor, null_text: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """Rows where drop is True get the null text; both are zero-padded to the longer length."""
+    if not bool(drop.any()):
+        return text
+    length = max(text.shape[1], null_text.shape[1])
+    text = F.pad(text, (0, 0, 0, length - text.shape[1]))
+    null_text = F.pad(null_text, (0, 0, 0, length - null_text.shape[1])).to(text.dtype)
+    return torch.where(drop.view(-1, 1, 1), null_text.expand_as(text), text)
