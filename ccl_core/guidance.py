@@ -74,26 +74,34 @@ def _pad_tokens(a: torch.Tensor, n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def guided_velocity(model, video, audio, t_video, t_audio, text, uncond_text, guidance: Guidance,
-                    tasks=None, **model_kwargs):
+                    tasks=None, text_audio=None, uncond_text_audio=None, **model_kwargs):
     """One batched model call over all branches, combined per stream (inference: no gradients).
 
-    uncond_text is the null text (UCG, cfg) or the negative prompt (ovi). Texts of different token
-    counts are zero-padded to a common length, which equals the model's own padding.
+    uncond_text is the null text (UCG, cfg) or the negative prompt (ovi). text_audio and
+    uncond_text_audio give the audio tower its own prompt / negative prompt (Ovi's negative prompts
+    differ per stream); they default to text and uncond_text. Texts of different token counts are
+    zero-padded to a common length, which equals the model's own padding.
     """
     branches = guidance.branches
     n = len(branches)
     b = (video if video is not None else audio).shape[0]
-    tokens = max(text.shape[1], uncond_text.shape[1] if uncond_text is not None else 0)
     if uncond_text is None:
         uncond_text = torch.zeros_like(text)
-    if uncond_text.shape[0] == 1 and b > 1:
-        uncond_text = uncond_text.expand(b, -1, -1)
-    text, uncond_text = _pad_tokens(text, tokens), _pad_tokens(uncond_text, tokens)
-    texts, ctx_only, skip = [], [], []
+    separate_audio = text_audio is not None or uncond_text_audio is not None
+    text_audio = text if text_audio is None else text_audio
+    uncond_text_audio = uncond_text if uncond_text_audio is None else uncond_text_audio
+    parts = [text, uncond_text, text_audio, uncond_text_audio]
+    tokens = max(p.shape[1] for p in parts)
+    text, uncond_text, text_audio, uncond_text_audio = (
+        _pad_tokens(p.expand(b, -1, -1) if p.shape[0] == 1 and b > 1 else p, tokens) for p in parts)
+    texts, texts_audio, ctx_only, skip = [], [], [], []
     for use_text, full, skips in branches.values():
         texts.append(text if use_text else uncond_text)
+        texts_audio.append(text_audio if use_text else uncond_text_audio)
         ctx_only.append(torch.full((b,), not full, dtype=torch.bool))
         skip.append(torch.full((b,), skips, dtype=torch.bool))
+    if separate_audio:
+        model_kwargs = dict(model_kwargs, text_audio=torch.cat(texts_audio))
     rep = lambda x: None if x is None else x.repeat((n,) + (1,) * (x.ndim - 1))
     rep_t = lambda t: t if t is None or not torch.is_tensor(t) or t.ndim == 0 else t.repeat(n)
     if tasks is not None and not isinstance(tasks, str):

@@ -59,3 +59,18 @@ def test_guidance_with_a_held_stream(tiny):
     gv, ga = guided_velocity(tiny, video, audio, t, None, text, torch.zeros_like(text), Guidance("decoupled"),
                              tasks="a2v")
     assert gv.shape == video.shape and ga.shape == audio.shape
+
+
+def test_separate_audio_prompts_reach_the_audio_tower(tiny):
+    """Ovi's negative prompts differ per stream: the audio tower sees its own texts."""
+    video, audio, t, text = tiny_inputs()
+    g = Guidance("ovi", skip_block=1)
+    neg_v, neg_a = torch.randn(1, 3, 16), torch.randn(1, 4, 16)
+    text_a = torch.randn_like(text)
+    gv, ga = guided_velocity(tiny, video, audio, t, None, text, neg_v, g, text_audio=text_a, uncond_text_audio=neg_a)
+    pad = lambda x, n: torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1], x.shape[2])], 1)
+    nv, na = pad(neg_v.expand(2, -1, -1), 5), pad(neg_a.expand(2, -1, -1), 5)
+    neg = tiny(video, audio, t, None, nv, text_audio=na, skip_block=1)
+    pos = tiny(video, audio, t, None, text, text_audio=text_a)
+    torch.testing.assert_close(gv, neg[0] + 4.0 * (pos[0] - neg[0]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ga, neg[1] + 3.0 * (pos[1] - neg[1]), atol=1e-5, rtol=1e-5)
