@@ -1,0 +1,200 @@
+"""The MODEL adapter: a ComfyUI BaseModel whose diffusion model is ccl_core's DualStreamModel.
+
+Native sampling (SamplerCustomAdvanced, KSampler, any CFGGuider) packs the joint latent into one
+[B, 1, N] tensor; because `extra_conds` returns `latent_shapes`, BaseModel._apply_model unpacks it
+into [video, audio] before calling the diffusion model and packs the returned pair again. Model
+type FLOW gives `x0 = x - sigma * v`, the rectified-flow convention of ccl_core (v = noise - x0).
+
+Our keys in a CONDITIONING dict reach `extra_conds` (every key of the dict does) and are turned
+into per-row tensors that batch across conds, so one model call can mix tasks and guidance branches:
+  ccl_task        task name (t2av, t2v, t2a, a2v, v2a), default t2av
+  ccl_clean_video / ccl_clean_audio   clean conditioning latent (model space) of v2a / a2v
+  ccl_ctx_only    bool: force the context-tokens-only route (UCG's unconditional branches)
+  ccl_skip        int: fusion block to skip for this cond (Ovi's skip-layer guidance), -1 none
+  ccl_null_text   bool: use the null text (zeros) instead of the cond's text
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn as nn
+
+import comfy.conds
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.supported_models_base
+
+from .common import TASK_IDS, TASK_NAMES, LatentSpec
+
+log = logging.getLogger("ccl")
+
+
+class ZeroPadCrossAttn(comfy.conds.CONDCrossAttn):
+    """Text cond that batches texts of different token counts by zero padding.
+
+    ComfyUI's CONDCrossAttn pads by repeating the tokens, which changes what a Wan/Ovi text
+    cross-attention sees; the CCL towers pad text with zeros (as Wan does), so zero padding keeps
+    each row's result equal to running it alone.
+    """
+
+    def can_concat(self, other):
+        a, b = self.cond.shape, other.cond.shape
+        return a[0] == b[0] and a[2] == b[2] and self.cond.device == other.cond.device
+
+    def concat(self, others):
+        conds = [self.cond] + [o.cond for o in others]
+        n = max(c.shape[1] for c in conds)
+        out = [c if c.shape[1] == n else torch.cat([c, c.new_zeros(c.shape[0], n - c.shape[1], c.shape[2])], 1)
+               for c in conds]
+        return torch.cat(out)
+
+
+class CCLModelConfig(comfy.supported_models_base.BASE):
+    unet_config = {}
+    unet_extra_config = {}
+    sampling_settings = {"shift": 5.0, "multiplier": 1000}
+    latent_format = comfy.latent_formats.LatentFormat  # identity: the packed latent must not be rescaled
+    memory_usage_factor = 1.0
+    supported_inference_dtypes = [torch.bfloat16, torch.float16, torch.float32]
+
+
+class CCLDiffusionModel(nn.Module):
+    """diffusion_model of the BaseModel: converts ComfyUI's call into a DualStreamModel call."""
+
+    def __init__(self, net, multiplier: float = 1000.0):
+        super().__init__()
+        self.net = net
+        self.multiplier = float(multiplier)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        # BaseModel casts inputs to this: the compute dtype (bf16 for fp8 weights), not the storage dtype
+        return self.net.dtype_for_compute
+
+    def forward(self, x, timestep, context=None, control=None, transformer_options={}, ccl_task=None,
+                ccl_ctx_only=None, ccl_skip=None, ccl_clean_video=None, ccl_clean_audio=None, **kwargs):
+        if torch.is_tensor(x):
+            raise ValueError("a CCL model takes a joint audio-video latent; make it with 'CCL Empty Joint "
+                             f"Latent' (got a plain latent {list(x.shape)})")
+        if len(x) != 2:
+            raise ValueError(f"a joint latent holds (video, audio); got {len(x)} tensors")
+        video, audio = x
+        batch = video.shape[0]
+        device = video.device
+        sigma = timestep.float().to(device) / self.multiplier
+        if sigma.ndim == 0:
+            sigma = sigma.expand(batch)
+        ids = torch.zeros(batch, dtype=torch.long, device=device) if ccl_task is None else ccl_task.to(device).long()
+        tasks = [TASK_NAMES[i] for i in ids.tolist()]
+        held = {"video": ids == TASK_IDS["v2a"], "audio": ids == TASK_IDS["a2v"]}
+        inputs = {"video": video, "audio": audio}
+        cleans = {"video": ccl_clean_video, "audio": ccl_clean_audio}
+        for name in ("video", "audio"):
+            rows = held[name]
+            if bool(rows.any()):
+                clean = cleans[name]
+                if clean is None:
+                    raise ValueError(f"task {'v2a' if name == 'video' else 'a2v'} needs the clean {name} latent; "
+                                     "set it with the CCL task node")
+                clean = clean.to(device=device, dtype=inputs[name].dtype)
+                if clean.shape != inputs[name].shape:
+                    raise ValueError(f"clean {name} latent {list(clean.shape)} does not match the joint latent's "
+                                     f"{name} {list(inputs[name].shape)}; run the task node on this latent")
+                view = (-1,) + (1,) * (clean.ndim - 1)
+                inputs[name] = torch.where(rows.view(view), clean, inputs[name])
+        ctx_only = None if ccl_ctx_only is None else ccl_ctx_only.to(device).bool()
+        skip_block = skip_rows = None
+        if ccl_skip is not None:
+            skip = ccl_skip.to(device).long()
+            if bool((skip >= 0).any()):
+                blocks = torch.unique(skip[skip >= 0]).tolist()
+                if len(blocks) > 1:
+                    raise ValueError(f"one batch can skip only one fusion block, got {blocks}")
+                skip_block, skip_rows = int(blocks[0]), skip >= 0
+        v_video, v_audio = self.net(inputs["video"], inputs["audio"], sigma, sigma, context, tasks=tasks,
+                                    ctx_only=ctx_only, skip_block=skip_block, skip_rows=skip_rows)
+        out = {"video": v_video, "audio": v_audio}
+        # Held rows: the velocity whose denoised value (x - sigma * v) is the clean latent.
+        for name, x_in in (("video", video), ("audio", audio)):
+            rows = held[name]
+            if bool(rows.any()):
+                s = sigma.view((-1,) + (1,) * (x_in.ndim - 1)).float()
+                v_hold = torch.where(s > 0, (x_in.float() - cleans[name].to(device).float()) / s.clamp_min(1e-12),
+                                     torch.zeros_like(x_in, dtype=torch.float32))
+                out[name] = torch.where(rows.view((-1,) + (1,) * (x_in.ndim - 1)), v_hold.to(out[name].dtype), out[name])
+        return [out["video"], out["audio"]]
+
+
+class CCLBaseModel(comfy.model_base.BaseModel):
+    def __init__(self, model_config, net, spec: LatentSpec, device=None):
+        super().__init__(model_config, comfy.model_base.ModelType.FLOW, device=device)
+        self.diffusion_model = CCLDiffusionModel(net, model_config.sampling_settings.get("multiplier", 1000))
+        self.diffusion_model.eval()
+        self.ccl_spec = spec
+        self._warned_text = False
+
+    @property
+    def ccl_config(self):
+        return self.diffusion_model.net.config
+
+    def extra_conds(self, **kwargs):
+        out = super().extra_conds(**kwargs)
+        text = kwargs.get("cross_attn")
+        if text is not None:
+            if kwargs.get("ccl_null_text", False):
+                text = torch.zeros_like(text)
+            limit = self.ccl_config.text_len
+            if text.shape[1] > limit:
+                if not self._warned_text:
+                    log.warning("CCL: text has %d tokens, the model reads %d: the rest is cut", text.shape[1], limit)
+                    self._warned_text = True
+                text = text[:, :limit]
+            out["c_crossattn"] = ZeroPadCrossAttn(text)
+        shapes = kwargs.get("latent_shapes")
+        if shapes is not None:
+            out["latent_shapes"] = comfy.conds.CONDConstant(shapes)
+        task = kwargs.get("ccl_task", "t2av")
+        if task not in TASK_IDS:
+            raise ValueError(f"unknown CCL task {task!r}; expected one of {list(TASK_IDS)}")
+        out["ccl_task"] = comfy.conds.CONDRegular(torch.tensor([TASK_IDS[task]], dtype=torch.long))
+        out["ccl_ctx_only"] = comfy.conds.CONDRegular(
+            torch.tensor([int(bool(kwargs.get("ccl_ctx_only", False)))], dtype=torch.long))
+        out["ccl_skip"] = comfy.conds.CONDRegular(torch.tensor([int(kwargs.get("ccl_skip", -1))], dtype=torch.long))
+        for name in ("video", "audio"):
+            clean = kwargs.get(f"ccl_clean_{name}")
+            if clean is not None:
+                out[f"ccl_clean_{name}"] = comfy.conds.CONDRegular(clean)
+        return out
+
+    def memory_required(self, input_shape, cond_shapes={}):
+        """Bytes for one forward at this (packed [B, 1, N]) input shape.
+
+        Activations are linear in the token count (ccl_core's attention goes through torch SDPA,
+        whose flash / memory-efficient kernels need no tokens x tokens matrix); tokens are estimated
+        from the element count with the video patch, since video holds almost all elements.
+        """
+        cfg = self.ccl_config
+        batch = int(input_shape[0])
+        elements = math.prod(int(s) for s in input_shape[1:])
+        tokens = elements / (cfg.video_channels * math.prod(cfg.video_patch)) * 1.1 + 64
+        dtype = self.get_dtype()
+        size = comfy.model_management.dtype_size(dtype)
+        per_token = (8 * cfg.dim + 3 * cfg.ffn_dim) * size + 4 * cfg.dim * 4  # bf16 activations + fp32 norms
+        total = batch * tokens * per_token
+        return total * 1.2 + 256 * 2**20
+
+
+def build_model(net, spec: LatentSpec, shift: float = 5.0, weight_dtype=None):
+    """ModelPatcher around a CCLBaseModel holding `net` (a ccl_core DualStreamModel)."""
+    mm = comfy.model_management
+    cfg = CCLModelConfig({"disable_unet_model_creation": True})
+    cfg.sampling_settings["shift"] = float(shift)
+    cfg.set_inference_dtype(net.dtype_for_compute, None)
+    offload = mm.unet_offload_device()
+    model = CCLBaseModel(cfg, net.to(offload) if str(offload) != "cpu" else net, spec, device=offload)
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=offload)

@@ -1,0 +1,148 @@
+"""UCG guider (GUIDER for SamplerCustomAdvanced) and the null-text conditioning.
+
+All guidance branches of a step (u, c_text, c_full, ...) are conds of one calc_cond_batch call, so
+ComfyUI batches them into one model call whenever memory allows. The branch flags travel in the
+cond dicts (ccl_ctx_only, ccl_skip, ccl_null_text; see comfy_model.py). The packed x0 prediction
+of each branch is split per modality with the latent shapes and combined per stream by
+ccl_core.guidance.Guidance.combine. Its forms are affine with weights summing to one, so combining
+denoised x0 (what ComfyUI's guiders return) equals combining velocities.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.samplers
+import comfy.utils
+
+from ..ccl_core.guidance import FORMS, Guidance
+from .common import CATEGORY, spec_of, tip
+from .tasks import null_text_like
+
+TASK_KEYS = ("ccl_task", "ccl_clean_video", "ccl_clean_audio")
+
+
+def branch_conds(guidance: Guidance, positive, negative=None):
+    """branch name -> CONDITIONING with that branch's flags; task keys always from the positive."""
+    task = {k: v for k, v in positive[0][1].items() if k in TASK_KEYS} if positive else {}
+    out = {}
+    for name, (use_text, full, skips) in guidance.branches.items():
+        if use_text:
+            src = positive
+        elif negative is not None:
+            src = negative
+        else:
+            src = null_text_like(positive)
+        flags = {"ccl_ctx_only": not full, "ccl_skip": guidance.skip_block if skips else -1}
+        conds = []
+        for t, d in src:
+            d = {k: v for k, v in d.items() if k not in TASK_KEYS}
+            d.update(task)
+            d.update(flags)
+            conds.append([t, d])
+        out[name] = conds
+    return out
+
+
+class CCLGuider(comfy.samplers.CFGGuider):
+    """CFGGuider whose predict_noise evaluates every guidance branch in one batch, combined per stream."""
+
+    def set_guidance(self, guidance: Guidance, positive, negative=None):
+        self.guidance = guidance
+        self.branch_names = list(guidance.branches)
+        self.inner_set_conds(branch_conds(guidance, positive, negative))
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):
+        names = self.branch_names
+        outs = comfy.samplers.calc_cond_batch(self.inner_model, [self.conds.get(n) for n in names], x, timestep,
+                                              model_options)
+        shapes = self._latent_shapes()
+        if len(names) == 1:
+            return outs[0]
+        per = [comfy.utils.unpack_latents(o, shapes) for o in outs]
+        video = self.guidance.combine({n: p[0] for n, p in zip(names, per)}, "video")
+        audio = self.guidance.combine({n: p[1] for n, p in zip(names, per)}, "audio")
+        return comfy.utils.pack_latents([video, audio])[0]
+
+    def _latent_shapes(self):
+        for conds in self.conds.values():
+            for c in conds or []:
+                shapes = c.get("model_conds", {}).get("latent_shapes")
+                if shapes is not None:
+                    shapes = shapes.cond
+                    if len(shapes) != 2:
+                        break
+                    return shapes
+        raise ValueError("the CCL guider needs a joint audio-video latent (from 'CCL Empty Joint Latent') and a "
+                         "model from 'CCL Model Loader'")
+
+
+class CCLGuiderNode:
+    DESCRIPTION = ("Unconditional context guidance (UCG) for CCL / Ovi models, as a GUIDER for "
+                   "SamplerCustomAdvanced. Its unconditional branch is the context-tokens-only route, with "
+                   "separate scales for video and audio. Forms: joint u + w(c_full - u); decoupled "
+                   "u + w_text(c_text - u) + w_av(c_full - c_text); cfg (null/negative text, full route); ovi "
+                   "(Ovi's own: negative text, full route, one fusion block skipped); none.")
+    CATEGORY = f"{CATEGORY}/sampling"
+    RETURN_TYPES = ("GUIDER",)
+    RETURN_NAMES = ("guider",)
+    OUTPUT_TOOLTIPS = ("Guider for SamplerCustomAdvanced.",)
+    FUNCTION = "get_guider"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        scale = dict(min=0.0, max=30.0, step=0.1, round=0.01)
+        return {"required": {
+            "model": ("MODEL", tip("CCL / Ovi model.")),
+            "positive": ("CONDITIONING", tip("Prompt conditioning (through a CCL task node for a2v, v2a, t2v, t2a).")),
+            "form": (list(FORMS), tip("joint / decoupled: UCG (unconditional = context tokens only); cfg: "
+                                      "classic CFG with the full route; ovi: Ovi's guidance with skip-layer; none: "
+                                      "no guidance (one model call per step).", default="joint")),
+            "video_scale": ("FLOAT", tip("Guidance scale of the video stream (w, or w_text for decoupled). "
+                                         "Ovi: 4.0.", default=4.0, **scale)),
+            "audio_scale": ("FLOAT", tip("Guidance scale of the audio stream (w, or w_text for decoupled). "
+                                         "Ovi: 3.0.", default=3.0, **scale)),
+            "video_av_scale": ("FLOAT", tip("Decoupled form only: cross-modal scale w_av of the video stream "
+                                            "(how strongly the video follows the audio).", default=2.0, **scale)),
+            "audio_av_scale": ("FLOAT", tip("Decoupled form only: cross-modal scale w_av of the audio stream.",
+                                            default=2.0, **scale)),
+            "skip_block": ("INT", tip("ovi form only: fusion block skipped in the negative branch (Ovi: 11).",
+                                      default=11, min=0, max=200)),
+        }, "optional": {
+            "negative": ("CONDITIONING", tip("Optional negative prompt used in place of the null text in the "
+                                             "unconditional branch.")),
+        }}
+
+    def get_guider(self, model, positive, form, video_scale, audio_scale, video_av_scale, audio_av_scale,
+                   skip_block, negative=None):
+        spec_of(model)  # a clear error for a non-CCL model
+        layers = model.model.ccl_config.num_layers
+        if form == "ovi" and not 0 <= skip_block < layers:
+            raise ValueError(f"skip_block {skip_block} is outside this model's {layers} fusion blocks (0..{layers - 1})")
+        guidance = Guidance(form, video_scale, audio_scale, video_av_scale, audio_av_scale, skip_block)
+        guider = CCLGuider(model)
+        guider.set_guidance(guidance, positive, negative)
+        return (guider,)
+
+
+class CCLNullText:
+    DESCRIPTION = ("The null text of a CCL / Ovi model (zero embeddings): the unconditional text of UCG and of "
+                   "training's text dropout. Use it as a negative for native guiders, or as the prompt for an "
+                   "unconditional sample.")
+    CATEGORY = f"{CATEGORY}/conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    RETURN_NAMES = ("conditioning",)
+    OUTPUT_TOOLTIPS = ("Zero text embeddings of the model's text width.",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL", tip("CCL / Ovi model (gives the text width)."))}}
+
+    def make(self, model):
+        spec = spec_of(model)
+        return ([[torch.zeros(1, 1, spec.text_dim), {}]],)
+
+
+NODE_CLASS_MAPPINGS = {"CCLGuider": CCLGuiderNode, "CCLNullText": CCLNullText}
+NODE_DISPLAY_NAME_MAPPINGS = {"CCLGuider": "CCL UCG Guider", "CCLNullText": "CCL Null Text"}

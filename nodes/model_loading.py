@@ -1,0 +1,98 @@
+"""CCL Model Loader: a CCL or Ovi checkpoint -> native MODEL."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import folder_paths
+
+import comfy.utils
+
+from ..ccl_core.checkpoint import CheckpointError, detect_kind, load_checkpoint, read_header
+from .common import CATEGORY, SHIFT_METADATA_KEY, model_spec, tip
+from .comfy_model import build_model
+
+log = logging.getLogger("ccl")
+
+FOLDER = "ccl"  # models/ccl, registered by the pack's __init__
+SEARCH = (FOLDER, "diffusion_models")
+WEIGHT_DTYPES = ["default", "bf16", "fp16", "fp8"]
+DEFAULT_SHIFT = 5.0  # Ovi's; ModelSamplingSD3 overrides it
+
+
+def register_folder() -> None:
+    """models/ccl with .safetensors files (extra_model_paths.yaml may add `ccl: path`)."""
+    path = os.path.join(folder_paths.models_dir, FOLDER)
+    paths, _ = folder_paths.folder_names_and_paths.get(FOLDER, ([], set()))
+    if path not in paths:
+        paths = [path] + list(paths)
+    folder_paths.folder_names_and_paths[FOLDER] = (paths, {".safetensors", ".sft"})
+
+
+def list_checkpoints():
+    names = []
+    for folder in SEARCH:
+        try:
+            names.extend(folder_paths.get_filename_list(folder))
+        except KeyError:
+            continue
+    return sorted(set(names))
+
+
+def resolve(name: str) -> str:
+    for folder in SEARCH:
+        try:
+            path = folder_paths.get_full_path(folder, name)
+        except KeyError:
+            path = None
+        if path:
+            return path
+    raise FileNotFoundError(f"CCL checkpoint {name!r} not found in models/{FOLDER} or models/diffusion_models")
+
+
+class CCLModelLoader:
+    DESCRIPTION = ("Loads a CCL or Ovi audio-video diffusion model (safetensors from models/ccl or "
+                   "models/diffusion_models) as a native MODEL for SamplerCustomAdvanced, KSampler and the "
+                   "CCL guider. The kind of file is recognised from its keys and metadata.")
+    CATEGORY = f"{CATEGORY}/loaders"
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The dual-stream audio-video model (flow matching, shift from the file or 5.0).",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "ckpt_name": (list_checkpoints(), tip(
+                "CCL or Ovi checkpoint (.safetensors) from models/ccl or models/diffusion_models; Ovi's "
+                "file is model.safetensors (720x720, 5 s) or model_960x960*.safetensors")),
+            "weight_dtype": (WEIGHT_DTYPES, tip(
+                "Weight storage: default keeps the file's dtype; bf16/fp16 convert; fp8 stores the block "
+                "matrices as float8_e4m3fn (about half the memory of bf16) and computes in bf16",
+                default="default")),
+        }}
+
+    def load(self, ckpt_name, weight_dtype="default"):
+        path = resolve(ckpt_name)
+        header = read_header(path)
+        kind, what = detect_kind(header)
+        if kind not in ("ccl", "ovi"):
+            raise CheckpointError(f"{os.path.basename(path)} is {what}, not a CCL or Ovi audio-video model; "
+                                  "load it with the loader made for it")
+        pbar = comfy.utils.ProgressBar(2)
+        pbar.update(1)
+        net = load_checkpoint(path, dtype=None if weight_dtype == "default" else weight_dtype, device="cpu")
+        pbar.update(1)
+        try:
+            shift = float(header.metadata.get(SHIFT_METADATA_KEY, DEFAULT_SHIFT))
+        except ValueError:
+            shift = DEFAULT_SHIFT
+        spec = model_spec(net.config, header.metadata)
+        log.info("CCL: loaded %s (%s, %s, %d blocks, width %d)", os.path.basename(path), kind,
+                 net.config.name or "unnamed", net.config.num_layers, net.config.dim)
+        return (build_model(net, spec, shift=shift),)
+
+
+NODE_CLASS_MAPPINGS = {"CCLModelLoader": CCLModelLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"CCLModelLoader": "CCL Model Loader"}

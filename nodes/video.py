@@ -1,0 +1,202 @@
+"""Muxing: IMAGE + AUDIO -> native VIDEO, and an output node writing mp4 (H.264 + AAC, faststart).
+
+Both make the inputs safe for an H.264 mp4 first: frames padded to even width and height (libx264
+with yuv420p refuses odd sizes), the first clip of a batched AUDIO, at most two channels, on the CPU,
+trimmed or padded with silence to the video's duration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+
+import comfy.utils
+import folder_paths
+
+from .common import CATEGORY, check_interrupt, tip
+
+log = logging.getLogger("ccl")
+
+
+def _video_api():
+    try:
+        from comfy_api.latest import InputImpl, Types
+    except ImportError as e:  # ComfyUI before the VIDEO type
+        raise RuntimeError(f"the VIDEO type needs ComfyUI >= 0.3.68 (comfy_api.latest is missing: {e})") from None
+    return InputImpl, Types
+
+
+def frame_rate(fps) -> Fraction:
+    fps = float(fps)
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return Fraction(round(fps * 1000), 1000)
+
+
+def even_frames(images: torch.Tensor) -> torch.Tensor:
+    """[F, H, W, C] float 0..1 -> [F, H', W', 3] with H', W' even (edge pixels repeated)."""
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4:
+        raise ValueError(f"IMAGE must be [frames, H, W, C], got {list(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError("no frames to write")
+    c = images.shape[-1]
+    images = images[..., :3] if c >= 3 else images[..., :1].expand(*images.shape[:-1], 3)
+    h, w = images.shape[1:3]
+    ph, pw = h % 2, w % 2
+    if ph or pw:
+        images = F.pad(images.movedim(-1, 1).float(), (0, pw, 0, ph), mode="replicate").movedim(1, -1)
+    return images.float().clamp(0, 1).cpu().contiguous()
+
+
+def fit_audio(audio, frames: int, rate: Fraction):
+    """AUDIO -> {"waveform": [1, C<=2, S], "sample_rate"} covering exactly frames / rate seconds."""
+    if audio is None:
+        return None
+    wave, sr = audio["waveform"], int(audio["sample_rate"])
+    if wave.ndim == 2:
+        wave = wave.unsqueeze(0)
+    if wave.ndim != 3:
+        raise ValueError(f"AUDIO waveform must be [batch, channels, samples], got {list(wave.shape)}")
+    if wave.shape[0] > 1:
+        log.info("CCL: the audio has a batch of %d; the video gets the first one", wave.shape[0])
+    wave = wave[:1, :2].float().cpu()
+    samples = round(frames * sr / rate)
+    wave = wave[..., :samples] if wave.shape[-1] >= samples else F.pad(wave, (0, samples - wave.shape[-1]))
+    return {"waveform": wave.contiguous(), "sample_rate": sr}
+
+
+class CCLCreateVideo:
+    DESCRIPTION = ("Makes a native VIDEO from frames, a soundtrack and a frame rate, ready for SaveVideo or "
+                   "CCL Save Video: odd sizes are padded to even, the audio fitted to the video's duration.")
+    CATEGORY = f"{CATEGORY}/video"
+    RETURN_TYPES = ("VIDEO",)
+    RETURN_NAMES = ("video",)
+    OUTPUT_TOOLTIPS = ("Video with its soundtrack.",)
+    FUNCTION = "create"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": ("IMAGE", tip("Video frames [frames, H, W, 3].")),
+            "fps": ("FLOAT", tip("Frame rate (connect the fps output of CCL Decode or CCL Empty Joint Latent).",
+                                 default=24.0, min=1.0, max=240.0, step=0.001)),
+        }, "optional": {"audio": ("AUDIO", tip("Soundtrack; the first clip of a batch is used."))}}
+
+    def create(self, images, fps, audio=None):
+        InputImpl, Types = _video_api()
+        rate = frame_rate(fps)
+        images = even_frames(images)
+        return (InputImpl.VideoFromComponents(Types.VideoComponents(
+            images=images, audio=fit_audio(audio, images.shape[0], rate), frame_rate=rate)),)
+
+
+def unique_path(folder: str, filename: str, counter: int, ext: str = "mp4"):
+    while True:
+        name = f"{filename}_{counter:05}_.{ext}"
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            return path, name
+        counter += 1
+
+
+def write_mp4(path: str, images: torch.Tensor, rate: Fraction, audio=None, metadata=None, crf: int = 19) -> None:
+    """H.264 (yuv420p) + AAC mp4 with the index at the front (faststart). images [F, H, W, 3] even sizes."""
+    import av
+    import numpy as np
+
+    frames, height, width = images.shape[:3]
+    pbar = comfy.utils.ProgressBar(frames)
+    tmp = path + ".part"
+    try:
+        with av.open(tmp, mode="w", format="mp4", options={"movflags": "faststart+use_metadata_tags"}) as out:
+            for k, v in (metadata or {}).items():
+                out.metadata[k] = v if isinstance(v, str) else json.dumps(v)
+            vs = out.add_stream("h264", rate=rate, options={"crf": str(int(crf))})
+            vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+            astream = None
+            if audio is not None:
+                sr = int(audio["sample_rate"])
+                channels = audio["waveform"].shape[1]
+                layout = "mono" if channels == 1 else "stereo"
+                astream = out.add_stream("aac", rate=sr, layout=layout)
+            for i in range(frames):
+                check_interrupt()
+                img = (images[i] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+                for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    out.mux(packet)
+                pbar.update(1)
+            for packet in vs.encode(None):
+                out.mux(packet)
+            if astream is not None:
+                wave = audio["waveform"][0].numpy().astype(np.float32)  # [C, S]
+                step = 1024
+                for start in range(0, wave.shape[1], step):
+                    chunk = np.ascontiguousarray(wave[:, start:start + step])
+                    frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+                    frame.sample_rate, frame.pts = sr, start
+                    for packet in astream.encode(frame):
+                        out.mux(packet)
+                for packet in astream.encode(None):
+                    out.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _metadata_enabled() -> bool:
+    try:
+        from comfy.cli_args import args
+        return not getattr(args, "disable_metadata", False)
+    except ImportError:
+        return True
+
+
+class CCLSaveVideo:
+    DESCRIPTION = ("Saves a VIDEO as mp4 (H.264 + AAC, index at the front for streaming) in ComfyUI's output "
+                   "folder with a numbered name that never overwrites, and shows it in the UI. The workflow is "
+                   "stored in the file's metadata, like SaveVideo.")
+    CATEGORY = f"{CATEGORY}/video"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "save"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "video": ("VIDEO", tip("Video to save (from CCL Create Video, CreateVideo or Load Video).")),
+            "filename_prefix": ("STRING", tip("File name prefix; may contain a subfolder (video/CCL) and "
+                                              "%date:yyyy-MM-dd% style fields.", default="video/CCL")),
+            "crf": ("INT", tip("H.264 quality: lower is better and larger (0 lossless, 19 visually clean, "
+                               "28 small).", default=19, min=0, max=51)),
+        }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    def save(self, video, filename_prefix="video/CCL", crf=19, prompt=None, extra_pnginfo=None):
+        comp = video.get_components()
+        rate = Fraction(comp.frame_rate).limit_denominator(1_000_000)
+        images = even_frames(comp.images)
+        audio = fit_audio(comp.audio, images.shape[0], rate)
+        out_dir = folder_paths.get_output_directory()
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, out_dir, images.shape[2], images.shape[1])
+        path, name = unique_path(folder, filename, counter)
+        meta = {}
+        if _metadata_enabled():
+            if prompt is not None:
+                meta["prompt"] = prompt
+            for k, v in (extra_pnginfo or {}).items():
+                meta[k] = v
+        write_mp4(path, images, rate, audio, meta, crf)
+        return {"ui": {"images": [{"filename": name, "subfolder": subfolder, "type": "output"}],
+                       "animated": (True,)}}
+
+
+NODE_CLASS_MAPPINGS = {"CCLCreateVideo": CCLCreateVideo, "CCLSaveVideo": CCLSaveVideo}
+NODE_DISPLAY_NAME_MAPPINGS = {"CCLCreateVideo": "CCL Create Video", "CCLSaveVideo": "CCL Save Video (mp4)"}

@@ -1,0 +1,101 @@
+"""Run with ComfyUI's Python: the pack's nodes on the real ComfyUI modules, in-process (CPU).
+
+    COMFYUI_PATH=... $COMFYUI_PYTHON tests/comfy_inprocess_check.py OUT.json
+
+Loads the pack the way ComfyUI does, builds a tiny random CCL model, and checks with the real
+samplers: every guidance form through SamplerCustomAdvanced; a2v and v2a through SamplerCustomAdvanced
+and KSampler (the conditioning stream after sampling vs the given clean latent, and after CCL Split /
+CCL Decode, which restore it); that a native VAE (pixel_space) decodes a split video half. Writes
+the results as JSON for tests/test_comfy_integration.py.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+
+COMFY = os.environ["COMFYUI_PATH"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, COMFY)
+import comfy.options  # noqa: E402
+
+out_path = sys.argv[1]
+comfy.options.enable_args_parsing()
+sys.argv = [sys.argv[0], "--cpu"]
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+import comfy.samplers  # noqa: E402
+import nodes as comfy_nodes  # noqa: E402
+from comfy_extras.nodes_custom_sampler import BasicScheduler, Noise_RandomNoise, SamplerCustomAdvanced  # noqa: E402
+
+spec = importlib.util.spec_from_file_location("ccl_inproc", os.path.join(ROOT, "__init__.py"),
+                                              submodule_search_locations=[ROOT])
+pack = importlib.util.module_from_spec(spec)
+sys.modules["ccl_inproc"] = pack
+spec.loader.exec_module(pack)
+N = pack.NODE_CLASS_MAPPINGS
+core = pack.ccl_core
+
+torch.manual_seed(0)
+net = core.DualStreamModel(core.tiny_config(video_channels=3))
+with torch.no_grad():
+    for name, p in net.named_parameters():
+        if not name.endswith("ctx_logit_bias"):
+            p.copy_(torch.randn_like(p) * 0.2 + (1.0 if "norm" in name and p.ndim == 1 else 0.0))
+model = pack.nodes.comfy_model.build_model(net, pack.nodes.common.model_spec(net.config))
+lat, fps, frames = N["CCLEmptyJointLatent"]().make(model, 16, 16, 2.0, 1)
+pos = [[torch.randn(1, 5, 16), {}]]
+sampler = comfy.samplers.sampler_object("euler")
+sigmas = BasicScheduler().get_sigmas(model, "simple", 4, 1.0)[0]
+res = {"forms": {}}
+
+
+class FakeAudioVAE:
+    """Audio VAE contract of ComfyUI's VAE: encode [B, S, C] -> [B, C, L], decode -> [B, S, C]."""
+    output_channels = 1
+
+    def encode(self, wav):
+        b, s, c = wav.shape
+        n = s // 2756
+        return wav[:, :n * 2756].reshape(b, n, 2756, c).mean((2, 3)).unsqueeze(1).repeat(1, 3, 1) + 0.5
+
+    def decode(self, z):
+        return z.mean(1, keepdim=True).repeat_interleave(2756, 2).movedim(1, -1)
+
+
+for form in ("joint", "decoupled", "cfg", "ovi", "none"):
+    g = N["CCLGuider"]().get_guider(model, pos, form, 4.0, 3.0, 2.0, 2.0, 1)[0]
+    out = SamplerCustomAdvanced().sample(Noise_RandomNoise(1), g, sampler, sigmas, lat)[0]
+    shapes = [list(t.shape) for t in out["samples"].unbind()]
+    res["forms"][form] = {"shapes": shapes, "finite": bool(all(torch.isfinite(t).all() for t in out["samples"].unbind()))}
+
+px = comfy_nodes.VAELoader().load_vae("pixel_space")[0]  # native identity image VAE, 3 channels
+audio = {"waveform": torch.randn(1, 2, 44100 * 3), "sample_rate": 44100}
+frames_in = torch.rand(20, 16, 16, 3)
+for task, (p, n, l2) in {
+    "a2v": N["CCLAudioToVideo"]().apply(pos, lat, FakeAudioVAE(), audio),
+    "v2a": N["CCLVideoToAudio"]().apply(pos, lat, px, frames_in, 10.0),
+}.items():
+    stream = 1 if task == "a2v" else 0
+    clean = l2["ccl"]["clean"]["audio" if task == "a2v" else "video"]
+    g = N["CCLGuider"]().get_guider(model, p, "joint", 4.0, 3.0, 2.0, 2.0, 1)[0]
+    out = SamplerCustomAdvanced().sample(Noise_RandomNoise(3), g, sampler, sigmas, l2)[0]
+    ks = comfy_nodes.common_ksampler(model, 5, 3, 3.0, "euler", "simple", p, n, l2)[0]
+    split = N["CCLSplitLatent"]().split(out)[stream]["samples"]
+    other = out["samples"].unbind()[1 - stream]
+    res[task] = {
+        "sampler_max_abs_diff": float((out["samples"].unbind()[stream] - clean).abs().max()),
+        "ksampler_max_abs_diff": float((ks["samples"].unbind()[stream] - clean).abs().max()),
+        "split_exact": bool(torch.equal(split, clean)),
+        "generated_stream_changed": bool((other - lat["samples"].unbind()[1 - stream]).abs().max() > 0.01),
+    }
+    images, aud, _ = N["CCLDecode"]().decode(out, px, FakeAudioVAE())
+    res[task]["decode"] = {"images": list(images.shape), "audio": list(aud["waveform"].shape), "rate": aud["sample_rate"]}
+
+v_half, a_half = N["CCLSplitLatent"]().split(out)
+img = comfy_nodes.VAEDecode().decode(px, {"samples": v_half["samples"][:, :, 0]})[0]  # one frame: an image latent
+res["native_vae_decode_of_split_frame"] = list(img.shape)
+with open(out_path, "w") as f:
+    json.dump(res, f, indent=1)
+print(json.dumps(res))

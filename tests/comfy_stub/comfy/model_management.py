@@ -1,0 +1,53 @@
+"""Stub of comfy/model_management.py: CPU devices and the interrupt flag."""
+import torch
+
+
+class InterruptProcessingException(Exception):
+    pass
+
+
+_interrupted = False
+
+
+def get_torch_device():
+    return torch.device("cpu")
+
+
+def unet_offload_device():
+    return torch.device("cpu")
+
+
+def intermediate_device():
+    return torch.device("cpu")
+
+
+def dtype_size(dtype):
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def xformers_enabled():
+    return False
+
+
+def pytorch_attention_flash_attention():
+    return False
+
+
+def get_free_memory(dev=None):
+    return 16 * 2**30
+
+
+def interrupt_current_processing(value=True):
+    global _interrupted
+    _interrupted = value
+
+
+def processing_interrupted():
+    return _interrupted
+
+
+def throw_exception_if_processing_interrupted():
+    global _interrupted
+    if _interrupted:
+        _interrupted = False
+        raise InterruptProcessingException()

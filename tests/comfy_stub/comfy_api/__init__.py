@@ -1,0 +1,1 @@
+"""Stub of the comfy_api package (see tests/comfy_stub/README.md)."""

@@ -1,0 +1,177 @@
+"""End to end in a real ComfyUI (skipped unless COMFYUI_PATH is set).
+
+    COMFYUI_PATH=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/its/python pytest tests/test_comfy_integration.py
+
+Starts ComfyUI headless on 127.0.0.1 with a temporary --base-directory whose custom_nodes/ holds a
+link to this repo and whose models/ccl/ holds a tiny random CCL checkpoint, then checks: the pack
+imports (no IMPORT FAILED, import time under 0.5 s), every CCL node is in /object_info, the pack's
+templates are listed, the tiny smoke API workflow runs to mp4 files with the right frame count, fps
+and an audio stream as long as the video, and a wrong checkpoint gives a clear error.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from pack_loader import ROOT
+
+COMFY = os.environ.get("COMFYUI_PATH")
+pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_PATH is not set")
+PACK_DIR = "ccl_av"
+SMOKE = os.path.join(ROOT, "workflows", "api", "ccl_tiny_smoke.json")
+# The smoke checkpoint: tiny random weights; its metadata declares x2 time and x2 space per latent.
+SPACES = {"video": {"temporal_factor": 2, "spatial_factor": 2}, "audio": {"audio_sample_rate": 16000}}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url, timeout=30):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.load(r)
+
+
+def _post(url, payload):
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"POST {url}: {e.code} {e.read().decode()[:2000]}") from None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import torch
+    from ccl_core import DualStreamModel, tiny_config
+    from ccl_core.checkpoint import save_checkpoint
+
+    base = tmp_path_factory.mktemp("comfy_base")
+    (base / "custom_nodes").mkdir()
+    os.symlink(ROOT, base / "custom_nodes" / PACK_DIR)
+    (base / "models" / "ccl").mkdir(parents=True)
+    torch.manual_seed(0)
+    net = DualStreamModel(tiny_config())
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if not name.endswith("ctx_logit_bias"):
+                p.copy_(torch.randn_like(p) * 0.2 + (1.0 if "norm" in name and p.ndim == 1 else 0.0))
+    save_checkpoint(net, base / "models" / "ccl" / "ccl_tiny_smoke.safetensors",
+                    metadata={"ccl_latent_spaces": json.dumps(SPACES)})
+    from safetensors.torch import save_file
+    save_file({"encoder.w": torch.zeros(2), "decoder.w": torch.zeros(2)}, str(base / "models" / "ccl" / "a_vae.safetensors"))
+
+    port = _free_port()
+    log_path = base / "server.log"
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    log = open(log_path, "w")
+    proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+                             "--base-directory", str(base), "--disable-auto-launch"],
+                            cwd=COMFY, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                _get(url + "/system_stats", timeout=5)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("ComfyUI did not start:\n" + log_path.read_text()[-4000:])
+                time.sleep(1)
+        yield {"url": url, "base": base, "log": log_path}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _run(server, prompt, timeout=300):
+    pid = _post(server["url"] + "/prompt", {"prompt": prompt, "client_id": "ccl-test"})["prompt_id"]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        hist = _get(f"{server['url']}/history/{pid}")
+        if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
+            if hist[pid]["status"].get("status_str") in ("success", "error"):
+                return hist[pid]
+        time.sleep(1)
+    raise AssertionError("prompt did not finish:\n" + server["log"].read_text()[-4000:])
+
+
+def test_pack_imports_fast_and_registers_every_node(server):
+    log = server["log"].read_text()
+    assert "IMPORT FAILED" not in log or PACK_DIR not in log.split("IMPORT FAILED")[0].splitlines()[-1], log[-3000:]
+    assert "Cannot import" not in log or PACK_DIR not in log, log[-3000:]
+    times = re.findall(r"^\s*([0-9.]+) seconds(?: \(IMPORT FAILED\))?: (.*)$", log, re.M)
+    ours = [float(t) for t, path in times if path.rstrip("/").endswith(os.sep + PACK_DIR)]
+    assert ours, "ComfyUI printed no import time for the pack:\n" + log[-3000:]
+    assert ours[0] < 0.5, f"pack import took {ours[0]} s"
+    info = _get(server["url"] + "/object_info")
+    from pack_loader import load_pack
+    expected = set(load_pack().NODE_CLASS_MAPPINGS)
+    assert expected <= set(info), expected - set(info)
+    for name in expected:
+        assert info[name]["category"].startswith("CCL") and info[name]["description"]
+    templates = _get(server["url"] + "/workflow_templates")
+    assert sorted(templates.get(PACK_DIR, [])) == ["ccl_tiny_smoke", "ovi_t2av"]
+
+
+def test_tiny_smoke_workflow_writes_mp4(server):
+    av = pytest.importorskip("av")
+    prompt = json.load(open(SMOKE))
+    hist = _run(server, prompt)
+    assert hist["status"]["status_str"] == "success", json.dumps(hist["status"])[:3000]
+    fps, frames = 4.0 * SPACES["video"]["temporal_factor"], 16  # 2 s at the tiny model's 4 latent fps x 2
+    for node in ("11", "12"):  # CCL Save Video, native SaveVideo
+        item = hist["outputs"][node]["images"][0]
+        assert hist["outputs"][node]["animated"] == [True]
+        path = server["base"] / "output" / item["subfolder"] / item["filename"]
+        with av.open(str(path)) as c:
+            v, a = c.streams.video[0], c.streams.audio[0]
+            assert (v.width, v.height) == (32, 32) and float(v.average_rate) == fps
+            n = sum(1 for _ in c.decode(video=0))
+            assert n == frames, (node, n)
+        with av.open(str(path)) as c:
+            samples = sum(f.samples for f in c.decode(audio=0))
+            rate = c.streams.audio[0].rate
+        assert abs(samples / rate - frames / fps) <= 1 / fps + 2048 / rate, (node, samples, rate)
+
+
+def test_wrong_checkpoint_gives_clear_error(server):
+    prompt = json.load(open(SMOKE))
+    prompt["1"]["inputs"]["ckpt_name"] = "a_vae.safetensors"
+    hist = _run(server, prompt)
+    assert hist["status"]["status_str"] == "error"
+    errors = [m[1] for m in hist["status"]["messages"] if m[0] == "execution_error"]
+    assert errors and "not a CCL or Ovi audio-video model" in errors[0]["exception_message"], errors
+
+
+def test_tasks_hold_the_clean_stream_in_real_comfy(tmp_path):
+    """a2v / v2a with the real samplers: the conditioning stream ends equal to the clean latent."""
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    out = tmp_path / "res.json"
+    run = subprocess.run([python, os.path.join(ROOT, "tests", "comfy_inprocess_check.py"), str(out)],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "COMFYUI_PATH": COMFY})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    res = json.loads(out.read_text())
+    for form, r in res["forms"].items():
+        assert r["finite"] and r["shapes"] == [[1, 3, 8, 16, 16], [1, 3, 32]], form
+    for task in ("a2v", "v2a"):
+        r = res[task]
+        assert r["sampler_max_abs_diff"] < 1e-5 and r["ksampler_max_abs_diff"] < 1e-5, r  # float32 rounding
+        assert r["split_exact"] and r["generated_stream_changed"], r
+        assert r["decode"]["images"] == [8, 16, 16, 3] and r["decode"]["audio"] == [1, 1, 88200], r
+    assert res["native_vae_decode_of_split_frame"] == [1, 16, 16, 3]

@@ -1,0 +1,206 @@
+"""Node layer against tests/comfy_stub (no ComfyUI): registration, loader, model adapter, guider."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pack_loader import ROOT, STUB, load_pack
+
+pack = load_pack()
+N = pack.NODE_CLASS_MAPPINGS
+core = pack.ccl_core
+import comfy.samplers  # noqa: E402  (the stub, on sys.path after load_pack)
+import comfy.utils  # noqa: E402
+import folder_paths  # noqa: E402
+
+
+def randomize(model, std=0.2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.endswith("ctx_logit_bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * std + (1.0 if "norm" in name and p.ndim == 1 else 0.0))
+    return model
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("comfy_base"))
+    folder_paths.set_base(path)
+    pack.nodes.model_loading.register_folder()
+    os.makedirs(os.path.join(path, "models", "ccl"))
+    os.makedirs(os.path.join(path, "models", "diffusion_models"))
+    net = randomize(core.DualStreamModel(core.tiny_config()))
+    core.checkpoint.save_checkpoint(net, os.path.join(path, "models", "ccl", "tiny.safetensors"))
+    core.checkpoint.save_checkpoint(net, os.path.join(path, "models", "diffusion_models", "tiny_dm.safetensors"))
+    from safetensors.torch import save_file
+    save_file({"encoder.conv.weight": torch.zeros(2, 2), "decoder.conv.weight": torch.zeros(2, 2)},
+              os.path.join(path, "models", "diffusion_models", "a_vae.safetensors"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(base):
+    return N["CCLModelLoader"]().load("tiny.safetensors", "default")[0]
+
+
+def test_registration_metadata():
+    assert len(N) >= 14
+    for node_id, cls in N.items():
+        assert node_id.startswith("CCL"), node_id
+        assert cls.CATEGORY.startswith("CCL/"), node_id
+        assert len(cls.DESCRIPTION) > 40, node_id
+        assert node_id in pack.NODE_DISPLAY_NAME_MAPPINGS
+        assert callable(getattr(cls, cls.FUNCTION))
+        types = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, spec in types.get(section, {}).items():
+                assert len(spec) == 2 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+        if cls.RETURN_TYPES:
+            assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES) == len(cls.OUTPUT_TOOLTIPS), node_id
+
+
+def test_loader_lists_both_folders_and_loads(base, model):
+    names = N["CCLModelLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
+    assert "tiny.safetensors" in names and "tiny_dm.safetensors" in names
+    m = model.model
+    assert m.model_type.name == "FLOW"
+    assert m.model_sampling.multiplier == 1000 and m.model_sampling.shift == 5.0
+    assert type(m.latent_format).__name__ == "LatentFormat"
+    assert m.ccl_spec.video_channels == 4 and m.ccl_spec.fps == 4.0
+    assert m.diffusion_model.net.checkpoint_kind == "ccl"
+    m2 = N["CCLModelLoader"]().load("tiny_dm.safetensors", "bf16")[0].model
+    assert m2.get_dtype() == torch.bfloat16
+    m8 = N["CCLModelLoader"]().load("tiny.safetensors", "fp8")[0].model
+    assert m8.get_dtype() == torch.float32  # inputs go in the compute dtype (here the file's fp32), never fp8
+    assert m8.diffusion_model.net.video_model.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
+    assert m.memory_required([2, 1, 4 * 8 * 8 * 8 + 3 * 32]) > 0
+
+
+def test_loader_errors_are_clear(base):
+    with pytest.raises(core.checkpoint.CheckpointError, match="autoencoder.*not a CCL or Ovi"):
+        N["CCLModelLoader"]().load("a_vae.safetensors", "default")
+    with pytest.raises(FileNotFoundError, match="models/ccl"):
+        N["CCLModelLoader"]().load("nope.safetensors", "default")
+
+
+def _packed(model, batch=2, seed=0):
+    lat = N["CCLEmptyJointLatent"]().make(model, 8, 8, 2.0, batch)[0]
+    v, a = lat["samples"].unbind()
+    g = torch.Generator().manual_seed(seed)
+    v, a = torch.randn(v.shape, generator=g), torch.randn(a.shape, generator=g)
+    x, shapes = comfy.utils.pack_latents([v, a])
+    return v, a, x, shapes
+
+
+def _conds(model, cond_dicts, x, shapes):
+    """Processed model conds as calc_cond_batch gets them (via the stub guider's processing)."""
+    return [comfy.samplers._process_conds(model.model, {"k": comfy.samplers.convert_cond([c])}, x, x, None,
+                                          shapes)["k"] for c in cond_dicts]
+
+
+def test_model_adapter_matches_core(model):
+    net = model.model.diffusion_model.net
+    v, a, x, shapes = _packed(model)
+    text = torch.randn(2, 5, 16)
+    sigma = torch.tensor([0.7, 0.3])
+    clean_a = torch.randn_like(a)
+    cond = [text, {"ccl_task": "a2v", "ccl_clean_audio": clean_a, "ccl_ctx_only": True}]
+    (c,) = _conds(model, [cond], x, shapes)
+    out = comfy.samplers.calc_cond_batch(model.model, [c], x, sigma, {})[0]
+    ov, oa = comfy.utils.unpack_latents(out, shapes)
+    with torch.no_grad():
+        ev, _ = net(v, clean_a, sigma, sigma, text, tasks="a2v", ctx_only=torch.tensor([True, True]))
+    torch.testing.assert_close(ov, v - sigma.view(-1, 1, 1, 1, 1) * ev, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(oa, clean_a, rtol=0, atol=1e-5)  # the held stream's x0 is the clean latent
+
+
+def test_model_adapter_skip_and_null_text(model):
+    net = model.model.diffusion_model.net
+    v, a, x, shapes = _packed(model, batch=1)
+    text = torch.randn(1, 5, 16)
+    (c,) = _conds(model, [[text, {"ccl_skip": 1, "ccl_null_text": True}]], x, shapes)
+    out = comfy.samplers.calc_cond_batch(model.model, [c], x, torch.tensor([0.5]), {})[0]
+    ov, oa = comfy.utils.unpack_latents(out, shapes)
+    with torch.no_grad():
+        ev, ea = net(v, a, 0.5, 0.5, torch.zeros_like(text), skip_block=1)
+    torch.testing.assert_close(oa, a - 0.5 * ea, rtol=1e-5, atol=1e-5)
+
+
+def test_model_rejects_plain_latent(model):
+    with pytest.raises(ValueError, match="joint audio-video latent"):
+        model.model.diffusion_model(torch.zeros(1, 4, 8, 8, 8), torch.tensor([500.0]), torch.zeros(1, 5, 16))
+
+
+def test_empty_latent_sizes(model):
+    lat, fps, frames = N["CCLEmptyJointLatent"]().make(model, 16, 12, 2.0, 3)
+    v, a = lat["samples"].unbind()
+    assert list(v.shape) == [3, 4, 8, 12, 16] and list(a.shape) == [3, 3, 32]
+    assert fps == 4.0 and frames == 8
+    ovi = pack.nodes.common.model_spec(core.ovi_config(num_layers=1, dim=256, ffn_dim=512, num_heads=2))
+    assert ovi.video_space == "wan22" and ovi.fps == 24.0
+    t, h, w, length, frames, width, height = ovi.sizes(5.0, 720, 720)
+    assert (t, h, w, length, frames, width, height) == (31, 44, 44, 157, 121, 704, 704)  # Ovi's 5 s clip
+    assert ovi.sizes(10.0, 960, 960)[0] == 61
+
+
+@pytest.mark.parametrize("form,with_negative", [("joint", False), ("decoupled", False), ("cfg", False), ("ovi", False),
+                                                ("none", False), ("decoupled", True), ("ovi", True)])
+def test_guider_matches_core_guidance(model, form, with_negative):
+    """One Euler step from sigma to 0 returns the guided x0: compare with ccl_core.guided_velocity."""
+    net = model.model.diffusion_model.net
+    lat = N["CCLEmptyJointLatent"]().make(model, 8, 8, 1.0, 1)[0]
+    v0, a0 = lat["samples"].unbind()
+    g = torch.Generator().manual_seed(3)
+    nv, na = torch.randn(v0.shape, generator=g), torch.randn(a0.shape, generator=g)
+    text, neg = torch.randn(1, 5, 16, generator=g), torch.randn(1, 3, 16, generator=g)
+    positive = [[text, {}]]
+    negative = [[neg, {}]] if with_negative else None
+    guider = N["CCLGuider"]().get_guider(model, positive, form, 4.0, 3.0, 2.0, 1.5, 1, negative=negative)[0]
+    comfy.samplers.CALLS.clear()
+    s = 0.6
+    out = guider.sample(pack.nodes.common.nested((nv, na)), lat["samples"], None, torch.tensor([s, 0.0]))
+    ov, oa = out.unbind()
+    guidance = core.guidance.Guidance(form, 4.0, 3.0, 2.0, 1.5, skip_block=1)
+    with torch.no_grad():
+        ev, ea = core.guidance.guided_velocity(net, s * nv, s * na, s, s, text, neg if with_negative else None,
+                                               guidance)
+    torch.testing.assert_close(ov, s * nv - s * ev, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(oa, s * na - s * ea, rtol=1e-4, atol=1e-4)
+    assert comfy.samplers.CALLS == [len(guidance.branches)]  # all branches in one model call
+
+
+def test_null_text_node(model):
+    (cond,) = N["CCLNullText"]().make(model)
+    assert cond[0][0].shape == (1, 1, 16) and not cond[0][0].any()
+
+
+def test_guider_checks_skip_block(model):
+    with pytest.raises(ValueError, match="outside this model's 2 fusion blocks"):
+        N["CCLGuider"]().get_guider(model, [[torch.zeros(1, 2, 16), {}]], "ovi", 4.0, 3.0, 2.0, 2.0, 11)
+
+
+def test_old_comfyui_one_line():
+    """Without comfy.nested_tensor (ComfyUI < 0.3.68) the pack loads with no nodes and one log line."""
+    code = (
+        "import sys, importlib.util, logging\n"
+        "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+        f"sys.path.insert(0, {STUB!r})\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'comfy.nested_tensor':\n"
+        "            raise ImportError('no ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"spec = importlib.util.spec_from_file_location('oldpack', {os.path.join(ROOT, '__init__.py')!r}, "
+        f"submodule_search_locations=[{ROOT!r}])\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules['oldpack'] = m; spec.loader.exec_module(m)\n"
+        "print('nodes', len(m.NODE_CLASS_MAPPINGS))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "nodes 0"
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ComfyUI >= 0.3.68" in lines[0] and "comfy.nested_tensor" in lines[0], lines

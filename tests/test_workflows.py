@@ -1,0 +1,131 @@
+"""Workflow files: generated copies in sync, node types known, links typed, widget values valid."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from pack_loader import ROOT, load_pack
+
+import sys
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import make_workflows  # noqa: E402
+
+pack = load_pack()
+OURS = pack.NODE_CLASS_MAPPINGS
+NATIVE = {line.strip() for line in open(os.path.join(ROOT, "tests", "native_nodes.txt"))
+          if line.strip() and not line.startswith("#")}
+FRONTEND_ONLY = {"Note", "MarkdownNote"}  # UI-only nodes, absent from /object_info
+SPECS = make_workflows.all_specs()
+UI_FILES = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
+API_FILES = sorted(glob.glob(os.path.join(ROOT, "workflows", "api", "*.json")))
+FILE_LISTS = {"ckpt_name"}  # combos whose options are the user's files
+
+
+def test_generated_files_are_in_sync():
+    rendered = make_workflows.render()
+    assert {os.path.relpath(p, ROOT) for p in UI_FILES} == {k for k in rendered if k.count("/") == 1
+                                                               and k.startswith("workflows/")}
+    for rel, text in rendered.items():
+        path = os.path.join(ROOT, rel)
+        assert os.path.exists(path), f"{rel} missing: run python tools/make_workflows.py"
+        assert open(path).read() == text, f"{rel} is stale: run python tools/make_workflows.py"
+
+
+def test_native_list_is_plausible():
+    assert len(NATIVE) > 400
+    for t in ("SamplerCustomAdvanced", "KSamplerSelect", "BasicScheduler", "ModelSamplingSD3", "RandomNoise",
+              "CreateVideo", "SaveVideo", "VAELoader", "CLIPLoader", "CLIPTextEncode", "VAEDecodeAudio"):
+        assert t in NATIVE
+    assert not any(t.startswith("CCL") for t in NATIVE)
+
+
+def check_value(node_type, name, entry, value):
+    kind, opts = entry[0], entry[1] if len(entry) > 1 else {}
+    where = f"{node_type}.{name}={value!r}"
+    if isinstance(kind, list):
+        if name not in FILE_LISTS:
+            assert value in kind, where
+        return
+    if kind == "COMBO":
+        assert value in opts.get("options", [value]), where
+    elif kind == "INT":
+        assert isinstance(value, int) and not isinstance(value, bool), where
+    elif kind == "FLOAT":
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+    elif kind == "STRING":
+        assert isinstance(value, str), where
+    if kind in ("INT", "FLOAT"):
+        assert opts.get("min", value) <= value <= opts.get("max", value), where
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=os.path.basename)
+def test_ui_workflow(path):
+    wf = json.load(open(path))
+    assert wf["version"] == 0.4
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    for n in wf["nodes"]:
+        assert n["type"] in OURS or n["type"] in NATIVE or n["type"] in FRONTEND_ONLY, n["type"]
+        for key in ("id", "type", "pos", "size", "flags", "order", "mode", "properties"):
+            assert key in n
+    for link_id, src, src_slot, dst, dst_slot, ltype in wf["links"]:
+        out = nodes[src]["outputs"][src_slot]
+        inp = nodes[dst]["inputs"][dst_slot]
+        assert out["type"] == ltype == inp["type"], (link_id, out, inp, ltype)
+        assert link_id in out["links"] and inp["link"] == link_id
+        assert SPECS[nodes[src]["type"]]["output"][src_slot] == ltype
+        spec = SPECS[nodes[dst]["type"]]
+        section = "required" if inp["name"] in spec["input"]["required"] else "optional"
+        expected = make_workflows.input_type(spec["input"][section][inp["name"]])
+        assert expected == ltype, (nodes[dst]["type"], inp["name"], expected, ltype)
+    # every required socket is connected
+    for n in wf["nodes"]:
+        if n["type"] in FRONTEND_ONLY:
+            continue
+        spec = SPECS[n["type"]]
+        linked = {i["name"] for i in n["inputs"] if i["link"] is not None}
+        for name, entry in spec["input"].get("required", {}).items():
+            if make_workflows.input_kind(entry) != "widget":
+                assert name in linked, f"{n['type']}.{name} is not connected"
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=os.path.basename)
+def test_ui_widget_values_fit_our_nodes(path):
+    wf = json.load(open(path))
+    for n in wf["nodes"]:
+        if n["type"] not in OURS:
+            continue
+        spec = SPECS[n["type"]]
+        values = list(n["widgets_values"])
+        for section in ("required", "optional"):
+            for name in spec["input_order"].get(section, []):
+                entry = spec["input"][section][name]
+                if make_workflows.input_kind(entry) != "widget":
+                    continue
+                value = values.pop(0)
+                check_value(n["type"], name, entry, value)
+        assert values == [], f"{n['type']}: extra widget values {values}"
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=os.path.basename)
+def test_api_workflow(path):
+    wf = json.load(open(path))
+    ui = json.load(open(os.path.join(ROOT, "workflows", os.path.basename(path))))
+    assert {str(n["id"]) for n in ui["nodes"] if n["type"] not in FRONTEND_ONLY} == set(wf)
+    for nid, node in wf.items():
+        t = node["class_type"]
+        assert t in OURS or t in NATIVE, t
+        spec = SPECS[t]
+        for section in ("required", "optional"):
+            for name, entry in spec["input"].get(section, {}).items():
+                if name not in node["inputs"]:
+                    assert section == "optional", f"{nid} {t}.{name} missing"
+                    continue
+                value = node["inputs"][name]
+                if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and value[0] in wf:
+                    src = wf[value[0]]["class_type"]
+                    assert SPECS[src]["output"][value[1]] == make_workflows.input_type(entry), (nid, name)
+                elif t in OURS:
+                    check_value(t, name, entry, value)
+    assert any(SPECS[n["class_type"]].get("output_node") for n in wf.values())

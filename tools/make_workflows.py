@@ -1,0 +1,278 @@
+"""Writes the pack's workflows from one definition: UI format, API format and the template copies.
+
+    python tools/make_workflows.py                 # workflows/*.json (UI) and workflows/api/*.json (API)
+    python tools/make_workflows.py --check         # exit 1 if a committed file differs from what it would write
+    python tools/make_workflows.py --native FILE_OR_URL
+        # refresh tests/native_nodes.txt and tests/native_node_specs.json from a real ComfyUI's /object_info
+        # (a saved JSON file or e.g. http://127.0.0.1:8188/object_info)
+
+ComfyUI 0.3.68 lists a pack's templates from any of example_workflows/, example/, examples/, workflow/
+and workflows/ (app/custom_node_manager.py, GET /workflow_templates), so the UI files live in
+workflows/ only: a second copy in example_workflows/ would list every template twice. The API twins
+(for POST /prompt) are in workflows/api/, which the template listing does not read. Both are generated
+here, so they cannot diverge; tests/test_workflows.py checks the committed files equal this output.
+Node specs come from the pack itself (loaded against tests/comfy_stub) and, for native nodes, from
+tests/native_node_specs.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+NATIVE_TXT = os.path.join(ROOT, "tests", "native_nodes.txt")
+NATIVE_SPECS = os.path.join(ROOT, "tests", "native_node_specs.json")
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+OVI_PROMPT = ("A young woman with curly hair sits at a piano in a sunlit room and sings, looking at the camera: "
+              "<S>The morning light is all I need.<E> "
+              "<AUDCAP>Clear female singing voice with soft piano accompaniment, small room ambience.<ENDAUDCAP>")
+OVI_NEGATIVE = "jitter, bad hands, blur, distortion, robotic, muffled, echo, distorted"
+
+# name -> (title, notes, [(id, type, widgets {name: value}, links {input: (src id, src slot)}, title)])
+WORKFLOWS = {
+    "ovi_t2av": (
+        "Ovi: text to video with sound",
+        "Ovi 11B (model.safetensors: 720x720, 5 s) through the CCL pack with native samplers. Files: "
+        "models/ccl/model.safetensors (or models/diffusion_models), "
+        "models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors, models/vae/wan2.2_vae.safetensors, "
+        "models/vae/mmaudio_vae_16k.safetensors (see workflows/README.md).",
+        [
+            (1, "CCLModelLoader", {"ckpt_name": "model.safetensors", "weight_dtype": "default"}, {}, None),
+            (2, "ModelSamplingSD3", {"shift": 5.0}, {"model": (1, 0)}, None),
+            (3, "CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
+                               "device": "default"}, {}, None),
+            (4, "CLIPTextEncode", {"text": OVI_PROMPT}, {"clip": (3, 0)}, "Prompt (speech in <S>..<E>, sound in <AUDCAP>..<ENDAUDCAP>)"),
+            (5, "CLIPTextEncode", {"text": OVI_NEGATIVE}, {"clip": (3, 0)}, "Negative prompt"),
+            (6, "CCLEmptyJointLatent", {"width": 704, "height": 704, "seconds": 5.0, "batch_size": 1},
+             {"model": (2, 0)}, None),
+            (7, "CCLGuider", {"form": "ovi", "video_scale": 4.0, "audio_scale": 3.0, "video_av_scale": 2.0,
+                              "audio_av_scale": 2.0, "skip_block": 11},
+             {"model": (2, 0), "positive": (4, 0), "negative": (5, 0)}, None),
+            (8, "KSamplerSelect", {"sampler_name": "uni_pc"}, {}, None),
+            (9, "BasicScheduler", {"scheduler": "simple", "steps": 50, "denoise": 1.0}, {"model": (2, 0)}, None),
+            (10, "RandomNoise", {"noise_seed": 103}, {}, None),
+            (11, "SamplerCustomAdvanced", {}, {"noise": (10, 0), "guider": (7, 0), "sampler": (8, 0),
+                                               "sigmas": (9, 0), "latent_image": (6, 0)}, None),
+            (12, "VAELoader", {"vae_name": "wan2.2_vae.safetensors"}, {}, "Video VAE (Wan 2.2)"),
+            (13, "VAELoader", {"vae_name": "mmaudio_vae_16k.safetensors"}, {}, "Audio VAE (MMAudio 16 kHz)"),
+            (14, "CCLDecode", {}, {"latent": (11, 0), "video_vae": (12, 0), "audio_vae": (13, 0)}, None),
+            (15, "CCLCreateVideo", {"fps": 24.0}, {"images": (14, 0), "fps": (14, 2), "audio": (14, 1)}, None),
+            (16, "CCLSaveVideo", {"filename_prefix": "video/Ovi", "crf": 19}, {"video": (15, 0)}, None),
+        ],
+    ),
+    "ccl_tiny_smoke": (
+        "CCL: tiny smoke test",
+        "Runs the whole graph on a tiny random CCL model (models/ccl/ccl_tiny_smoke.safetensors, made by "
+        "tests/test_comfy_integration.py) and writes an mp4 of noise: a wiring check, not a generator.",
+        [
+            (1, "CCLModelLoader", {"ckpt_name": "ccl_tiny_smoke.safetensors", "weight_dtype": "default"}, {}, None),
+            (2, "CCLEmptyJointLatent", {"width": 32, "height": 32, "seconds": 2.0, "batch_size": 1},
+             {"model": (1, 0)}, None),
+            (3, "CCLNullText", {}, {"model": (1, 0)}, None),
+            (4, "CCLGuider", {"form": "decoupled", "video_scale": 4.0, "audio_scale": 3.0, "video_av_scale": 2.0,
+                              "audio_av_scale": 2.0, "skip_block": 1}, {"model": (1, 0), "positive": (3, 0)}, None),
+            (5, "KSamplerSelect", {"sampler_name": "euler"}, {}, None),
+            (6, "BasicScheduler", {"scheduler": "simple", "steps": 4, "denoise": 1.0}, {"model": (1, 0)}, None),
+            (7, "RandomNoise", {"noise_seed": 0}, {}, None),
+            (8, "SamplerCustomAdvanced", {}, {"noise": (7, 0), "guider": (4, 0), "sampler": (5, 0),
+                                              "sigmas": (6, 0), "latent_image": (2, 0)}, None),
+            (9, "CCLLatentPreview", {}, {"latent": (8, 0)}, None),
+            (10, "CCLCreateVideo", {"fps": 8.0}, {"images": (9, 0), "fps": (9, 2), "audio": (9, 1)}, None),
+            (11, "CCLSaveVideo", {"filename_prefix": "video/ccl_smoke", "crf": 19}, {"video": (10, 0)}, None),
+            (12, "SaveVideo", {"filename_prefix": "video/ccl_smoke_native", "format": "auto", "codec": "auto"},
+             {"video": (10, 0)}, None),
+        ],
+    ),
+}
+
+
+# ---------------------------------------------------------------------- node specs
+def pack_specs():
+    """object_info-like specs of the pack's nodes (loaded against the stub)."""
+    from pack_loader import load_pack
+
+    pack = load_pack()
+    out = {}
+    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
+        types = cls.INPUT_TYPES()
+        out[name] = {
+            "input": {s: {k: [v[0], v[1] if len(v) > 1 else {}] for k, v in types.get(s, {}).items()}
+                      for s in ("required", "optional")},
+            "input_order": {s: list(types.get(s, {})) for s in ("required", "optional")},
+            "output": list(cls.RETURN_TYPES), "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)),
+            "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
+        }
+    return out
+
+
+def native_specs():
+    with open(NATIVE_SPECS) as f:
+        return json.load(f)
+
+
+def all_specs():
+    specs = native_specs()
+    specs.update(pack_specs())
+    return specs
+
+
+def input_kind(spec_entry):
+    """'widget' or the socket type of one input spec [type_or_options, opts]."""
+    t = spec_entry[0]
+    if isinstance(t, list) or t in WIDGET_TYPES:
+        return "widget"
+    return t
+
+
+def input_type(spec_entry):
+    t = spec_entry[0]
+    return "COMBO" if isinstance(t, list) else t
+
+
+# ---------------------------------------------------------------------- builders
+def build_api(nodes, specs):
+    api = {}
+    for nid, ntype, widgets, links, title in nodes:
+        spec = specs[ntype]
+        inputs = {}
+        for section in ("required", "optional"):
+            for name in spec["input_order"].get(section, []):
+                if name in links:
+                    src, slot = links[name]
+                    inputs[name] = [str(src), slot]
+                elif name in widgets:
+                    inputs[name] = widgets[name]
+        api[str(nid)] = {"class_type": ntype, "inputs": inputs, "_meta": {"title": title or ntype}}
+    return api
+
+
+def build_ui(nodes, specs, notes):
+    link_rows, out_links = [], {}
+    link_id = 0
+    order = {nid: i for i, (nid, *_rest) in enumerate(nodes)}
+    for nid, ntype, widgets, links, title in nodes:
+        spec = specs[ntype]
+        for section in ("required", "optional"):
+            for name in spec["input_order"].get(section, []):
+                if name not in links:
+                    continue
+                src, slot = links[name]
+                src_type = next(n[1] for n in nodes if n[0] == src)
+                link_id += 1
+                slot_in = _socket_index(spec, name, links)
+                link_rows.append([link_id, src, slot, nid, slot_in, specs[src_type]["output"][slot]])
+                out_links.setdefault((src, slot), []).append(link_id)
+    ui_nodes = []
+    for col, (nid, ntype, widgets, links, title) in enumerate(nodes):
+        spec = specs[ntype]
+        inputs, values = [], []
+        for section in ("required", "optional"):
+            for name in spec["input_order"].get(section, []):
+                entry = spec["input"][section][name]
+                kind = input_kind(entry)
+                link = None if name not in links else next(
+                    r[0] for r in link_rows if r[3] == nid and r[4] == _socket_index(spec, name, links))
+                if kind != "widget":
+                    item = {"name": name, "type": kind, "link": link}
+                    if section == "optional":
+                        item["shape"] = 7
+                    inputs.append(item)
+                    continue
+                if name in links:
+                    inputs.append({"name": name, "type": input_type(entry), "widget": {"name": name}, "link": link})
+                opts = entry[1] if len(entry) > 1 else {}
+                values.append(widgets.get(name, opts.get("default")))
+                if opts.get("control_after_generate"):
+                    values.append("fixed")
+        outputs = [{"name": oname, "type": otype, "links": out_links.get((nid, i), []), "slot_index": i}
+                   for i, (otype, oname) in enumerate(zip(spec["output"], spec["output_name"]))]
+        node = {"id": nid, "type": ntype, "pos": [40 + 340 * (col % 6), 60 + 420 * (col // 6)],
+                "size": [300, 130 + 26 * len(values)], "flags": {}, "order": order[nid], "mode": 0,
+                "inputs": inputs, "outputs": outputs, "properties": {"Node name for S&R": ntype},
+                "widgets_values": values}
+        if title:
+            node["title"] = title
+        ui_nodes.append(node)
+    note_id = max(n[0] for n in nodes) + 1
+    ui_nodes.append({"id": note_id, "type": "MarkdownNote", "pos": [40, -200], "size": [700, 160], "flags": {},
+                     "order": len(nodes), "mode": 0, "inputs": [], "outputs": [],
+                     "properties": {}, "widgets_values": [notes]})
+    return {"last_node_id": note_id, "last_link_id": link_id, "nodes": ui_nodes, "links": link_rows,
+            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+
+
+def _socket_index(spec, name, links):
+    """Index of input `name` among the node's UI inputs (sockets, plus widgets turned into inputs)."""
+    i = 0
+    for section in ("required", "optional"):
+        for n in spec["input_order"].get(section, []):
+            if input_kind(spec["input"][section][n]) != "widget" or n in links:
+                if n == name:
+                    return i
+                i += 1
+    raise KeyError(name)
+
+
+def render():
+    """path (relative to the repo) -> file text."""
+    specs = all_specs()
+    files = {}
+    for name, (title, notes, nodes) in WORKFLOWS.items():
+        ui = build_ui(nodes, specs, f"## {title}\n\n{notes}")
+        text = json.dumps(ui, indent=1) + "\n"
+        files[f"workflows/{name}.json"] = text
+        files[f"workflows/api/{name}.json"] = json.dumps(build_api(nodes, specs), indent=1) + "\n"
+    return files
+
+
+def refresh_native(source: str) -> None:
+    if source.startswith("http"):
+        import urllib.request
+        with urllib.request.urlopen(source) as r:
+            info = json.load(r)
+    else:
+        with open(source) as f:
+            info = json.load(f)
+    core = {k: v for k, v in info.items() if not str(v.get("python_module", "")).startswith("custom_nodes")}
+    with open(NATIVE_TXT, "w") as f:
+        f.write("# Native node types of ComfyUI 0.3.68 (from its /object_info; tools/make_workflows.py --native)\n")
+        f.writelines(k + "\n" for k in sorted(core))
+    used = {n[1] for _, _, nodes in WORKFLOWS.values() for n in nodes} | {"MarkdownNote"}
+    keep = {k: {f: core[k].get(f) for f in ("input", "input_order", "output", "output_name", "output_node")}
+            for k in sorted(used) if k in core}
+    with open(NATIVE_SPECS, "w") as f:
+        json.dump(keep, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--native")
+    args = ap.parse_args(argv)
+    if args.native:
+        refresh_native(args.native)
+    stale = []
+    for rel, text in render().items():
+        path = os.path.join(ROOT, rel)
+        old = open(path).read() if os.path.exists(path) else None
+        if old != text:
+            stale.append(rel)
+            if not args.check:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    f.write(text)
+    if args.check and stale:
+        print("out of date:", ", ".join(stale))
+        return 1
+    print("wrote" if stale and not args.check else "up to date:", ", ".join(stale) or "all files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
