@@ -1,0 +1,141 @@
+"""The embedded ToyAV model, measured: quality over the 36 prompts x 4 seeds, a2v / v2a, and speed.
+
+    python benchmarks/bench_toyav.py [--seeds 4] [--steps 25] [--guidance joint] [--out docs/benchmarks/toyav.json]
+
+Quality: every prompt with seeds 0..N-1 through the default generator settings, scored with
+ccl_core.toyav.metrics (sync offset, recall, precision, colour, pitch, motion) on the decoded clip.
+a2v / v2a: the given stream is a held-out ground-truth clip's sound or picture, the model makes the
+other one, and the pair is scored the same way (the given stream is the reference). Speed: one
+2 s clip from the command line in a fresh process, model load included: wall time and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ccl_core.generate import generate  # noqa: E402
+from ccl_core.guidance import Guidance  # noqa: E402
+from ccl_core.toyav import PROMPTS, aggregate, generate_clip, score_clip  # noqa: E402
+from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
+
+HELD_OUT_SEED = 10_000_000  # ground-truth clips for a2v / v2a come from seeds the model never saw
+
+
+def spread(scores_by_seed, key):
+    vals = [aggregate(s)[key] for s in scores_by_seed]
+    vals = [v for v in vals if v == v]
+    return statistics.pstdev(vals) if len(vals) > 1 else 0.0
+
+
+def quality(pipe, seeds, steps, guidance, sampler, shift):
+    by_seed = []
+    t0 = time.time()
+    for seed in range(seeds):
+        scores = []
+        for prompt in PROMPTS:
+            r = generate(pipe, prompt, seed=seed, steps=steps, sampler=sampler, shift=shift, guidance=guidance)
+            scores.append(score_clip(r.frames.numpy(), r.fps, r.waveform.numpy(), r.sample_rate, prompt))
+        by_seed.append(scores)
+        print(f"  seed {seed}: {json.dumps(_short(aggregate(scores)))} ({time.time() - t0:.0f} s)", flush=True)
+    total = aggregate([s for scores in by_seed for s in scores])
+    keys = ("median_offset_ms", "recall", "precision", "colour_ok", "pitch_ok", "motion_ok")
+    return {"all": _short(total), "spread_across_seeds": {k: round(spread(by_seed, k), 4) for k in keys}}
+
+
+def conditioned(pipe, task, n, steps, guidance, sampler, shift):
+    scores = []
+    for i in range(n):
+        clip = generate_clip(HELD_OUT_SEED + i)
+        if task == "a2v":
+            r = generate(pipe, clip.prompt, seed=i, steps=steps, sampler=sampler, shift=shift, guidance=guidance,
+                         task="a2v", audio=torch.from_numpy(clip.waveform))
+        else:
+            r = generate(pipe, clip.prompt, seed=i, steps=steps, sampler=sampler, shift=shift, guidance=guidance,
+                         task="v2a", frames=torch.from_numpy(clip.frames))
+        scores.append(score_clip(r.frames.numpy(), r.fps, r.waveform.numpy(), r.sample_rate, clip.prompt))
+    return _short(aggregate(scores))
+
+
+def _short(d):
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items() if not isinstance(v, (list, dict))}
+
+
+SPEED_SNIPPET = r"""
+import sys, time, runpy
+t0 = time.perf_counter()
+sys.argv = ["ccl_core", "generate", "--prompt", "a red circle bouncing", "--out", sys.argv[1], "--quiet"] + sys.argv[2:]
+try:
+    runpy.run_module("ccl_core", run_name="__main__")
+except SystemExit as e:
+    assert not e.code, e.code
+wall = time.perf_counter() - t0
+peak = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0] / 1024
+print(f"SPEED {wall:.2f} {peak:.0f}")
+"""
+
+
+def speed(extra_args, runs=3):
+    walls, peaks = [], []
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(runs):
+            out = subprocess.run([sys.executable, "-c", SPEED_SNIPPET, os.path.join(d, f"s{i}.mp4"), *extra_args],
+                                 cwd=ROOT, capture_output=True, text=True, check=True)
+            line = [l for l in out.stdout.splitlines() if l.startswith("SPEED")][-1].split()
+            walls.append(float(line[1]))
+            peaks.append(float(line[2]))
+    return {"wall_s_median": statistics.median(walls), "wall_s_runs": walls, "peak_rss_mb": max(peaks)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--sampler", default="dpmpp_2m")
+    ap.add_argument("--shift", type=float, default=3.0)
+    ap.add_argument("--guidance", default="joint")
+    ap.add_argument("--video-scale", type=float, default=3.0)
+    ap.add_argument("--audio-scale", type=float, default=3.0)
+    ap.add_argument("--cond-clips", type=int, default=36)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip", action="append", default=[], choices=["quality", "conditioned", "speed"])
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe = load_pipeline(args.model)
+    g = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale)
+    result = {"settings": {k: getattr(args, k) for k in ("steps", "sampler", "shift", "guidance", "video_scale",
+                                                          "audio_scale", "seeds", "threads")},
+              "torch": torch.__version__}
+    if "quality" not in args.skip:
+        print(f"quality: {len(PROMPTS)} prompts x {args.seeds} seeds", flush=True)
+        result["t2av"] = quality(pipe, args.seeds, args.steps, g, args.sampler, args.shift)
+        print(json.dumps(result["t2av"]), flush=True)
+    if "conditioned" not in args.skip:
+        for task in ("a2v", "v2a"):
+            result[task] = conditioned(pipe, task, args.cond_clips, args.steps, g, args.sampler, args.shift)
+            print(task, json.dumps(result[task]), flush=True)
+    if "speed" not in args.skip:
+        extra = ["--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
+        result["speed"] = speed(extra)
+        print("speed", json.dumps(result["speed"]), flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Generation with a loaded pipeline: text-to-audio-video, audio-to-video and video-to-audio.
+
+The command line (`python -m ccl_core generate ...`) and the benchmarks call `generate`; inside
+ComfyUI the native samplers drive the model instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from .guidance import Guidance, guided_velocity
+from .sampling import flow_sigmas, sample
+
+
+@dataclass
+class Result:
+    frames: torch.Tensor  # [T, H, W, 3] in 0..1
+    waveform: torch.Tensor  # [S]
+    fps: float
+    sample_rate: int
+    video_latent: torch.Tensor
+    audio_latent: torch.Tensor
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (no dependency)."""
+
+    def __init__(self, total: int, label: str = "sampling", stream=None, width: int = 30):
+        self.total, self.label, self.width = total, label, width
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+
+    def __call__(self, i: int, total: int, _latents=None) -> None:
+        done = i + 1
+        filled = round(self.width * done / total)
+        rate = (time.perf_counter() - self.start) / done
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
+                          f"{rate:.2f} s/step")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+@torch.no_grad()
+def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "dpmpp_2m", shift: float = 3.0,
+             guidance: Optional[Guidance] = None, negative: str = "", task: str = "t2av",
+             audio: Optional[torch.Tensor] = None, frames: Optional[torch.Tensor] = None,
+             progress: Optional[Callable] = None) -> Result:
+    """One clip. For task "a2v" pass `audio` (waveform [S] at the pipeline's rate); for "v2a" pass
+    `frames` ([T, H, W, 3] at the pipeline's fps and size). The given stream is held clean."""
+    if task not in ("t2av", "a2v", "v2a"):
+        raise ValueError(f"task must be 't2av', 'a2v' or 'v2a', got {task!r}")
+    if task == "a2v" and audio is None:
+        raise ValueError("task 'a2v' needs an input audio (a waveform, e.g. from --audio FILE)")
+    if task == "v2a" and frames is None:
+        raise ValueError("task 'v2a' needs input video frames (e.g. from --video FILE)")
+    guidance = guidance or Guidance("joint", video_scale=3.0, audio_scale=3.0)
+    model, cfg = pipe.model, pipe.model.config
+    device = pipe.model.device
+    text, _ = pipe.text_encoder.encode([prompt])
+    uncond, _ = pipe.text_encoder.encode([negative])
+    vshape = pipe.video_ae.latent_shape()
+    ashape = pipe.audio_ae.latent_shape()
+    g = torch.Generator().manual_seed(seed)
+    latents = {"video": torch.randn(1, *vshape, generator=g).to(device),
+               "audio": torch.randn(1, *ashape, generator=g).to(device)}
+    hold = set()
+    if task == "a2v":
+        latents["audio"] = pipe.audio_ae.encode(audio.reshape(1, -1).to(device))
+        hold.add("audio")
+    if task == "v2a":
+        latents["video"] = pipe.video_ae.encode(frames.unsqueeze(0).to(device))
+        hold.add("video")
+
+    def velocity(x, sigma):
+        v, a = guided_velocity(model, x["video"], x["audio"], sigma, None, text.to(device), uncond.to(device),
+                               guidance, tasks=task)
+        return {"video": v, "audio": a}
+
+    out = sample(velocity, latents, flow_sigmas(steps, shift), sampler, hold=hold, callback=progress)
+    video = pipe.video_ae.decode(out["video"])[0]
+    wave = pipe.audio_ae.decode(out["audio"])[0]
+    if task == "a2v":
+        wave = audio.reshape(-1)[: wave.shape[-1]].to(wave)
+    if task == "v2a":
+        video = frames.to(video)
+    return Result(video.clamp(0, 1).cpu(), wave.cpu(), pipe.video_fps, pipe.sample_rate, out["video"], out["audio"])

@@ -1,0 +1,70 @@
+"""The embedded ToyAV model: its config, and loading the shipped pipeline (model, text, autoencoders).
+
+The diffusion model's latent shapes and rates come from the autoencoders: video [8, 16, 8, 8] at 8
+latent fps, audio [8, 125] at 62.5 latents/s, text [5, 64].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..config import ModelConfig
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MODEL_FILE = "toyav_ccl.safetensors"
+
+
+def toyav_config(video_ae=None, audio_ae=None, text_encoder=None, **overrides) -> ModelConfig:
+    """The embedded model's config; sizes follow the autoencoders when they are given."""
+    base = dict(
+        name="toyav-ccl", dim=128, ffn_dim=384, num_heads=2, num_layers=4, freq_dim=64,
+        text_dim=64, text_len=5, video_channels=8, video_patch=(1, 2, 2), audio_channels=8,
+        audio_embed_kernel=7, audio_embed_hidden=256, video_latent_fps=8.0, audio_latent_rate=62.5,
+        fusion="ccl", n_ctx=4, tarp_window=2, aligned_rope=True,
+    )
+    if video_ae is not None:
+        base.update(video_channels=video_ae.latent_channels, video_latent_fps=video_ae.video_latent_fps)
+    if audio_ae is not None:
+        base.update(audio_channels=audio_ae.latent_channels, audio_latent_rate=audio_ae.audio_latent_rate)
+    if text_encoder is not None:
+        base.update(text_dim=text_encoder.text_dim, text_len=text_encoder.max_tokens)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+@dataclass
+class Pipeline:
+    """Everything generation needs, on one device."""
+
+    model: torch.nn.Module
+    text_encoder: torch.nn.Module
+    video_ae: torch.nn.Module
+    audio_ae: torch.nn.Module
+
+    @property
+    def video_fps(self) -> float:
+        return float(self.video_ae.fps)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.audio_ae.sample_rate)
+
+
+def load_pipeline(model_path: Optional[str] = None, device="cpu", dtype: Optional[str] = None,
+                  video_ae_path=None, audio_ae_path=None, text_path=None) -> Pipeline:
+    """The shipped embedded model (or a CCL checkpoint at model_path) with the shipped ToyAV parts."""
+    from ..checkpoint import load_checkpoint
+    from .autoencoders import load_audio_ae, load_video_ae
+    from .text import load_text_encoder
+
+    path = Path(model_path) if model_path else ASSETS / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}" + (
+            "; the embedded model is trained with `python -m ccl_core.toyav.train_embedded`" if not model_path else ""))
+    model = load_checkpoint(path, dtype=dtype, device=device)
+    return Pipeline(model, load_text_encoder(text_path, device=device), load_video_ae(video_ae_path, device=device),
+                    load_audio_ae(audio_ae_path, device=device))

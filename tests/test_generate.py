@@ -1,0 +1,114 @@
+"""Generation from the command line and from Python: mp4 out, a2v / v2a inputs converted, errors."""
+
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+import torch
+
+from ccl_core.checkpoint import save_checkpoint
+from ccl_core.generate import generate
+from ccl_core.media import MediaError, read_audio, read_video, write_mp4
+from ccl_core.model import DualStreamModel
+from ccl_core.toyav import world
+from ccl_core.toyav.autoencoders import AudioAE, VideoAE, save_autoencoder
+from ccl_core.toyav.embedded import load_pipeline, toyav_config
+from ccl_core.toyav.metrics import load_mp4
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """A random-init model and autoencoders in the shipped formats: tests of plumbing, not quality."""
+    d = tmp_path_factory.mktemp("pipe")
+    torch.manual_seed(0)
+    v, a = VideoAE(), AudioAE()
+    save_autoencoder(v, d / "v.safetensors")
+    save_autoencoder(a, d / "a.safetensors")
+    save_checkpoint(DualStreamModel(toyav_config(v, a)), d / "m.safetensors")
+    return d
+
+
+@pytest.fixture(scope="module")
+def pipe(parts):
+    return load_pipeline(parts / "m.safetensors", video_ae_path=parts / "v.safetensors",
+                         audio_ae_path=parts / "a.safetensors")
+
+
+def test_t2av_shapes_and_mp4_round_trip(pipe, tmp_path):
+    r = generate(pipe, "a red circle bouncing", steps=3)
+    assert r.frames.shape == (world.NUM_FRAMES, 64, 64, 3) and r.waveform.shape == (world.NUM_SAMPLES,)
+    path = write_mp4(tmp_path / "x.mp4", r.frames, r.fps, r.waveform, r.sample_rate)
+    frames, fps, wav, sr = load_mp4(path)
+    assert frames.shape[0] == 32 and fps == 16
+    assert abs(wav.shape[-1] / sr - frames.shape[0] / fps) <= 1 / fps  # durations within one frame
+
+
+def test_given_stream_is_kept_in_a2v_and_v2a(pipe):
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(world.NUM_SAMPLES, generator=g) * 0.1
+    r = generate(pipe, "a blue square sliding", steps=2, task="a2v", audio=audio)
+    assert torch.equal(r.waveform, audio)
+    frames = torch.rand(32, 64, 64, 3, generator=g)
+    r = generate(pipe, "", steps=2, task="v2a", frames=frames)
+    assert torch.equal(r.frames, frames)
+    with pytest.raises(ValueError, match="needs an input audio"):
+        generate(pipe, "a red circle bouncing", task="a2v")
+
+
+def _write_wav(path, data, rate, channels):
+    pcm = (np.clip(data, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(channels)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(pcm.tobytes())
+
+
+def test_inputs_of_other_formats_are_converted(tmp_path):
+    t = np.arange(44100 * 3) / 44100
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 440 * t)], 1) * 0.5
+    _write_wav(tmp_path / "s.wav", stereo.reshape(-1), 44100, 2)
+    wav = read_audio(tmp_path / "s.wav", 16000, 2.0)
+    assert wav.shape == (32000,)
+    spectrum = torch.fft.rfft(wav).abs()
+    assert abs(int(spectrum.argmax()) / 2.0 - 440) < 2  # same pitch after resampling
+    frames = torch.rand(50, 90, 120, 3)
+    write_mp4(tmp_path / "v.mp4", frames, 25.0, torch.zeros(25000), 12500)
+    video = read_video(tmp_path / "v.mp4", 16, (64, 64), 2.0)
+    assert video.shape == (32, 64, 64, 3) and 0 <= video.min() and video.max() <= 1
+
+
+def test_unreadable_files_are_named(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all" * 10)
+    with pytest.raises(MediaError, match="cannot read .*bad.wav"):
+        read_audio(bad, 16000)
+    with pytest.raises(MediaError, match="file not found"):
+        read_video(tmp_path / "missing.mp4", 16, (64, 64))
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "ccl_core", "generate", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_command_line(parts, tmp_path):
+    out = tmp_path / "c.mp4"
+    common = ["--model", str(parts / "m.safetensors"), "--steps", "2", "--quiet", "--threads", "1"]
+    env_parts = ["--out", str(out)]
+    # the CLI uses the shipped autoencoders: skip if they are not installed in this checkout
+    from ccl_core.toyav.autoencoders import ASSETS, AUDIO_AE_FILE, VIDEO_AE_FILE
+    if not (ASSETS / VIDEO_AE_FILE).is_file() or not (ASSETS / AUDIO_AE_FILE).is_file():
+        pytest.skip("shipped autoencoders not present")
+    r = _cli("--prompt", "a green triangle blinking", *common, *env_parts)
+    assert r.returncode == 0, r.stderr
+    assert load_mp4(out)[0].shape[0] == 32
+    r = _cli("--prompt", "a purple circle bouncing", *common, "--out", str(tmp_path / "d.mp4"))
+    assert r.returncode == 2 and "purple" in r.stderr and "red" in r.stderr  # lists the vocabulary
+    r = _cli("--prompt", "a red circle bouncing", *common, *env_parts)
+    assert r.returncode == 2 and "exists" in r.stderr  # never overwrites
+    r = _cli("--task", "a2v", "--audio", str(tmp_path / "nope.wav"), *common, "--out", str(tmp_path / "e.mp4"))
+    assert r.returncode == 2 and "file not found" in r.stderr
