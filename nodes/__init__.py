@@ -6,7 +6,7 @@ NODE_CLASS_MAPPINGS / NODE_DISPLAY_NAME_MAPPINGS and add its name to FAMILIES.
 
 from importlib import import_module
 
-FAMILIES = ("model_loading", "latents", "tasks", "guidance", "decode", "video")
+FAMILIES = ("model_loading", "latents", "tasks", "guidance", "decode", "video", "toyav")
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}

@@ -11,7 +11,7 @@ into per-row tensors that batch across conds, so one model call can mix tasks an
   ccl_clean_video / ccl_clean_audio   clean conditioning latent (model space) of v2a / a2v
   ccl_ctx_only    bool: force the context-tokens-only route (UCG's unconditional branches)
   ccl_skip        int: fusion block to skip for this cond (Ovi's skip-layer guidance), -1 none
-  ccl_null_text   bool: use the null text (zeros) instead of the cond's text
+  ccl_null_text   bool: use the model's null text (zeros; ToyAV: the empty prompt) instead of the cond's text
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import comfy.model_management
 import comfy.model_patcher
 import comfy.supported_models_base
 
-from .common import TASK_IDS, TASK_NAMES, LatentSpec
+from .common import TASK_IDS, TASK_NAMES, LatentSpec, null_text_for
 
 log = logging.getLogger("ccl")
 
@@ -147,7 +147,7 @@ class CCLBaseModel(comfy.model_base.BaseModel):
         text = kwargs.get("cross_attn")
         if text is not None:
             if kwargs.get("ccl_null_text", False):
-                text = torch.zeros_like(text)
+                text = null_text_for(self.ccl_spec, text)
             limit = self.ccl_config.text_len
             if text.shape[1] > limit:
                 if not self._warned_text:

@@ -44,6 +44,7 @@ class LatentSpec:
     spatial_factor: int = 1  # pixels per latent cell
     audio_sample_rate: int = 16000  # sample rate of decoded audio
     name: str = ""
+    null_text: str = "zeros"  # the model's null text: "zeros" (Ovi, UCG default) or "toyav" (see null_text_for)
 
     @property
     def fps(self) -> float:
@@ -87,6 +88,12 @@ class LatentSpec:
 
 OVI_SPACES = dict(video_space="wan22", audio_space="identity", temporal_factor=4, causal=True,
                   spatial_factor=16, audio_sample_rate=44100)
+# The embedded ToyAV model (config name "toyav-ccl", ccl_core.toyav.embedded): its autoencoders' latents are
+# already normalised (identity spaces); x2 time, x8 space, 16 kHz sound; the null text is the ToyAV
+# encoder's empty prompt. nodes/toyav.py checks these against the autoencoders.
+TOYAV_NAME = "toyav-ccl"
+TOYAV_SPACES = dict(temporal_factor=2, causal=False, spatial_factor=8, audio_sample_rate=16000, null_text="toyav")
+DEFAULT_SHIFTS = {TOYAV_NAME: 3.0}  # when the file has no ccl_shift (ccl_core.generate uses 3.0 for ToyAV)
 
 
 def model_spec(config, metadata: Optional[dict] = None) -> LatentSpec:
@@ -103,6 +110,8 @@ def model_spec(config, metadata: Optional[dict] = None) -> LatentSpec:
                 name=config.name)
     if (config.video_channels, config.audio_channels) == (48, 20):
         base.update(OVI_SPACES)
+    if config.name == TOYAV_NAME:
+        base.update(TOYAV_SPACES)
     raw = (metadata or {}).get(SPACES_METADATA_KEY)
     if raw:
         try:
@@ -112,6 +121,43 @@ def model_spec(config, metadata: Optional[dict] = None) -> LatentSpec:
         for part in ("video", "audio"):
             base.update((extra or {}).get(part, {}))
     return LatentSpec.from_dict(base)
+
+
+# ---------------------------------------------------------------------- null text
+# A CONDITIONING entry may carry its text encoder's null text under this key (CCL ToyAV Text Encode
+# sets it); null_text_like prefers it over the model's.
+NULL_TEXT_KEY = "ccl_null_text_embedding"
+
+
+def null_text_for(spec: Optional[LatentSpec], like: torch.Tensor) -> torch.Tensor:
+    """The model's null text (UCG's unconditional text, training's text dropout) with like's batch.
+
+    "zeros": zero embeddings shaped like `like` (Ovi and the CCL default). "toyav": the shipped ToyAV
+    text encoder's encoding of the empty prompt, [B, 5, 64].
+    """
+    kind = getattr(spec, "null_text", "zeros") if spec is not None else "zeros"
+    if kind == "zeros":
+        return torch.zeros_like(like)
+    if kind == "toyav":
+        from .toyav import embedded_null_text
+        return embedded_null_text(like.shape[0]).to(device=like.device, dtype=like.dtype)
+    raise ValueError(f"unknown null text kind {kind!r}")
+
+
+def null_text_like(conditioning, spec: Optional[LatentSpec] = None):
+    """The null text for every entry of a CONDITIONING: the entry's own encoder's (NULL_TEXT_KEY), else
+    the model's (spec), else zeros."""
+    out = []
+    for t, d in conditioning:
+        null = d.get(NULL_TEXT_KEY)
+        if torch.is_tensor(null):
+            null = null.to(device=t.device, dtype=t.dtype)
+            if null.shape[0] != t.shape[0]:
+                null = null[:1].expand(t.shape[0], *null.shape[1:])
+        else:
+            null = null_text_for(spec, t)
+        out.append([null, dict(d)])
+    return out
 
 
 # ---------------------------------------------------------------------- latent spaces

@@ -16,14 +16,15 @@ import comfy.samplers
 import comfy.utils
 
 from ..ccl_core.guidance import FORMS, Guidance
-from .common import CATEGORY, spec_of, tip
-from .tasks import null_text_like
+from .common import CATEGORY, null_text_for, null_text_like, spec_of, tip
 
 TASK_KEYS = ("ccl_task", "ccl_clean_video", "ccl_clean_audio")
 
 
-def branch_conds(guidance: Guidance, positive, negative=None):
-    """branch name -> CONDITIONING with that branch's flags; task keys always from the positive."""
+def branch_conds(guidance: Guidance, positive, negative=None, spec=None):
+    """branch name -> CONDITIONING with that branch's flags; task keys always from the positive.
+    Without a negative the unconditional branches read the null text (null_text_like: the
+    encoder's own, else the model's from `spec`)."""
     task = {k: v for k, v in positive[0][1].items() if k in TASK_KEYS} if positive else {}
     out = {}
     for name, (use_text, full, skips) in guidance.branches.items():
@@ -32,7 +33,7 @@ def branch_conds(guidance: Guidance, positive, negative=None):
         elif negative is not None:
             src = negative
         else:
-            src = null_text_like(positive)
+            src = null_text_like(positive, spec)
         flags = {"ccl_ctx_only": not full, "ccl_skip": guidance.skip_block if skips else -1}
         conds = []
         for t, d in src:
@@ -47,10 +48,10 @@ def branch_conds(guidance: Guidance, positive, negative=None):
 class CCLGuider(comfy.samplers.CFGGuider):
     """CFGGuider whose predict_noise evaluates every guidance branch in one batch, combined per stream."""
 
-    def set_guidance(self, guidance: Guidance, positive, negative=None):
+    def set_guidance(self, guidance: Guidance, positive, negative=None, spec=None):
         self.guidance = guidance
         self.branch_names = list(guidance.branches)
-        self.inner_set_conds(branch_conds(guidance, positive, negative))
+        self.inner_set_conds(branch_conds(guidance, positive, negative, spec))
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         names = self.branch_names
@@ -110,29 +111,30 @@ class CCLGuiderNode:
                                       default=11, min=0, max=200)),
         }, "optional": {
             "negative": ("CONDITIONING", tip("Optional negative prompt used in place of the null text in the "
-                                             "unconditional branch.")),
+                                             "unconditional branch (left empty: the null text, zeros for Ovi, "
+                                             "the empty prompt's encoding for ToyAV).")),
         }}
 
     def get_guider(self, model, positive, form, video_scale, audio_scale, video_av_scale, audio_av_scale,
                    skip_block, negative=None):
-        spec_of(model)  # a clear error for a non-CCL model
+        spec = spec_of(model)  # a clear error for a non-CCL model
         layers = model.model.ccl_config.num_layers
         if form == "ovi" and not 0 <= skip_block < layers:
             raise ValueError(f"skip_block {skip_block} is outside this model's {layers} fusion blocks (0..{layers - 1})")
         guidance = Guidance(form, video_scale, audio_scale, video_av_scale, audio_av_scale, skip_block)
         guider = CCLGuider(model)
-        guider.set_guidance(guidance, positive, negative)
+        guider.set_guidance(guidance, positive, negative, spec)
         return (guider,)
 
 
 class CCLNullText:
-    DESCRIPTION = ("The null text of a CCL / Ovi model (zero embeddings): the unconditional text of UCG and of "
-                   "training's text dropout. Use it as a negative for native guiders, or as the prompt for an "
-                   "unconditional sample.")
+    DESCRIPTION = ("The null text of a CCL / Ovi model (zero embeddings; for the embedded ToyAV model the "
+                   "encoding of the empty prompt): the unconditional text of UCG and of training's text dropout. "
+                   "Use it as a negative for native guiders, or as the prompt for an unconditional sample.")
     CATEGORY = f"{CATEGORY}/conditioning"
     RETURN_TYPES = ("CONDITIONING",)
     RETURN_NAMES = ("conditioning",)
-    OUTPUT_TOOLTIPS = ("Zero text embeddings of the model's text width.",)
+    OUTPUT_TOOLTIPS = ("The model's null text embeddings (zeros of its text width; ToyAV: the empty prompt).",)
     FUNCTION = "make"
 
     @classmethod
@@ -141,7 +143,7 @@ class CCLNullText:
 
     def make(self, model):
         spec = spec_of(model)
-        return ([[torch.zeros(1, 1, spec.text_dim), {}]],)
+        return ([[null_text_for(spec, torch.zeros(1, 1, spec.text_dim)), {}]],)
 
 
 NODE_CLASS_MAPPINGS = {"CCLGuider": CCLGuiderNode, "CCLNullText": CCLNullText}

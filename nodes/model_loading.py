@@ -10,8 +10,9 @@ import folder_paths
 import comfy.utils
 
 from ..ccl_core.checkpoint import CheckpointError, detect_kind, load_checkpoint, read_header
-from .common import CATEGORY, SHIFT_METADATA_KEY, model_spec, tip
+from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec, tip
 from .comfy_model import build_model
+from .toyav import EMBEDDED_MODELS, embedded_model_path
 
 log = logging.getLogger("ccl")
 
@@ -31,16 +32,19 @@ def register_folder() -> None:
 
 
 def list_checkpoints():
+    """The embedded models first (listed even before their file exists), then the user's files."""
     names = []
     for folder in SEARCH:
         try:
             names.extend(folder_paths.get_filename_list(folder))
         except KeyError:
             continue
-    return sorted(set(names))
+    return list(EMBEDDED_MODELS) + sorted(set(names))
 
 
 def resolve(name: str) -> str:
+    if name in EMBEDDED_MODELS:
+        return embedded_model_path(name)  # a clear FileNotFoundError while the file is not installed
     for folder in SEARCH:
         try:
             path = folder_paths.get_full_path(folder, name)
@@ -53,8 +57,9 @@ def resolve(name: str) -> str:
 
 class CCLModelLoader:
     DESCRIPTION = ("Loads a CCL or Ovi audio-video diffusion model (safetensors from models/ccl or "
-                   "models/diffusion_models) as a native MODEL for SamplerCustomAdvanced, KSampler and the "
-                   "CCL guider. The kind of file is recognised from its keys and metadata.")
+                   "models/diffusion_models, or the embedded ToyAV model shipped with the pack) as a native MODEL "
+                   "for SamplerCustomAdvanced, KSampler and the CCL guider. The kind of file is recognised from "
+                   "its keys and metadata.")
     CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = ("MODEL",)
     RETURN_NAMES = ("model",)
@@ -66,7 +71,9 @@ class CCLModelLoader:
         return {"required": {
             "ckpt_name": (list_checkpoints(), tip(
                 "CCL or Ovi checkpoint (.safetensors) from models/ccl or models/diffusion_models; Ovi's "
-                "file is model.safetensors (720x720, 5 s) or model_960x960*.safetensors")),
+                "file is model.safetensors (720x720, 5 s) or model_960x960*.safetensors. '(embedded) "
+                "toyav_ccl' is the small ToyAV model shipped inside the pack (64x64, 16 fps, 2 s, 16 kHz; "
+                "use it with the CCL/ToyAV nodes)")),
             "weight_dtype": (WEIGHT_DTYPES, tip(
                 "Weight storage: default keeps the file's dtype; bf16/fp16 convert; fp8 stores the block "
                 "matrices as float8_e4m3fn (about half the memory of bf16) and computes in bf16",
@@ -84,10 +91,11 @@ class CCLModelLoader:
         pbar.update(1)
         net = load_checkpoint(path, dtype=None if weight_dtype == "default" else weight_dtype, device="cpu")
         pbar.update(1)
+        default_shift = DEFAULT_SHIFTS.get(net.config.name, DEFAULT_SHIFT)
         try:
-            shift = float(header.metadata.get(SHIFT_METADATA_KEY, DEFAULT_SHIFT))
+            shift = float(header.metadata.get(SHIFT_METADATA_KEY, default_shift))
         except ValueError:
-            shift = DEFAULT_SHIFT
+            shift = default_shift
         spec = model_spec(net.config, header.metadata)
         log.info("CCL: loaded %s (%s, %s, %d blocks, width %d)", os.path.basename(path), kind,
                  net.config.name or "unnamed", net.config.num_layers, net.config.dim)

@@ -12,8 +12,8 @@ import math
 
 import torch
 
-from .common import (CATEGORY, CCL_KEY, fit_batch, fit_length, latent_spec, nested, pack_mask, split_joint, tip,
-                     to_model_space)
+from .common import (CATEGORY, CCL_KEY, fit_batch, fit_length, latent_spec, nested, null_text_like, pack_mask,
+                     split_joint, tip, to_model_space)
 
 # task -> (video denoised, audio denoised)
 DENOISED = {"t2av": (True, True), "t2v": (True, False), "t2a": (False, True), "a2v": (True, False),
@@ -34,11 +34,6 @@ def with_task(conditioning, task, clean=None):
     return out
 
 
-def null_text_like(conditioning):
-    """The null text (zero embeddings, the unconditional text of UCG and of training's text dropout)."""
-    return [[torch.zeros_like(t), dict(d)] for t, d in conditioning]
-
-
 def apply_task(positive, negative, latent, task, clean=None):
     if not positive:
         raise ValueError("positive conditioning is empty")
@@ -57,7 +52,7 @@ def apply_task(positive, negative, latent, task, clean=None):
     meta.update(spec=spec.to_dict(), task=task, clean=clean)
     out.update(samples=nested((video, audio)), noise_mask=mask.to(video.device))
     out[CCL_KEY] = meta
-    neg = null_text_like(positive) if negative is None else negative
+    neg = null_text_like(positive, spec) if negative is None else negative
     return with_task(positive, task, clean), with_task(neg, task, clean), out
 
 
@@ -66,8 +61,8 @@ COND_INPUTS = {
     "latent": ("LATENT", tip("Joint latent from 'CCL Empty Joint Latent'.")),
 }
 NEG_INPUT = {"negative": ("CONDITIONING", tip(
-    "Optional negative prompt. When left empty the negative output is the null text (zeros), UCG's "
-    "unconditional text."))}
+    "Optional negative prompt. When left empty the negative output is the null text, UCG's unconditional "
+    "text (zeros for Ovi; the empty prompt's encoding for the embedded ToyAV model)."))}
 OUTPUTS = ("CONDITIONING", "CONDITIONING", "LATENT")
 OUT_NAMES = ("positive", "negative", "latent")
 OUT_TIPS = ("Positive conditioning carrying the task.", "Negative conditioning carrying the task.",

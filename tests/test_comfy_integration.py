@@ -7,9 +7,17 @@ link to this repo and whose models/ccl/ holds a tiny random CCL checkpoint, then
 imports (no IMPORT FAILED, import time under 0.5 s), every CCL node is in /object_info, the pack's
 templates are listed, the tiny smoke API workflow runs to mp4 files with the right frame count, fps
 and an audio stream as long as the video, and a wrong checkpoint gives a clear error.
+
+The embedded-model workflows (toyav_t2av, toyav_a2v, toyav_v2a) run as shipped when the trained model
+ccl_core/assets/toyav_ccl.safetensors exists; before that, on a random-init ToyAV model the fixture saves in
+models/ccl (the check is the wiring: 32 frames at 16 fps, 64x64, a soundtrack as long as the video). They need
+the shipped ToyAV autoencoders (skipped without them). Their input files (workflows/inputs) are copied to the
+base directory's input/, where LoadAudio / LoadVideo read them.
 """
 
+import glob
 import json
+import shutil
 import os
 import re
 import socket
@@ -28,6 +36,10 @@ PACK_DIR = "ccl_av"
 SMOKE = os.path.join(ROOT, "workflows", "api", "ccl_tiny_smoke.json")
 # The smoke checkpoint: tiny random weights; its metadata declares x2 time and x2 space per latent.
 SPACES = {"video": {"temporal_factor": 2, "spatial_factor": 2}, "audio": {"audio_sample_rate": 16000}}
+ASSETS = os.path.join(ROOT, "ccl_core", "assets")
+TOYAV_MODEL = os.path.join(ASSETS, "toyav_ccl.safetensors")
+TOYAV_AES = [os.path.join(ASSETS, f) for f in ("toyav_video_ae.safetensors", "toyav_audio_ae.safetensors")]
+TOYAV_RANDOM = "toyav_ccl_random.safetensors"  # saved by the fixture while the trained model is not installed
 
 
 def _free_port():
@@ -70,6 +82,16 @@ def server(tmp_path_factory):
                     metadata={"ccl_latent_spaces": json.dumps(SPACES)})
     from safetensors.torch import save_file
     save_file({"encoder.w": torch.zeros(2), "decoder.w": torch.zeros(2)}, str(base / "models" / "ccl" / "a_vae.safetensors"))
+    if not os.path.isfile(TOYAV_MODEL):
+        from ccl_core.toyav.autoencoders import AudioAE, VideoAE
+        from ccl_core.toyav.embedded import toyav_config
+        from ccl_core.toyav.text import load_text_encoder
+        torch.manual_seed(0)
+        save_checkpoint(DualStreamModel(toyav_config(VideoAE(), AudioAE(), load_text_encoder())),
+                        base / "models" / "ccl" / TOYAV_RANDOM)
+    (base / "input").mkdir()
+    for f in glob.glob(os.path.join(ROOT, "workflows", "inputs", "*")):
+        shutil.copy(f, base / "input")
 
     port = _free_port()
     log_path = base / "server.log"
@@ -126,7 +148,8 @@ def test_pack_imports_fast_and_registers_every_node(server):
     for name in expected:
         assert info[name]["category"].startswith("CCL") and info[name]["description"]
     templates = _get(server["url"] + "/workflow_templates")
-    assert sorted(templates.get(PACK_DIR, [])) == ["ccl_tiny_smoke", "ovi_t2av"]
+    shipped = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")))
+    assert "toyav_t2av" in shipped and sorted(templates.get(PACK_DIR, [])) == shipped
 
 
 def test_tiny_smoke_workflow_writes_mp4(server):
@@ -148,6 +171,51 @@ def test_tiny_smoke_workflow_writes_mp4(server):
             samples = sum(f.samples for f in c.decode(audio=0))
             rate = c.streams.audio[0].rate
         assert abs(samples / rate - frames / fps) <= 1 / fps + 2048 / rate, (node, samples, rate)
+
+
+def _check_mp4(path, frames, fps, size):
+    import av
+    with av.open(str(path)) as c:
+        assert c.streams.audio, f"{path} has no audio stream"
+        v = c.streams.video[0]
+        assert (v.width, v.height) == size and float(v.average_rate) == fps
+        n = sum(1 for _ in c.decode(video=0))
+        assert n == frames, n
+    with av.open(str(path)) as c:
+        samples = sum(f.samples for f in c.decode(audio=0))
+        rate = c.streams.audio[0].rate
+    assert abs(samples / rate - frames / fps) <= 1 / fps, (samples, rate)  # as long as the video within a frame
+    return samples / rate
+
+
+@pytest.mark.parametrize("name", ["toyav_t2av", "toyav_a2v", "toyav_v2a"])
+def test_toyav_workflow_writes_mp4(server, name):
+    pytest.importorskip("av")
+    missing = [os.path.basename(p) for p in TOYAV_AES if not os.path.isfile(p)]
+    if missing:
+        pytest.skip(f"the ToyAV autoencoders are not installed yet ({', '.join(missing)})")
+    prompt = json.load(open(os.path.join(ROOT, "workflows", "api", name + ".json")))
+    loader = next(k for k, n in prompt.items() if n["class_type"] == "CCLModelLoader")
+    assert prompt[loader]["inputs"]["ckpt_name"] == "(embedded) toyav_ccl"
+    if not os.path.isfile(TOYAV_MODEL):
+        prompt[loader]["inputs"]["ckpt_name"] = TOYAV_RANDOM
+    hist = _run(server, prompt, timeout=600)
+    assert hist["status"]["status_str"] == "success", json.dumps(hist["status"])[:3000]
+    saver = next(k for k, n in prompt.items() if n["class_type"] == "CCLSaveVideo")
+    item = hist["outputs"][saver]["images"][0]
+    assert item["filename"].startswith(name) and item["subfolder"] == "video"
+    _check_mp4(server["base"] / "output" / item["subfolder"] / item["filename"], 32, 16.0, (64, 64))
+
+
+def test_embedded_model_missing_gives_clear_error(server):
+    if os.path.isfile(TOYAV_MODEL):
+        pytest.skip("the embedded model is installed")
+    prompt = json.load(open(os.path.join(ROOT, "workflows", "api", "toyav_t2av.json")))
+    hist = _run(server, prompt)
+    assert hist["status"]["status_str"] == "error"
+    errors = [m[1] for m in hist["status"]["messages"] if m[0] == "execution_error"]
+    assert errors and "embedded ToyAV" in errors[0]["exception_message"] and "not installed" in \
+        errors[0]["exception_message"], errors
 
 
 def test_wrong_checkpoint_gives_clear_error(server):

@@ -129,3 +129,26 @@ def test_api_workflow(path):
                 elif t in OURS:
                     check_value(t, name, entry, value)
     assert any(SPECS[n["class_type"]].get("output_node") for n in wf.values())
+
+
+INPUT_LOADERS = {"LoadAudio": "audio", "LoadVideo": "file"}  # native nodes reading ComfyUI/input
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=os.path.basename)
+def test_input_files_are_shipped(path):
+    """Files named by LoadAudio / LoadVideo are in workflows/inputs (artists copy them to ComfyUI/input), small,
+    and the prompt of a ToyAV task workflow describes its input clip."""
+    import make_toyav_inputs
+
+    wf = json.load(open(path))
+    for node in wf.values():
+        widget = INPUT_LOADERS.get(node["class_type"])
+        if widget is None:
+            continue
+        name = node["inputs"][widget]
+        local = os.path.join(ROOT, "workflows", "inputs", name)
+        assert os.path.isfile(local), f"{name} is not in workflows/inputs (python tools/make_toyav_inputs.py)"
+        assert os.path.getsize(local) < 200_000
+        prompts = [n["inputs"]["text"] for n in wf.values() if n["class_type"] == "CCLToyAVTextEncode"]
+        if name in make_toyav_inputs.CLIPS:
+            assert make_toyav_inputs.prompt_of(name) in prompts, (name, prompts)

@@ -33,6 +33,63 @@ OVI_PROMPT = ("A young woman with curly hair sits at a piano in a sunlit room an
               "<AUDCAP>Clear female singing voice with soft piano accompaniment, small room ambience.<ENDAUDCAP>")
 OVI_NEGATIVE = "jitter, bad hands, blur, distortion, robotic, muffled, echo, distorted"
 
+TOYAV_INPUTS = "workflows/inputs"  # shipped input files; LoadAudio / LoadVideo read them from ComfyUI/input
+TOYAV_A2V_AUDIO = "ccl_toyav_a2v_input.wav"  # made by tools/make_toyav_inputs.py: "a blue square bouncing"
+TOYAV_V2A_VIDEO = "ccl_toyav_v2a_input.mp4"  # "a yellow triangle sliding"
+TOYAV_NOTES = (
+    "The embedded ToyAV model (shipped inside the pack: 64x64, 16 fps, 2 s, 16 kHz; prompts 'a {colour} {shape} "
+    "{motion}' with colours red green blue yellow, shapes circle square triangle, motions bouncing sliding "
+    "blinking). No download needed. The negative is the empty prompt, i.e. the null text of UCG. Sampling: "
+    "dpmpp_2m, 25 steps, shift 3 (what ccl_core.generate uses).")
+
+
+def toyav_workflow(task, prompt, prefix, seed):
+    """ToyAV graph: t2av, or a2v / v2a with a task node fed by a shipped input file."""
+    nodes = [
+        (1, "CCLModelLoader", {"ckpt_name": "(embedded) toyav_ccl", "weight_dtype": "default"}, {}, None),
+        (2, "ModelSamplingSD3", {"shift": 3.0}, {"model": (1, 0)}, None),
+        (3, "CCLToyAVTextEncoderLoader", {"encoder_name": "(embedded) toyav_text"}, {}, None),
+        (4, "CCLToyAVTextEncode", {"text": prompt}, {"text_encoder": (3, 0)}, "Prompt: a {colour} {shape} {motion}"),
+        (5, "CCLToyAVTextEncode", {"text": ""}, {"text_encoder": (3, 0)}, "Negative: empty prompt = null text"),
+        (6, "CCLEmptyJointLatent", {"width": 64, "height": 64, "seconds": 2.0, "batch_size": 1},
+         {"model": (2, 0)}, None),
+        (7, "CCLToyAVAutoencoderLoader", {"video_ae": "(embedded) toyav_video_ae",
+                                          "audio_ae": "(embedded) toyav_audio_ae"}, {}, None),
+    ]
+    pos, neg, lat = (4, 0), (5, 0), (6, 0)
+    if task == "a2v":
+        nodes += [
+            (8, "LoadAudio", {"audio": TOYAV_A2V_AUDIO}, {}, "Load Audio (copy workflows/inputs/* to ComfyUI/input)"),
+            (9, "CCLAudioToVideo", {}, {"positive": pos, "latent": lat, "audio_vae": (7, 1), "audio": (8, 0),
+                                        "negative": neg}, None),
+        ]
+        pos, neg, lat = (9, 0), (9, 1), (9, 2)
+    elif task == "v2a":
+        nodes += [
+            (8, "LoadVideo", {"file": TOYAV_V2A_VIDEO}, {}, "Load Video (copy workflows/inputs/* to ComfyUI/input)"),
+            (9, "GetVideoComponents", {}, {"video": (8, 0)}, None),
+            (10, "CCLVideoToAudio", {"fps": 16.0}, {"positive": pos, "latent": lat, "video_vae": (7, 0),
+                                                    "images": (9, 0), "fps": (9, 2), "negative": neg}, None),
+        ]
+        pos, neg, lat = (10, 0), (10, 1), (10, 2)
+    n = nodes[-1][0]
+    nodes += [
+        (n + 1, "CCLGuider", {"form": "joint", "video_scale": 3.0, "audio_scale": 3.0, "video_av_scale": 2.0,
+                              "audio_av_scale": 2.0, "skip_block": 2},
+         {"model": (2, 0), "positive": pos, "negative": neg}, None),
+        (n + 2, "KSamplerSelect", {"sampler_name": "dpmpp_2m"}, {}, None),
+        (n + 3, "BasicScheduler", {"scheduler": "simple", "steps": 25, "denoise": 1.0}, {"model": (2, 0)}, None),
+        (n + 4, "RandomNoise", {"noise_seed": seed}, {}, None),
+        (n + 5, "SamplerCustomAdvanced", {}, {"noise": (n + 4, 0), "guider": (n + 1, 0), "sampler": (n + 2, 0),
+                                              "sigmas": (n + 3, 0), "latent_image": lat}, None),
+        (n + 6, "CCLDecode", {}, {"latent": (n + 5, 0), "video_vae": (7, 0), "audio_vae": (7, 1)}, None),
+        (n + 7, "CCLCreateVideo", {"fps": 16.0}, {"images": (n + 6, 0), "fps": (n + 6, 2), "audio": (n + 6, 1)},
+         None),
+        (n + 8, "CCLSaveVideo", {"filename_prefix": prefix, "crf": 19}, {"video": (n + 7, 0)}, None),
+    ]
+    return nodes
+
+
 # name -> (title, notes, [(id, type, widgets {name: value}, links {input: (src id, src slot)}, title)])
 WORKFLOWS = {
     "ovi_t2av": (
@@ -88,7 +145,28 @@ WORKFLOWS = {
              {"video": (10, 0)}, None),
         ],
     ),
+    "toyav_t2av": (
+        "ToyAV: text to video with sound (embedded model)",
+        TOYAV_NOTES + " Joint UCG with video and audio scales 3.",
+        toyav_workflow("t2av", "a red circle bouncing", "video/toyav_t2av", 0),
+    ),
+    "toyav_a2v": (
+        "ToyAV: audio to video (embedded model)",
+        TOYAV_NOTES + f" Input: {TOYAV_INPUTS}/{TOYAV_A2V_AUDIO} (a blue square bouncing: its pitch and bounces); "
+        "copy it into ComfyUI/input first, or pick your own sound (resampled to 16 kHz mono, cut or padded to 2 s). "
+        "The video is generated in time with the sound.",
+        toyav_workflow("a2v", "a blue square bouncing", "video/toyav_a2v", 0),
+    ),
+    "toyav_v2a": (
+        "ToyAV: video to audio (embedded model)",
+        TOYAV_NOTES + f" Input: {TOYAV_INPUTS}/{TOYAV_V2A_VIDEO} (a yellow triangle sliding); copy it into "
+        "ComfyUI/input first, or pick your own clip (resampled to 16 fps and 64x64, cut or padded to 2 s). The sound "
+        "is generated for the frames (its own soundtrack is ignored).",
+        toyav_workflow("v2a", "a yellow triangle sliding", "video/toyav_v2a", 0),
+    ),
 }
+# UI-only widgets the frontend adds after a native node's own (upload buttons), as in ComfyUI's templates
+UI_EXTRA_WIDGETS = {"LoadAudio": [None, None], "LoadVideo": ["image"]}
 
 
 # ---------------------------------------------------------------------- node specs
@@ -189,6 +267,7 @@ def build_ui(nodes, specs, notes):
                 values.append(widgets.get(name, opts.get("default")))
                 if opts.get("control_after_generate"):
                     values.append("fixed")
+        values += UI_EXTRA_WIDGETS.get(ntype, [])
         outputs = [{"name": oname, "type": otype, "links": out_links.get((nid, i), []), "slot_index": i}
                    for i, (otype, oname) in enumerate(zip(spec["output"], spec["output_name"]))]
         node = {"id": nid, "type": ntype, "pos": [40 + 340 * (col % 6), 60 + 420 * (col // 6)],

@@ -1,0 +1,278 @@
+"""The embedded ToyAV model in ComfyUI: its text encoder, its two autoencoders and the loader entry.
+
+ToyAV (ccl_core/toyav, shared/TOYAV.md) is a small world of coloured shapes that bounce, slide or
+blink, with sounds whose pitch follows the colour and whose timbre follows the shape: 64x64 video at
+16 fps, 16 kHz mono sound, 2 s clips. The pack ships its model (ccl_core/assets/toyav_ccl.safetensors,
+listed by CCL Model Loader as "(embedded) toyav_ccl"), its text encoder and its autoencoders.
+
+How the parts plug into the generic CCL nodes:
+- text: CCL ToyAV Text Encode gives an ordinary CONDITIONING [[emb [1, 5, 64], {...}]], read by the model
+  adapter like CLIPTextEncode output. Its dict also carries the encoder's null text (the encoding of the
+  empty prompt ""), which the guider and the task nodes use when no negative is connected; the model's
+  spec (null_text "toyav", nodes/common.py) gives the same null text to CCL Null Text. So the empty
+  prompt, CCL Null Text and the guider's default negative are one and the same tensor, the null text
+  the model was trained with (text dropout) and UCG reads.
+- autoencoders: CCL ToyAV Autoencoder Loader returns two VAE objects with the decode / encode contract
+  CCL Decode and the task nodes use (nodes/decode.py, nodes/tasks.py): video [B, C, T, h, w] <->
+  frames [B, F, H, W, 3]; audio [B, S, C] at `audio_sample_rate` <-> [B, C, L]. The task nodes resample
+  audio to 16 kHz and down-mix it (`audio_channels` 1), and resample frames to 16 fps and 64x64.
+Weights stay on the CPU: the three parts are small (a few MB).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+
+import torch
+
+import folder_paths
+
+from .common import CATEGORY, NULL_TEXT_KEY, TOYAV_SPACES, tip
+
+log = logging.getLogger("ccl")
+
+FAMILY = f"{CATEGORY}/ToyAV"
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ccl_core", "assets")
+TEXT_ENCODER_TYPE = "CCL_TEXT_ENCODER"
+
+EMBEDDED_MODEL = "(embedded) toyav_ccl"
+EMBEDDED_TEXT = "(embedded) toyav_text"
+EMBEDDED_VIDEO_AE = "(embedded) toyav_video_ae"
+EMBEDDED_AUDIO_AE = "(embedded) toyav_audio_ae"
+# entry -> file in ccl_core/assets (the names of ccl_core.toyav.embedded / text / autoencoders)
+EMBEDDED_MODELS = {EMBEDDED_MODEL: "toyav_ccl.safetensors"}
+EMBEDDED_FILES = {EMBEDDED_TEXT: "toyav_text.safetensors", EMBEDDED_VIDEO_AE: "toyav_video_ae.safetensors",
+                  EMBEDDED_AUDIO_AE: "toyav_audio_ae.safetensors", **EMBEDDED_MODELS}
+DEFAULT_PROMPT = "a red circle bouncing"
+
+
+def embedded_path(name: str) -> str:
+    """Path of an embedded entry's file in ccl_core/assets; a clear error while it is not installed."""
+    path = os.path.join(ASSETS, EMBEDDED_FILES[name])
+    if not os.path.isfile(path):
+        rel = os.path.join("ccl_core", "assets", EMBEDDED_FILES[name])
+        how = ("it is trained with `python -m ccl_core.toyav.train_embedded`" if name in EMBEDDED_MODELS else
+               "it is trained with `python -m ccl_core.toyav.train_autoencoders`" if "_ae" in name else
+               "it is part of the pack")
+        raise FileNotFoundError(
+            f"the embedded ToyAV file for {name!r} is not installed: {rel} is missing from the pack ({how}); "
+            "update the pack (git pull) or pick a file of your own")
+    return path
+
+
+def embedded_model_path(name: str = EMBEDDED_MODEL) -> str:
+    return embedded_path(name)
+
+
+def _user_files(folder: str):
+    """ToyAV files of the user in a model folder (names containing 'toyav'), for the loaders' lists."""
+    try:
+        names = folder_paths.get_filename_list(folder)
+    except KeyError:
+        return []
+    return sorted(n for n in names if "toyav" in os.path.basename(n).lower())
+
+
+def _resolve(name: str, folder: str) -> str:
+    if name in EMBEDDED_FILES:
+        return embedded_path(name)
+    try:
+        path = folder_paths.get_full_path(folder, name)
+    except KeyError:
+        path = None
+    if not path:
+        raise FileNotFoundError(f"ToyAV file {name!r} not found in models/{folder}")
+    return path
+
+
+# ---------------------------------------------------------------------- null text
+@functools.lru_cache(maxsize=4)
+def _null_of_file(path: str) -> torch.Tensor:
+    from ..ccl_core.toyav.text import load_text_encoder
+    return load_text_encoder(path).null(1).detach().float()
+
+
+def embedded_null_text(batch: int = 1) -> torch.Tensor:
+    """The shipped ToyAV text encoder's null text (the empty prompt) [batch, 5, 64]."""
+    return _null_of_file(embedded_path(EMBEDDED_TEXT)).expand(batch, -1, -1).clone()
+
+
+class CCLToyAVTextEncoderLoader:
+    DESCRIPTION = ("Loads the ToyAV text encoder (the embedded one shipped with the pack, or a ToyAV text "
+                   "encoder file of yours from models/text_encoders) for CCL ToyAV Text Encode. Prompts read "
+                   "'a {colour} {shape} {motion}', e.g. 'a red circle bouncing'.")
+    CATEGORY = FAMILY
+    RETURN_TYPES = (TEXT_ENCODER_TYPE,)
+    RETURN_NAMES = ("text_encoder",)
+    OUTPUT_TOOLTIPS = ("The ToyAV text encoder (fixed 64-dim token and position embeddings, 5 tokens).",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"encoder_name": ([EMBEDDED_TEXT] + _user_files("text_encoders"), tip(
+            "'(embedded) toyav_text' is the encoder the embedded model was trained with; files of your own "
+            "(models/text_encoders, names containing 'toyav') must be ToyAV text encoder files",
+            default=EMBEDDED_TEXT))}}
+
+    def load(self, encoder_name=EMBEDDED_TEXT):
+        from ..ccl_core.toyav.text import load_text_encoder
+        return (load_text_encoder(_resolve(encoder_name, "text_encoders")),)
+
+
+class CCLToyAVTextEncode:
+    DESCRIPTION = ("Encodes a ToyAV prompt ('a {colour} {shape} {motion}': colours red green blue yellow, shapes "
+                   "circle square triangle, motions bouncing sliding blinking) into a CONDITIONING for the "
+                   "embedded ToyAV model. The empty prompt is the null text: use it as the negative (UCG's "
+                   "unconditional text). An unknown word stops with the list of known words.")
+    CATEGORY = FAMILY
+    RETURN_TYPES = ("CONDITIONING",)
+    RETURN_NAMES = ("conditioning",)
+    OUTPUT_TOOLTIPS = ("Text embeddings [1, 5, 64] (padding positions are zeros), carrying the encoder's null "
+                       "text for the guider and task nodes.",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "text_encoder": (TEXT_ENCODER_TYPE, tip("From CCL ToyAV Text Encoder Loader.")),
+            "text": ("STRING", tip("The prompt, e.g. 'a red circle bouncing' (case and a final full stop are "
+                                   "ignored). Leave empty for the null text (the negative of UCG).",
+                                   default=DEFAULT_PROMPT, multiline=True, dynamicPrompts=False)),
+        }}
+
+    def encode(self, text_encoder, text):
+        if not hasattr(text_encoder, "encode") or not hasattr(text_encoder, "null"):
+            raise ValueError("CCL ToyAV Text Encode needs the text encoder from 'CCL ToyAV Text Encoder Loader'")
+        try:
+            emb, _ = text_encoder.encode([text])
+        except ValueError as e:
+            raise ValueError(f"CCL ToyAV Text Encode: {e}") from None
+        null = text_encoder.null(1).detach().float().cpu()
+        return ([[emb.detach().float().cpu(), {NULL_TEXT_KEY: null}]],)
+
+
+# ---------------------------------------------------------------------- autoencoders
+class ToyAVVideoVAE:
+    """The ToyAV video autoencoder behind ComfyUI's VAE contract (nodes/decode.py, nodes/tasks.py).
+
+    encode(frames [F, H, W, C] or [B, F, H, W, C], 0..1) -> latent [B, 8, F/2, H/8, W/8];
+    decode(latent [B, 8, T, h, w]) -> frames [B, 2T, 8h, 8w, 3]. H and W must be multiples of 8 (the task
+    node resizes to the latent's size); an odd frame count is padded by repeating the last frame.
+    """
+
+    latent_dim = 3  # a video VAE (not run frame by frame)
+
+    def __init__(self, ae):
+        self.ae = ae
+        self.fps = float(ae.fps)
+        self.latent_channels = int(ae.latent_channels)
+        self.temporal_factor = int(ae.temporal_factor)
+        self.spatial_factor = int(ae.spatial_factor)
+        self.downscale_ratio = self.upscale_ratio = self.spatial_factor
+        self.output_channels = 3
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels[..., :3].float().cpu()
+        if x.ndim == 4:
+            x = x.unsqueeze(0)
+        if x.ndim != 5:
+            raise ValueError(f"ToyAV video VAE: frames must be [F, H, W, 3], got {list(pixels.shape)}")
+        pad = (-x.shape[1]) % self.temporal_factor
+        if pad:
+            x = torch.cat([x, x[:, -1:].expand(-1, pad, -1, -1, -1)], 1)
+        with torch.no_grad():
+            return self.ae.encode(x.clamp(0, 1))
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.ae.decode(latent.float().cpu())
+
+
+class ToyAVAudioVAE:
+    """The ToyAV audio autoencoder behind ComfyUI's audio VAE contract.
+
+    encode(wave [B, S, C] at 16 kHz) -> latent [B, 8, ceil(S/256)] (channels averaged, padded with silence
+    to whole latents); decode(latent [B, 8, L]) -> [B, 256 L, 1] at `audio_sample_rate` (16 kHz).
+    """
+
+    latent_dim = 1
+    audio_channels = output_channels = 1  # the task node down-mixes to mono
+
+    def __init__(self, ae):
+        self.ae = ae
+        self.audio_sample_rate = int(ae.sample_rate)
+        self.hop = int(ae.hop)
+        self.latent_channels = int(ae.latent_channels)
+        self.downscale_ratio = self.upscale_ratio = self.hop
+
+    def encode(self, wave: torch.Tensor) -> torch.Tensor:
+        x = wave.float().cpu()
+        if x.ndim == 3:
+            x = x.mean(-1)
+        if x.ndim != 2:
+            raise ValueError(f"ToyAV audio VAE: audio must be [B, S, C], got {list(wave.shape)}")
+        pad = (-x.shape[-1]) % self.hop
+        if pad or x.shape[-1] == 0:
+            x = torch.nn.functional.pad(x, (0, pad if x.shape[-1] else self.hop))
+        with torch.no_grad():
+            return self.ae.encode(x, self.audio_sample_rate)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.ae.decode(latent.float().cpu()).unsqueeze(-1)
+
+
+def check_against_spec(video: ToyAVVideoVAE, audio: ToyAVAudioVAE) -> None:
+    """Warn when the autoencoders' factors differ from what the loader assumes for ToyAV models."""
+    have = dict(temporal_factor=video.temporal_factor, spatial_factor=video.spatial_factor,
+                audio_sample_rate=audio.audio_sample_rate)
+    differ = {k: (v, TOYAV_SPACES[k]) for k, v in have.items() if v != TOYAV_SPACES[k]}
+    if differ:
+        log.warning("CCL: these ToyAV autoencoders differ from the embedded model's latent spec %s; "
+                    "decoded lengths or sizes will be wrong", differ)
+
+
+class CCLToyAVAutoencoderLoader:
+    DESCRIPTION = ("Loads the ToyAV video and audio autoencoders (the embedded ones shipped with the pack, or "
+                   "ToyAV autoencoder files of yours from models/vae) as two VAEs for CCL Decode and the CCL "
+                   "task nodes (Audio to Video, Video to Audio). Video: 64x64 at 16 fps, x2 time, x8 space; "
+                   "audio: 16 kHz mono, 256 samples per latent.")
+    CATEGORY = FAMILY
+    RETURN_TYPES = ("VAE", "VAE")
+    RETURN_NAMES = ("video_vae", "audio_vae")
+    OUTPUT_TOOLTIPS = ("ToyAV video autoencoder (for CCL Decode's video_vae and CCL Task: Video to Audio).",
+                       "ToyAV audio autoencoder, 16 kHz (for CCL Decode's audio_vae and CCL Task: Audio to Video).")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = _user_files("vae")
+        return {"required": {
+            "video_ae": ([EMBEDDED_VIDEO_AE] + files, tip(
+                "Video autoencoder: the embedded one, or a ToyAV video autoencoder file from models/vae "
+                "(names containing 'toyav')", default=EMBEDDED_VIDEO_AE)),
+            "audio_ae": ([EMBEDDED_AUDIO_AE] + files, tip(
+                "Audio autoencoder: the embedded one, or a ToyAV audio autoencoder file from models/vae "
+                "(names containing 'toyav')", default=EMBEDDED_AUDIO_AE)),
+        }}
+
+    def load(self, video_ae=EMBEDDED_VIDEO_AE, audio_ae=EMBEDDED_AUDIO_AE):
+        from ..ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
+        video = ToyAVVideoVAE(load_video_ae(_resolve(video_ae, "vae")))
+        audio = ToyAVAudioVAE(load_audio_ae(_resolve(audio_ae, "vae")))
+        check_against_spec(video, audio)
+        return video, audio
+
+
+NODE_CLASS_MAPPINGS = {
+    "CCLToyAVTextEncoderLoader": CCLToyAVTextEncoderLoader,
+    "CCLToyAVTextEncode": CCLToyAVTextEncode,
+    "CCLToyAVAutoencoderLoader": CCLToyAVAutoencoderLoader,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "CCLToyAVTextEncoderLoader": "CCL ToyAV Text Encoder Loader",
+    "CCLToyAVTextEncode": "CCL ToyAV Text Encode",
+    "CCLToyAVAutoencoderLoader": "CCL ToyAV Autoencoder Loader",
+}
