@@ -22,16 +22,17 @@ import torch
 from ..checkpoint import save_checkpoint
 from ..model import DualStreamModel
 from ..training import stage_config, train
-from .autoencoders import load_audio_ae, load_video_ae
+from .autoencoders import AUDIO_AE_FILE, VIDEO_AE_FILE, load_audio_ae, load_video_ae
 from .data import LatentBatches, load_or_encode
 from .embedded import ASSETS, MODEL_FILE, toyav_config
-from .text import load_text_encoder
+from .text import TEXT_FILE, load_text_encoder
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", default="runs/toyav")
     ap.add_argument("--out", default=str(ASSETS / MODEL_FILE))
+    ap.add_argument("--assets", default=str(ASSETS), help="folder with the autoencoders and text encoder to use")
     ap.add_argument("--clips", type=int, default=3000, help="training clips (seeds 0..N-1)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps-video", type=int, default=600)
@@ -49,7 +50,10 @@ def main(argv=None):
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
-    video_ae, audio_ae, text_encoder = load_video_ae(), load_audio_ae(), load_text_encoder()
+    assets = Path(args.assets)
+    video_ae = load_video_ae(assets / VIDEO_AE_FILE)
+    audio_ae = load_audio_ae(assets / AUDIO_AE_FILE)
+    text_encoder = load_text_encoder(assets / TEXT_FILE)
     print(f"encoding {args.clips} clips (cached in {run_dir / 'latents.safetensors'}) ...", flush=True)
     data = load_or_encode(run_dir / "latents.safetensors", args.clips, args.seed, video_ae, audio_ae, text_encoder,
                           progress=lambda i, n: print(f"  {i}/{n}", flush=True) if i % 640 == 0 or i == n else None)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Retrain the embedded ToyAV model from scratch on the CPU: autoencoders and text encoder, then the
+# CCL model in three stages (video tower on t2v, audio tower on t2a, joint with the DCR mix).
+# Writes into a copy of the assets first and replaces the shipped files only when everything is done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/env.sh
+PY=${CCL_VENV:-.venv}/bin/python
+out=${1:-runs/retrain}
+mkdir -p "$out/assets"
+"$PY" -m ccl_core.toyav.train_autoencoders --out "$out/assets/" --report "$out/autoencoders.json"
+"$PY" -m ccl_core.toyav.train_embedded --assets "$out/assets" --run-dir "$out/model" \
+    --out "$out/assets/toyav_ccl.safetensors"
+echo "done: new files in $out/assets/ (copy them into ccl_core/assets/ to ship them)"
