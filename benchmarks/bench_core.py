@@ -19,6 +19,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from memory import peak_rss_mb, rss_mb  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -54,20 +57,6 @@ def timed(fn, device, repeats=5, warmup=1):
     return statistics.median(times)
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    """VmHWM: this process's own peak (ru_maxrss can carry the parent's peak across fork/exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def forward_one(name: str, device: str, dtype: str) -> dict:
     """Run in a fresh process so that the peak-memory reading belongs to this config alone."""
     fields, vshape, audio_len, batch = FORWARD_CONFIGS[name]
@@ -91,12 +80,12 @@ def forward_one(name: str, device: str, dtype: str) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_mb()
+        base = rss_mb()
     sec = timed(run, dev, repeats=5, warmup=1)
     if dev.type == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = _peak_rss_mb() - base
+        peak = peak_rss_mb() - base
     tokens = (vshape[1] * vshape[2] * vshape[3] // 4, audio_len)
     return dict(name=name, params=params, batch=batch, tokens=tokens, seconds=sec, peak_mb=peak,
                 weights_mb=params * torch.finfo(dt).bits / 8 / 2**20)

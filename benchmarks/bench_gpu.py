@@ -150,7 +150,7 @@ def bf16_full(layers):
             out[f"guided_{form}_s"] = timed(lambda: guided_velocity(model, x["video"], x["audio"], 0.7, None,
                                                                     x["text"], null, g), repeats=2)
         out[f"guided_{form}_peak_GB"] = torch.cuda.max_memory_allocated() / GB
-    del model
+    model = None  # free the GPU memory before the next section
     torch.cuda.empty_cache()
     return out
 
@@ -170,7 +170,7 @@ def fp8_full(layers):
     sec = timed(lambda: forward(model, x))
     out = {"weights_GB": weights, "forward_s": sec, "peak_GB": torch.cuda.max_memory_allocated() / GB,
            "compute_dtype": str(model.dtype_for_compute)}
-    del model
+    model = None  # free the GPU memory before the next section
     torch.cuda.empty_cache()
     return out
 
@@ -188,7 +188,7 @@ def block_swap(layers, resident):
     out = {"resident_blocks": resident, "weights_on_gpu_GB": weights_on_gpu, "forward_s": sec,
            "peak_GB": torch.cuda.max_memory_allocated() / GB, "transfers": model.block_swap.transfers}
     model.block_swap = None
-    del model
+    model = None  # free the GPU memory before the next section
     torch.cuda.empty_cache()
     return out
 
@@ -212,7 +212,7 @@ def tarp(layers):
                     lambda: guided_velocity(model, x["video"], x["audio"], 0.7, None, x["text"], null,
                                             Guidance("decoupled")), repeats=2)
                 out[f"{label}_{seconds}s_ucg_decoupled_peak_GB"] = torch.cuda.max_memory_allocated() / GB
-        del model
+        model = None
     return out
 
 

@@ -18,20 +18,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    """VmHWM: this process's own peak (ru_maxrss can carry the parent's peak across fork/exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+from memory import peak_rss_mb, rss_mb  # noqa: E402
 
 
 def make(path: str, layers: int) -> None:
@@ -58,11 +47,11 @@ def load_once(path: str, dtype: str) -> None:
     from ccl_core.checkpoint import load_checkpoint
 
     torch.set_num_threads(2)
-    base = _rss_mb()
+    base = rss_mb()
     t0 = time.perf_counter()
     model = load_checkpoint(path, dtype=None if dtype == "stored" else dtype)
     sec = time.perf_counter() - t0
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     print(repr(dict(dtype=dtype, seconds=sec, base_mb=base, peak_mb=peak, weights_mb=weights,
                     kind=model.checkpoint_kind, layers=model.config.num_layers)))

@@ -6,17 +6,16 @@ independent so that each module can be ablated; see docs/DESIGN-NOTES.md for how
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple
+
+from .jsonconfig import JsonConfig
 
 FUSION_MODES = ("ccl", "gated", "ovi")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(JsonConfig):
     # Tower sizes (shared by the video and the audio tower, as in Ovi).
     dim: int
     ffn_dim: int
@@ -109,30 +108,6 @@ class ModelConfig:
             return self.audio_embed_hidden
         hidden = int(2 * (4 * self.dim) / 3)  # Ovi's ConvMLP(dim, 4 * dim), multiple of 256
         return 256 * ((hidden + 255) // 256)
-
-    # ------------------------------------------------------------------ serialisation
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["video_patch"] = list(self.video_patch)
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown ModelConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, s: str) -> "ModelConfig":
-        return cls.from_dict(json.loads(s))
-
-    def replace(self, **changes) -> "ModelConfig":
-        return dataclasses.replace(self, **changes)
 
 
 # ---------------------------------------------------------------------- presets

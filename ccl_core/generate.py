@@ -60,7 +60,7 @@ def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "
     if task == "v2a" and frames is None:
         raise ValueError("task 'v2a' needs input video frames (e.g. from --video FILE)")
     guidance = guidance or Guidance("joint", video_scale=3.0, audio_scale=3.0)
-    model, cfg = pipe.model, pipe.model.config
+    model = pipe.model
     device = pipe.model.device
     text, _ = pipe.text_encoder.encode([prompt])
     uncond, _ = pipe.text_encoder.encode([negative])

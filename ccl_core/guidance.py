@@ -13,7 +13,7 @@ route, one fusion block skipped) and "none". All branches of a step run as one b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import torch
 

@@ -6,7 +6,6 @@ resamples audio), never rejected for that alone; a file that cannot be decoded g
 
 from __future__ import annotations
 
-import math
 import os
 from fractions import Fraction
 from typing import Optional, Tuple

@@ -8,9 +8,8 @@ so one batch mixes tasks and guidance branches.
 
 from __future__ import annotations
 
-import math
 from functools import partial
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn

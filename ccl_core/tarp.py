@@ -13,7 +13,6 @@ with no keys) gets a zero output, i.e. no cross-modal information.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 

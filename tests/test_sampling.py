@@ -1,6 +1,5 @@
 """Flow-matching schedule and the standalone samplers, on a field whose exact velocity is known."""
 
-import math
 
 import pytest
 import torch

@@ -7,12 +7,11 @@ The config is written to the run directory as JSON so that a run can be read bac
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
+from ..jsonconfig import JsonConfig
 from ..routing import DEFAULT_TASK_MIX, TASKS
 
 TIMESTEP_DISTS = ("logit_normal", "uniform")
@@ -22,7 +21,8 @@ PRECISIONS = ("bf16", "no")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
+    _json_indent = 2  # train_config.json is read by people
     stage: str = "joint"  # a label written to logs and checkpoints
     steps: int = 1000  # total optimizer steps of this stage (a resumed run continues up to it)
     seed: int = 0  # rank r draws tasks and noise from seed + r; the model init is the caller's
@@ -111,30 +111,6 @@ class TrainConfig:
     def needs(self, stream: str) -> bool:
         """Whether a task with non-zero weight uses this stream ("video" or "audio")."""
         return any(w > 0 and getattr(TASKS[t], stream) != "absent" for t, w in self.task_mix.items())
-
-    # ------------------------------------------------------------------ serialisation
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["train"], d["betas"] = list(self.train), list(self.betas)
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown TrainConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, s: str) -> "TrainConfig":
-        return cls.from_dict(json.loads(s))
-
-    def replace(self, **changes) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
 
 
 # The paper's staged recipe: each tower alone on its unimodal task, then the joint mix with CCL.

@@ -1,0 +1,33 @@
+"""A mixin for config dataclasses that travel as JSON (in checkpoints, run directories, logs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+
+class JsonConfig:
+    """to_dict / to_json / from_dict / from_json / replace for a dataclass; unknown fields are errors."""
+
+    _json_indent = None
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=self._json_indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown {cls.__name__} fields {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str):
+        return cls.from_dict(json.loads(s))
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
