@@ -92,13 +92,12 @@ def train_video(model: VideoAE, pool: dict, steps: int, batch: int, lr: float, s
         flip = torch.rand(batch, generator=gen) < 0.5  # the world is left-right symmetric
         x = torch.where(flip[:, None, None, None, None].to(device), x.flip(-1), x)
         y = model.decode_raw(_noisy(model.encode_raw(x), latent_noise, gen))
-        mse = F.mse_loss(y, x)
-        loss = mse + 0.1 * F.l1_loss(y, x)  # L1 keeps the flat background flat and edges sharp
+        loss = F.mse_loss(y, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        recent.append(mse.item())
+        recent.append(loss.item())
         if (step + 1) % 200 == 0 or step + 1 == steps:
             mse = float(np.mean(recent))
             log(f"video step {step + 1}/{steps}  mse {mse:.2e}  psnr {10 * math.log10(1 / mse):.2f} dB  "
@@ -267,9 +266,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--only", action="append", choices=["video", "audio", "text"],
                     help="train only these (repeatable); default all")
     ap.add_argument("--pool-clips", type=int, default=1500, help="training clips generated into memory")
-    ap.add_argument("--video-steps", type=int, default=3000)
+    ap.add_argument("--video-steps", type=int, default=2500)
     ap.add_argument("--video-batch", type=int, default=32, help="frame pairs per step")
-    ap.add_argument("--video-lr", type=float, default=1e-3)
+    ap.add_argument("--video-lr", type=float, default=2e-3)
     ap.add_argument("--audio-steps", type=int, default=1500)
     ap.add_argument("--audio-batch", type=int, default=16, help="crops per step")
     ap.add_argument("--audio-lr", type=float, default=2e-3)
