@@ -50,7 +50,7 @@ def quality(pipe, seeds, steps, guidance, sampler, shift):
         by_seed.append(scores)
         print(f"  seed {seed}: {json.dumps(_short(aggregate(scores)))} ({time.time() - t0:.0f} s)", flush=True)
     total = aggregate([s for scores in by_seed for s in scores])
-    keys = ("median_offset_ms", "recall", "precision", "colour_ok", "pitch_ok", "motion_ok")
+    keys = ("median_offset_ms", "recall", "precision", "colour_accuracy", "pitch_accuracy", "motion_accuracy")
     return {"all": _short(total), "spread_across_seeds": {k: round(spread(by_seed, k), 4) for k in keys}}
 
 
