@@ -124,7 +124,24 @@ class ResBlock1d(nn.Module):
 
 
 # ---------------------------------------------------------------------------------- video
-class VideoAE(nn.Module):
+class _LatentStats(nn.Module):
+    """Per-channel latent normalisation shared by both autoencoders (statistics live in the config)."""
+
+    def _set_stats(self, mean, std):
+        c = self.config.latent_channels
+        mean = torch.zeros(c) if mean is None else torch.tensor(mean, dtype=torch.float32)
+        std = torch.ones(c) if std is None else torch.tensor(std, dtype=torch.float32)
+        if mean.shape != (c,) or std.shape != (c,) or not (std > 0).all():
+            raise ValueError(f"latent statistics must be {c} means and {c} positive stds")
+        self.register_buffer("latent_mean", mean, persistent=False)
+        self.register_buffer("latent_std", std, persistent=False)
+        self.config.latent_mean, self.config.latent_std = mean.tolist(), std.tolist()
+
+    def set_latent_stats(self, mean, std) -> None:
+        self._set_stats(list(map(float, mean)), list(map(float, std)))
+
+
+class VideoAE(_LatentStats):
     """Frames [B, T, H, W, 3] (or [B, 3, T, H, W]) in 0..1 <-> latent [B, C, T/2, H/8, W/8]."""
 
     def __init__(self, config: Optional[VideoAEConfig] = None):
@@ -174,19 +191,6 @@ class VideoAE(nn.Module):
         self._check_sizes(frames, height, width)
         s = self.spatial_factor
         return (self.latent_channels, frames // self.temporal_factor, height // s, width // s)
-
-    def _set_stats(self, mean, std):
-        c = self.config.latent_channels
-        mean = torch.zeros(c) if mean is None else torch.tensor(mean, dtype=torch.float32)
-        std = torch.ones(c) if std is None else torch.tensor(std, dtype=torch.float32)
-        if mean.shape != (c,) or std.shape != (c,) or not (std > 0).all():
-            raise ValueError(f"latent statistics must be {c} means and {c} positive stds")
-        self.register_buffer("latent_mean", mean, persistent=False)
-        self.register_buffer("latent_std", std, persistent=False)
-        self.config.latent_mean, self.config.latent_std = mean.tolist(), std.tolist()
-
-    def set_latent_stats(self, mean, std) -> None:
-        self._set_stats(list(map(float, mean)), list(map(float, std)))
 
     def _check_sizes(self, t, h, w_):
         s, k = self.spatial_factor, self.temporal_factor
@@ -267,7 +271,7 @@ def _frames_stft(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     return torch.log(spec.abs() + 1e-4)
 
 
-class AudioAE(nn.Module):
+class AudioAE(_LatentStats):
     """Waveform [B, S] (or [B, 1, S]) at 16 kHz <-> latent [B, C, S/256]."""
 
     COARSE_FFT = 1024
@@ -327,19 +331,6 @@ class AudioAE(nn.Module):
     def latent_shape(self, samples: int = w.NUM_SAMPLES) -> tuple:
         self._check_length(samples)
         return (self.latent_channels, samples // self.hop)
-
-    def _set_stats(self, mean, std):
-        c = self.config.latent_channels
-        mean = torch.zeros(c) if mean is None else torch.tensor(mean, dtype=torch.float32)
-        std = torch.ones(c) if std is None else torch.tensor(std, dtype=torch.float32)
-        if mean.shape != (c,) or std.shape != (c,) or not (std > 0).all():
-            raise ValueError(f"latent statistics must be {c} means and {c} positive stds")
-        self.register_buffer("latent_mean", mean, persistent=False)
-        self.register_buffer("latent_std", std, persistent=False)
-        self.config.latent_mean, self.config.latent_std = mean.tolist(), std.tolist()
-
-    def set_latent_stats(self, mean, std) -> None:
-        self._set_stats(list(map(float, mean)), list(map(float, std)))
 
     def _check_length(self, s):
         if s <= 0 or s % self.hop:
