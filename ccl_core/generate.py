@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
@@ -90,3 +90,36 @@ def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "
     if task == "v2a":
         video = frames.to(video)
     return Result(video.clamp(0, 1).cpu(), wave.cpu(), pipe.video_fps, pipe.sample_rate, out["video"], out["audio"])
+
+
+@torch.no_grad()
+def generate_many(pipe, prompts: Sequence[str], seeds: Sequence[int], steps: int = 25, sampler: str = "dpmpp_2m",
+                  shift: float = 3.0, guidance: Optional[Guidance] = None, negative: str = "") -> List[Result]:
+    """Text-to-audio-video for several (prompt, seed) pairs in one batch. Clip i starts from the same
+    noise as `generate(pipe, prompts[i], seed=seeds[i])`, so both give the same clip up to float
+    rounding; batching is what makes benchmarks over many prompts fast on a GPU."""
+    if len(prompts) != len(seeds) or not prompts:
+        raise ValueError(f"generate_many needs one seed per prompt, got {len(prompts)} prompts and {len(seeds)} seeds")
+    guidance = guidance or Guidance("joint", video_scale=3.0, audio_scale=3.0)
+    device = pipe.model.device
+    text, _ = pipe.text_encoder.encode(list(prompts))
+    uncond, _ = pipe.text_encoder.encode([negative] * len(prompts))
+    vshape, ashape = pipe.video_ae.latent_shape(), pipe.audio_ae.latent_shape()
+    video, audio = [], []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(int(seed))
+        video.append(torch.randn(1, *vshape, generator=g))
+        audio.append(torch.randn(1, *ashape, generator=g))
+    latents = {"video": torch.cat(video).to(device), "audio": torch.cat(audio).to(device)}
+    text, uncond = text.to(device), uncond.to(device)
+
+    def velocity(x, sigma):
+        v, a = guided_velocity(pipe.model, x["video"], x["audio"], sigma, None, text, uncond, guidance, tasks="t2av")
+        return {"video": v, "audio": a}
+
+    out = sample(velocity, latents, flow_sigmas(steps, shift), sampler)
+    frames = pipe.video_ae.decode(out["video"]).clamp(0, 1).cpu()
+    # One decode per clip: the audio decoder's noise floor is drawn per call, as in `generate`.
+    waves = torch.cat([pipe.audio_ae.decode(out["audio"][i:i + 1]) for i in range(len(prompts))]).cpu()
+    return [Result(frames[i], waves[i], pipe.video_fps, pipe.sample_rate, out["video"][i:i + 1], out["audio"][i:i + 1])
+            for i in range(len(prompts))]

@@ -16,24 +16,43 @@ import torch
 from .generator import generate_batch
 
 
+def _clip_chunk(seeds):
+    clips = generate_batch(seeds)
+    return clips.frames, clips.waveforms, list(clips.prompts)
+
+
 @torch.no_grad()
 def encode_clips(n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder, chunk: int = 32,
-                 progress=None) -> Dict[str, torch.Tensor]:
-    """Latents of clips base_seed .. base_seed + n_clips - 1: video, audio, text [N, ...]."""
-    video, audio, text = [], [], []
-    for start in range(0, n_clips, chunk):
-        seeds = list(range(base_seed + start, base_seed + min(n_clips, start + chunk)))
-        clips = generate_batch(seeds)
-        video.append(video_ae.encode(torch.from_numpy(clips.frames)))
-        audio.append(audio_ae.encode(torch.from_numpy(clips.waveforms)))
-        text.append(text_encoder.encode(list(clips.prompts))[0])
-        if progress is not None:
-            progress(min(n_clips, start + chunk), n_clips)
+                 progress=None, workers: int = 0) -> Dict[str, torch.Tensor]:
+    """Latents of clips base_seed .. base_seed + n_clips - 1: video, audio, text [N, ...] on the CPU.
+
+    The autoencoders run on their own device; workers > 0 draws the clips in that many processes.
+    """
+    device = next(video_ae.parameters()).device
+    chunks = [list(range(base_seed + s, base_seed + min(n_clips, s + chunk))) for s in range(0, n_clips, chunk)]
+    pool = None
+    if workers > 0:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        drawn = pool.map(_clip_chunk, chunks) if pool else map(_clip_chunk, chunks)
+        video, audio, text, done = [], [], [], 0
+        for frames, waveforms, prompts in drawn:
+            video.append(video_ae.encode(torch.from_numpy(frames).to(device)).cpu())
+            audio.append(audio_ae.encode(torch.from_numpy(waveforms).to(device)).cpu())
+            text.append(text_encoder.encode(prompts)[0].cpu())
+            done += len(prompts)
+            if progress is not None:
+                progress(done, n_clips)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return {"video": torch.cat(video), "audio": torch.cat(audio), "text": torch.cat(text)}
 
 
 def load_or_encode(cache: Optional[os.PathLike], n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder,
-                   progress=None) -> Dict[str, torch.Tensor]:
+                   progress=None, workers: int = 0) -> Dict[str, torch.Tensor]:
     """The encoded dataset from `cache` if it matches (size, seed), else encode it and write `cache`."""
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -43,7 +62,7 @@ def load_or_encode(cache: Optional[os.PathLike], n_clips: int, base_seed: int, v
         with safe_open(str(cache), "pt") as f:
             if {k: f.metadata().get(k) for k in key} == key:
                 return {k: f.get_tensor(k) for k in f.keys()}
-    data = encode_clips(n_clips, base_seed, video_ae, audio_ae, text_encoder, progress=progress)
+    data = encode_clips(n_clips, base_seed, video_ae, audio_ae, text_encoder, progress=progress, workers=workers)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         tmp = str(cache) + ".tmp"

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -67,23 +68,9 @@ def main(argv=None):
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
     batches = LatentBatches(data, text_encoder.null(1), args.batch, seed=args.seed)
 
-    trainer = None
-    for stage, steps in (("video", args.steps_video), ("audio", args.steps_audio), ("joint", args.steps_joint)):
-        if steps <= 0:
-            continue
-        tc = stage_config(stage, steps=steps, lr_fusion=args.lr, lr_towers=args.lr, warmup_steps=min(100, steps // 10),
-                          save_every=max(100, steps // 4), log_every=10, seed=args.seed, ema_decay=0.999)
-        start = time.time()
-
-        def report(tr, res, stage=stage, start=start):
-            if res.step % 50 == 0 or res.step == steps:
-                print(f"[{stage}] step {res.step}/{steps} loss {res.loss:.4f} "
-                      f"({(time.time() - start) / max(1, res.step):.2f} s/step)", flush=True)
-
-        stage_dir = run_dir / f"stage-{stage}"
-        trainer = train(model, batches, tc, stage_dir, device="cpu",
-                        resume=args.resume and stage_dir.exists(), callback=report)
-        print(f"[{stage}] done in {time.time() - start:.0f} s", flush=True)
+    trainer = train_stages(model, batches, run_dir, {"video": args.steps_video, "audio": args.steps_audio,
+                                                     "joint": args.steps_joint},
+                           lr=args.lr, seed=args.seed, resume=args.resume)
 
     minutes = (time.time() - t0) / 60
     meta = {"trained_with": "python -m ccl_core.toyav.train_embedded " + " ".join(argv or sys.argv[1:]),
@@ -91,6 +78,43 @@ def main(argv=None):
     with trainer.ema_weights():
         save_checkpoint(model, args.out, metadata=meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MB) after {minutes:.1f} min", flush=True)
+
+
+def train_stages(model, batches, run_dir, steps: dict, lr: float = 5e-4, seed: int = 0, device="cpu",
+                 resume: bool = False, joint: Optional[dict] = None, save_every: Optional[int] = None,
+                 keep_checkpoints: int = 2, log=None, overrides: Optional[dict] = None):
+    """The staged recipe: each tower on its unimodal task, then the joint DCR mix (DESIGN.md section 2).
+
+    steps: {"video": n, "audio": n, "joint": n} (a stage with 0 steps is skipped). Each stage is a
+    resumable run directory run_dir/stage-NAME. joint: TrainConfig fields overriding the joint
+    stage (the ablations change its task mix and route dropout); overrides: fields set in every
+    stage (e.g. mixed_precision). Returns the last stage's Trainer.
+    """
+    log = log or (lambda message: print(message, flush=True))
+    trainer = None
+    for stage in ("video", "audio", "joint"):
+        n = int(steps.get(stage, 0))
+        if n <= 0:
+            continue
+        extra = dict(overrides or {})
+        if stage == "joint":
+            extra.update(joint or {})
+        tc = stage_config(stage, steps=n, lr_fusion=lr, lr_towers=lr, warmup_steps=min(100, n // 10),
+                          save_every=save_every or max(100, n // 4), keep_checkpoints=keep_checkpoints,
+                          log_every=10, seed=seed, ema_decay=0.999, **extra)
+        start = time.time()
+
+        def report(tr, res, stage=stage, start=start, n=n, first=[None]):
+            first[0] = res.step - 1 if first[0] is None else first[0]
+            if res.step % 50 == 0 or res.step == n:
+                log(f"[{stage}] step {res.step}/{n} loss {res.loss:.4f} "
+                    f"({(time.time() - start) / max(1, res.step - first[0]):.3f} s/step)")
+
+        stage_dir = Path(run_dir) / f"stage-{stage}"
+        trainer = train(model, batches, tc, stage_dir, device=device, resume=resume and stage_dir.exists(),
+                        callback=report)
+        log(f"[{stage}] done in {time.time() - start:.0f} s")
+    return trainer
 
 
 if __name__ == "__main__":

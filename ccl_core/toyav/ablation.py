@@ -1,0 +1,414 @@
+"""The paper's claims, measured on ToyAV: six training variants and four guidance forms, one recipe.
+
+    python -m ccl_core.toyav.ablation --run-dir runs/ablation                       # 2-core CPU
+    python -m ccl_core.toyav.ablation --run-dir runs/ablation --device cuda --jobs 6  # one GPU
+
+Every variant is the embedded model's config and staged recipe (train_embedded.train_stages: video
+tower on t2v, audio tower on t2a, then the joint DCR mix) with one switch changed, trained from the
+same seed on the same 3000 clips for the same number of steps. Nothing is tuned per variant.
+
+Variants (what they test):
+  gated            the baseline the paper argues against: a zero-initialised scalar gate on plain
+                   cross-attention, no context tokens, no partitioning (claim 2);
+  ccl              full CCL: aligned RoPE, TARP partitions, context tokens, DCR (the shipped recipe);
+  no_partition     CCL with full cross-modal attention instead of TARP partitions (claim 1);
+  no_aligned_rope  CCL with the audio RoPE on its own index instead of the video time axis (claim 1);
+  no_ctx           CCL without learnable context tokens (claim 2);
+  no_dcr           CCL trained on the joint task only, without route dropout (claim 2).
+Guidance (claim 3), on every variant: UCG joint form and plain CFG with a null-text unconditional
+branch; on full CCL also the UCG decoupled form and Ovi-style guidance.
+
+Each row is scored over the 36 prompts x 4 seeds with ccl_core.toyav.metrics; a convergence curve
+scores `--curve` variants at every saved joint checkpoint. Writes RUN_DIR/report/: results.json,
+table.csv, table.md, joint_loss.csv, joint_loss.svg (or --report-dir). `--train-minutes` bounds the training wall
+time: the variants still running are stopped and all are scored at the last joint step that every
+variant reached (the constant learning rate makes that equal to a run of exactly that length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from ..guidance import Guidance
+from .metrics import aggregate
+from .world import PROMPTS
+
+METRICS = ("median_offset_ms", "recall", "precision", "colour_accuracy", "pitch_accuracy", "motion_accuracy")
+
+
+@dataclass(frozen=True)
+class Variant:
+    what: str
+    model: Dict = field(default_factory=dict)  # ModelConfig overrides of toyav_config()
+    joint: Dict = field(default_factory=dict)  # TrainConfig overrides of the joint stage
+
+
+VARIANTS: Dict[str, Variant] = {
+    "gated": Variant("gated fusion baseline (zero-init gate, no context tokens, no partitions)",
+                     model=dict(fusion="gated", n_ctx=0, tarp_window=None)),
+    "ccl": Variant("full CCL (aligned RoPE + TARP partitions + context tokens + DCR)"),
+    "no_partition": Variant("CCL without TARP partitions (full cross-modal attention)", model=dict(tarp_window=None)),
+    "no_aligned_rope": Variant("CCL without aligned RoPE (audio RoPE on its own index)", model=dict(aligned_rope=False)),
+    "no_ctx": Variant("CCL without context tokens", model=dict(n_ctx=0)),
+    "no_dcr": Variant("CCL without dynamic routing (t2av only, no route dropout)",
+                      joint=dict(task_mix={"t2av": 1.0}, p_ctx_only=0.0)),
+}
+
+# The guidance forms compared, at the generator's default scales. Ovi-style skips one block in its
+# negative branch: Ovi skips block 11 of 30; the 4-block ToyAV model skips block 1.
+GUIDANCE: Dict[str, Guidance] = {
+    "ucg_joint": Guidance("joint", video_scale=3.0, audio_scale=3.0),
+    "cfg": Guidance("cfg", video_scale=3.0, audio_scale=3.0),
+    "ucg_decoupled": Guidance("decoupled", video_scale=3.0, audio_scale=3.0, video_av_scale=2.0, audio_av_scale=2.0),
+    "ovi": Guidance("ovi", video_scale=3.0, audio_scale=3.0, skip_block=1),
+}
+ROWS = [(v, "ucg_joint") for v in VARIANTS] + [(v, "cfg") for v in VARIANTS] + \
+       [("ccl", "ucg_decoupled"), ("ccl", "ovi")]
+
+
+# ---------------------------------------------------------------------- training
+def train_variant(name: str, run_dir: Path, args) -> None:
+    """One variant's staged training (runs in its own process; resumable)."""
+    from ..model import DualStreamModel
+    from .autoencoders import load_audio_ae, load_video_ae
+    from .data import LatentBatches, load_or_encode
+    from .embedded import toyav_config
+    from .text import load_text_encoder
+    from .train_embedded import train_stages
+
+    torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    variant = VARIANTS[name]
+    video_ae, audio_ae, text_encoder = load_video_ae(), load_audio_ae(), load_text_encoder()
+    data = load_or_encode(run_dir / "latents.safetensors", args.clips, args.seed, video_ae, audio_ae, text_encoder)
+    if args.device != "cpu":
+        data = {k: v.to(args.device) for k, v in data.items()}
+    cfg = toyav_config(video_ae, audio_ae, text_encoder, **variant.model)
+    torch.manual_seed(args.seed)
+    model = DualStreamModel(cfg)
+    batches = LatentBatches(data, text_encoder.null(1).to(data["text"].device), args.batch, seed=args.seed)
+    (run_dir / name).mkdir(parents=True, exist_ok=True)
+    log_file = open(run_dir / name / "train.log", "a")
+
+    def log(message):
+        print(f"[{name}] {message}", file=log_file, flush=True)
+
+    log(f"{variant.what}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {args.device}")
+    train_stages(model, batches, run_dir / name, {"video": args.steps_video, "audio": args.steps_audio,
+                                                  "joint": args.steps_joint},
+                 lr=args.lr, seed=args.seed, device=args.device, resume=True, joint=variant.joint,
+                 save_every=args.save_every, keep_checkpoints=0, log=log,
+                 overrides=dict(mixed_precision="no"))  # float32 (TF32 matmuls on a GPU), as on the CPU
+
+
+def joint_checkpoints(run_dir: Path, name: str) -> Dict[int, Path]:
+    """Saved joint-stage checkpoints of a variant: step -> folder."""
+    from ..training.rundir import checkpoints
+    return {step: Path(path) for step, path in checkpoints(str(run_dir / name / "stage-joint"))}
+
+
+def train_all(run_dir: Path, names: List[str], args) -> Dict[str, object]:
+    """Train the variants, `args.jobs` at a time, each in its own process; stop at the deadline."""
+    from .autoencoders import load_audio_ae, load_video_ae
+    from .data import load_or_encode
+    from .text import load_text_encoder
+
+    start = time.time()
+    device = args.device if args.device != "cpu" else "cpu"
+    load_or_encode(run_dir / "latents.safetensors", args.clips, args.seed, load_video_ae(device=device),
+                   load_audio_ae(device=device), load_text_encoder(device=device), workers=args.data_workers)
+    print(f"data ready in {time.time() - start:.0f} s", flush=True)
+    deadline = start + args.train_minutes * 60 if args.train_minutes else math.inf
+    pending, running, failed, stopped = list(names), {}, [], []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name = pending.pop(0)
+            (run_dir / name).mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "ccl_core.toyav.ablation", "--worker", name] + _worker_args(args)
+            running[name] = subprocess.Popen(cmd, stdout=open(run_dir / name / "worker.out", "a"),
+                                             stderr=subprocess.STDOUT)
+        time.sleep(2)
+        for name, proc in list(running.items()):
+            if proc.poll() is not None:
+                del running[name]
+                if proc.returncode:
+                    failed.append(name)
+                    tail = (run_dir / name / "worker.out").read_text().splitlines()[-15:]
+                    print(f"{name} failed (exit {proc.returncode}); the end of {run_dir / name / 'worker.out'}:\n"
+                          + "\n".join(tail), flush=True)
+                else:
+                    print(f"{name} done after {time.time() - start:.0f} s", flush=True)
+        if time.time() > deadline and (running or pending):
+            for name, proc in running.items():
+                proc.terminate()
+                proc.wait()
+                stopped.append(name)
+            print(f"deadline: stopped {sorted(running)} and skipped {pending} after {time.time() - start:.0f} s",
+                  flush=True)
+            stopped += pending
+            running, pending = {}, []
+    return {"train_wall_s": round(time.time() - start, 1), "stopped_by_deadline": stopped, "failed": failed}
+
+
+def _worker_args(args) -> List[str]:
+    out = []
+    for key in ("run_dir", "device", "clips", "batch", "steps_video", "steps_audio", "steps_joint", "lr", "seed",
+                "threads", "save_every"):
+        out += ["--" + key.replace("_", "-"), str(getattr(args, key))]
+    return out
+
+
+# ---------------------------------------------------------------------- scoring
+def _score_chunk(job):
+    from .metrics import score_clip
+    frames, waves, fps, sample_rate, prompts = job
+    return [score_clip(f, fps, w, sample_rate, p) for f, w, p in zip(frames, waves, prompts)]
+
+
+class Scorer:
+    """Generates with one checkpoint on the device and scores the clips in worker processes."""
+
+    def __init__(self, args, pool):
+        self.args, self.pool = args, pool
+
+    def evaluate(self, checkpoint: Path, guidance_rows: List[str]) -> Dict[str, dict]:
+        from ..generate import generate_many
+        from .embedded import load_pipeline
+
+        pipe = load_pipeline(str(checkpoint / "ema.safetensors"), device=self.args.device)
+        out = {}
+        for g in guidance_rows:
+            futures = []
+            for seed in range(self.args.eval_seeds):
+                results = generate_many(pipe, PROMPTS, [seed] * len(PROMPTS), steps=self.args.eval_steps,
+                                        guidance=GUIDANCE[g])
+                job = ([r.frames.numpy() for r in results], [r.waveform.numpy() for r in results],
+                       results[0].fps, results[0].sample_rate, list(PROMPTS))
+                futures.append(self.pool.submit(_score_chunk, job) if self.pool else _Done(_score_chunk(job)))
+            out[g] = by_seed_summary([f.result() for f in futures])
+        return out
+
+
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def by_seed_summary(by_seed: List[List[dict]]) -> dict:
+    """Scores over all clips, per seed, and the spread (population std) of the per-seed scores."""
+    per_seed = [_round(aggregate(s)) for s in by_seed]
+    spread = {}
+    for key in METRICS:
+        vals = [s[key] for s in per_seed if s[key] == s[key]]
+        spread[key] = round(statistics.pstdev(vals), 4) if len(vals) > 1 else 0.0
+    return {"all": _round(aggregate([c for s in by_seed for c in s])), "per_seed": per_seed,
+            "spread_across_seeds": spread}
+
+
+def _round(d: dict) -> dict:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+# ---------------------------------------------------------------------- report
+def joint_loss(run_dir: Path, name: str, task: str = "t2av") -> List[tuple]:
+    """(step, smoothed video + audio loss of `task`) from a variant's joint-stage loss log."""
+    path = run_dir / name / "stage-joint" / "losses.csv"
+    if not path.is_file():
+        return []
+    per_step: Dict[int, Dict[str, float]] = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            if row["task"] == task:
+                per_step.setdefault(int(row["step"]), {})[row["stream"]] = float(row["smoothed"])
+    return [(s, v["video"] + v["audio"]) for s, v in sorted(per_step.items()) if {"video", "audio"} <= set(v)]
+
+
+def loss_svg(curves: Dict[str, List[tuple]], title: str, bold=("gated", "ccl")) -> str:
+    """A dependency-free SVG line plot of loss curves against steps."""
+    width, height, left, right, top, bottom = 720, 420, 60, 190, 30, 45
+    pts = [p for c in curves.values() for p in c]
+    if not pts:
+        return "<svg xmlns='http://www.w3.org/2000/svg'/>"
+    x0, x1 = 0, max(p[0] for p in pts)
+    ys = sorted(p[1] for p in pts)
+    y0, y1 = ys[0] * 0.95, ys[int(0.98 * (len(ys) - 1))] * 1.05  # the warm-up spike would flatten the rest
+    sx = lambda x: left + (width - left - right) * (x - x0) / max(1, x1 - x0)
+    sy = lambda y: top + (height - top - bottom) * (1 - (min(y, y1) - y0) / max(1e-9, y1 - y0))
+    colours = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' "
+           f"font-size='12'>", f"<rect width='{width}' height='{height}' fill='white'/>",
+           f"<text x='{left}' y='18' font-size='14'>{title}</text>"]
+    for i in range(6):
+        y = y0 + (y1 - y0) * i / 5
+        out.append(f"<line x1='{left}' x2='{width - right}' y1='{sy(y):.1f}' y2='{sy(y):.1f}' stroke='#ddd'/>"
+                   f"<text x='{left - 6}' y='{sy(y) + 4:.1f}' text-anchor='end'>{y:.3f}</text>")
+    for i in range(6):
+        x = x0 + (x1 - x0) * i / 5
+        out.append(f"<text x='{sx(x):.1f}' y='{height - bottom + 16}' text-anchor='middle'>{x:.0f}</text>")
+    out.append(f"<text x='{(left + width - right) / 2}' y='{height - 8}' text-anchor='middle'>joint-stage step</text>")
+    for i, (name, curve) in enumerate(curves.items()):
+        colour, w = colours[i % len(colours)], 2.5 if name in bold else 1.2
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in curve)
+        out.append(f"<polyline fill='none' stroke='{colour}' stroke-width='{w}' points='{path}'/>")
+        ly = top + 18 * i + 10
+        out.append(f"<line x1='{width - right + 12}' x2='{width - right + 36}' y1='{ly}' y2='{ly}' "
+                   f"stroke='{colour}' stroke-width='{w}'/><text x='{width - right + 42}' y='{ly + 4}'>{name}</text>")
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def write_report(run_dir: Path, results: dict, report: Optional[Path] = None) -> Path:
+    report = Path(report or run_dir / "report")
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "results.json").write_text(json.dumps(results, indent=1))
+    header = ["variant", "guidance"] + [m for k in METRICS for m in (k, k + "_spread")]
+    lines = []
+    with open(report / "table.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in results["rows"]:
+            a, s = row["scores"]["all"], row["scores"]["spread_across_seeds"]
+            writer.writerow([row["variant"], row["guidance"]] + [x for k in METRICS for x in (a[k], s[k])])
+            lines.append(f"| {row['variant']} | {row['guidance']} | " + " | ".join(
+                f"{a[k]:.0f} ({s[k]:.0f})" if k == "median_offset_ms" else f"{a[k]:.2f} ({s[k]:.2f})"
+                for k in METRICS) + " |")
+    md = ["| variant | guidance | median offset ms | recall | precision | colour | pitch | motion |",
+          "|---|---|---|---|---|---|---|---|"] + lines
+    if results.get("curve"):
+        md += ["", "| variant | joint step | median offset ms | recall | precision | colour | pitch | motion |",
+               "|---|---|---|---|---|---|---|---|"]
+        for c in results["curve"]:
+            a = c["scores"]["all"]
+            md.append(f"| {c['variant']} | {c['step']} | {a['median_offset_ms']:.0f} | " +
+                      " | ".join(f"{a[k]:.2f}" for k in METRICS[1:]) + " |")
+    (report / "table.md").write_text("\n".join(md) + "\n")
+    curves = {name: joint_loss(run_dir, name) for name in results["variants"]}
+    with open(report / "joint_loss.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["variant", "step", "t2av_loss_ema"])
+        for name, curve in curves.items():
+            writer.writerows([name, s, round(v, 6)] for s, v in curve)
+    (report / "joint_loss.svg").write_text(loss_svg(curves, "t2av training loss (EMA, video + audio) in the joint stage"))
+    return report
+
+
+# ---------------------------------------------------------------------- command line
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", default="runs/ablation")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", type=int, default=1, help="variants trained at the same time")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per job (default: 2 on CPU, 1 on GPU)")
+    ap.add_argument("--clips", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps-video", type=int, default=800)
+    ap.add_argument("--steps-audio", type=int, default=500)
+    ap.add_argument("--steps-joint", type=int, default=4500)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save-every", type=int, default=500, help="joint checkpoint interval (the curve's resolution)")
+    ap.add_argument("--train-minutes", type=float, default=None, help="stop training after this wall time")
+    ap.add_argument("--data-workers", type=int, default=0, help="processes drawing the training clips")
+    ap.add_argument("--eval-seeds", type=int, default=4)
+    ap.add_argument("--eval-steps", type=int, default=25)
+    ap.add_argument("--score-workers", type=int, default=0, help="processes scoring clips (0: in this process)")
+    ap.add_argument("--curve", default="gated,ccl", help="variants scored along training (see --curve-every)")
+    ap.add_argument("--curve-every", type=int, default=1000, help="joint steps between the curve's points")
+    ap.add_argument("--report-dir", default=None, help="where the report goes (default RUN_DIR/report)")
+    ap.add_argument("--skip-train", action="store_true", help="score the checkpoints already in --run-dir")
+    ap.add_argument("--commit", default="", help="the commit being measured, recorded in the report")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.threads is None:
+        args.threads = 2 if args.device == "cpu" else 1
+    run_dir = Path(args.run_dir)
+    if args.worker:
+        return train_variant(args.worker, run_dir, args)
+
+    names = [n for n in args.variants.split(",") if n]
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads if args.device != "cpu" else 2)
+    t0 = time.time()
+    results = {"command": "python -m ccl_core.toyav.ablation " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+               "commit": args.commit, "torch": torch.__version__, "device": _device_name(args.device),
+               "variants": {n: VARIANTS[n].what for n in names},
+               "guidance": {g: vars(GUIDANCE[g]) for g in GUIDANCE},
+               "recipe": {k: getattr(args, k) for k in ("clips", "batch", "steps_video", "steps_audio",
+                                                         "steps_joint", "lr", "seed", "eval_seeds", "eval_steps")}}
+    if not args.skip_train:
+        results.update(train_all(run_dir, names, args))
+        names = [n for n in names if n not in results["failed"]]
+
+    reached = {n: max(joint_checkpoints(run_dir, n), default=0) for n in names}
+    results["not_scored"] = [n for n, s in reached.items() if not s]  # no joint checkpoint yet
+    names = [n for n in names if reached[n]]
+    if not names:
+        raise SystemExit(f"no variant has a joint-stage checkpoint in {run_dir}: nothing to score")
+    step = min(reached[n] for n in names)
+    results["joint_steps_scored"] = step
+    print(f"scoring at joint step {step} (reached: {reached})", flush=True)
+
+    pool = None
+    if args.score_workers:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        pool = ProcessPoolExecutor(args.score_workers, mp_context=multiprocessing.get_context("spawn"))
+    scorer = Scorer(args, pool)
+    t_eval = time.time()
+    results["rows"] = []
+    for name in names:
+        wanted = [g for v, g in ROWS if v == name]
+        for g, scores in scorer.evaluate(joint_checkpoints(run_dir, name)[step], wanted).items():
+            results["rows"].append({"variant": name, "guidance": g, "step": step, "scores": scores})
+            print(f"{name:16s} {g:14s} {json.dumps(scores['all'])}", flush=True)
+        write_report(run_dir, results, args.report_dir)  # as it goes: an interrupted study keeps its rows
+    results["curve"] = []
+    for name in [n for n in args.curve.split(",") if n in names]:
+        for s, path in sorted(joint_checkpoints(run_dir, name).items()):
+            if s <= step and (s % args.curve_every == 0 or s == step):
+                scores = scorer.evaluate(path, ["ucg_joint"])["ucg_joint"]
+                results["curve"].append({"variant": name, "step": s, "scores": scores})
+                print(f"curve {name} {s}: {json.dumps(scores['all'])}", flush=True)
+        write_report(run_dir, results, args.report_dir)
+    if pool is not None:
+        pool.shutdown()
+    results["eval_wall_s"] = round(time.time() - t_eval, 1)
+    results["total_wall_s"] = round(time.time() - t0, 1)
+    report = write_report(run_dir, results, args.report_dir)
+    if results.get("failed") or results["not_scored"]:
+        raise SystemExit(f"variants failed: {results.get('failed')}, not scored: {results['not_scored']}; "
+                         f"report of the rest: {report}")
+    print(f"wrote {report} after {results['total_wall_s'] / 60:.1f} min", flush=True)
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({os.cpu_count()} cores visible)"
+
+
+if __name__ == "__main__":
+    main()
