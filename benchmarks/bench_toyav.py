@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from ccl_core.generate import generate  # noqa: E402
+from ccl_core.generate import generate, generate_many  # noqa: E402
 from ccl_core.guidance import Guidance  # noqa: E402
 from ccl_core.toyav import PROMPTS, aggregate, generate_clip, score_clip  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
@@ -43,10 +43,11 @@ def quality(pipe, seeds, steps, guidance, sampler, shift):
     by_seed = []
     t0 = time.time()
     for seed in range(seeds):
-        scores = []
-        for prompt in PROMPTS:
-            r = generate(pipe, prompt, seed=seed, steps=steps, sampler=sampler, shift=shift, guidance=guidance)
-            scores.append(score_clip(r.frames.numpy(), r.fps, r.waveform.numpy(), r.sample_rate, prompt))
+        # one batch per seed: the same clips as `generate` one at a time (tests/test_generate.py)
+        results = generate_many(pipe, PROMPTS, [seed] * len(PROMPTS), steps=steps, sampler=sampler, shift=shift,
+                                guidance=guidance)
+        scores = [score_clip(r.frames.numpy(), r.fps, r.waveform.numpy(), r.sample_rate, prompt)
+                  for prompt, r in zip(PROMPTS, results)]
         by_seed.append(scores)
         print(f"  seed {seed}: {json.dumps(_short(aggregate(scores)))} ({time.time() - t0:.0f} s)", flush=True)
     total = aggregate([s for scores in by_seed for s in scores])

@@ -112,3 +112,17 @@ def test_command_line(parts, tmp_path):
     assert r.returncode == 2 and "exists" in r.stderr  # never overwrites
     r = _cli("--task", "a2v", "--audio", str(tmp_path / "nope.wav"), *common, "--out", str(tmp_path / "e.mp4"))
     assert r.returncode == 2 and "file not found" in r.stderr
+
+
+def test_generate_many_matches_one_clip_at_a_time(pipe):
+    from ccl_core.generate import generate_many
+    prompts, seeds = ["a red circle bouncing", "a blue square sliding"], [3, 7]
+    many = generate_many(pipe, prompts, seeds, steps=2)
+    for prompt, seed, got in zip(prompts, seeds, many):
+        one = generate(pipe, prompt, seed=seed, steps=2)
+        assert torch.allclose(one.video_latent, got.video_latent, atol=1e-4)
+        assert torch.allclose(one.frames, got.frames, atol=1e-3)
+        assert torch.allclose(one.waveform, got.waveform, atol=1e-3)
+    assert not torch.allclose(many[0].video_latent, many[1].video_latent)
+    with pytest.raises(ValueError, match="one seed per prompt"):
+        generate_many(pipe, prompts, [0], steps=2)

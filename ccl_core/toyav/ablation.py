@@ -245,6 +245,7 @@ def joint_loss(run_dir: Path, name: str, task: str = "t2av") -> List[tuple]:
 def loss_svg(curves: Dict[str, List[tuple]], title: str, bold=("gated", "ccl")) -> str:
     """A dependency-free SVG line plot of loss curves against steps."""
     width, height, left, right, top, bottom = 720, 420, 60, 190, 30, 45
+    curves = {name: curve for name, curve in curves.items() if curve}
     pts = [p for c in curves.values() for p in c]
     if not pts:
         return "<svg xmlns='http://www.w3.org/2000/svg'/>"
@@ -257,13 +258,11 @@ def loss_svg(curves: Dict[str, List[tuple]], title: str, bold=("gated", "ccl")) 
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' "
            f"font-size='12'>", f"<rect width='{width}' height='{height}' fill='white'/>",
            f"<text x='{left}' y='18' font-size='14'>{title}</text>"]
-    for i in range(6):
-        y = y0 + (y1 - y0) * i / 5
+    for y in _ticks(y0, y1):
         out.append(f"<line x1='{left}' x2='{width - right}' y1='{sy(y):.1f}' y2='{sy(y):.1f}' stroke='#ddd'/>"
-                   f"<text x='{left - 6}' y='{sy(y) + 4:.1f}' text-anchor='end'>{y:.3f}</text>")
-    for i in range(6):
-        x = x0 + (x1 - x0) * i / 5
-        out.append(f"<text x='{sx(x):.1f}' y='{height - bottom + 16}' text-anchor='middle'>{x:.0f}</text>")
+                   f"<text x='{left - 6}' y='{sy(y) + 4:.1f}' text-anchor='end'>{y:g}</text>")
+    for x in _ticks(x0, x1):
+        out.append(f"<text x='{sx(x):.1f}' y='{height - bottom + 16}' text-anchor='middle'>{x:g}</text>")
     out.append(f"<text x='{(left + width - right) / 2}' y='{height - 8}' text-anchor='middle'>joint-stage step</text>")
     for i, (name, curve) in enumerate(curves.items()):
         colour, w = colours[i % len(colours)], 2.5 if name in bold else 1.2
@@ -274,6 +273,16 @@ def loss_svg(curves: Dict[str, List[tuple]], title: str, bold=("gated", "ccl")) 
                    f"stroke='{colour}' stroke-width='{w}'/><text x='{width - right + 42}' y='{ly + 4}'>{name}</text>")
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> List[float]:
+    """Round tick values (1, 2 or 5 times a power of ten apart) covering [lo, hi]."""
+    raw = (hi - lo) / n if hi > lo else 1.0
+    step = min((m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
+    first = math.ceil(lo / step) * step
+    if first > hi:
+        return [lo]
+    return [round(first + i * step, 10) for i in range(int((hi - first) / step) + 1)]
 
 
 def write_report(run_dir: Path, results: dict, report: Optional[Path] = None) -> Path:
