@@ -47,6 +47,10 @@ class ModelConfig(JsonConfig):
     aligned_rope: bool = True  # audio temporal RoPE on the video time axis
     audio_rope_scale: Optional[float] = None  # fixed audio RoPE scale (Ovi: 0.19676); None = from rates
     ctx_logit_init: float = 0.0  # initial logit offset of the context tokens (see attention.py)
+    # Zero-initialise the fusion value projection (v_fusion) of a freshly built model, so that
+    # cross-modal attention starts as an exact no-op: towers pretrained on their own tasks are not
+    # disturbed by it, and the joint stage starts from them (docs/ABLATIONS.md, claim 2).
+    zero_init_fusion: bool = False
 
     rope_theta: float = 10000.0
     timestep_scale: float = 1000.0  # the towers embed t * timestep_scale (Wan convention)

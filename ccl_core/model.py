@@ -53,7 +53,8 @@ class DualStreamModel(nn.Module):
     # ------------------------------------------------------------------ init
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Wan's init (Xavier linears, zero head) plus Ovi's /10 on the video tower's fusion linears."""
+        """Wan's init (Xavier linears, zero head) plus Ovi's /10 on the video tower's fusion linears;
+        with config.zero_init_fusion the fusion values start at zero."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -70,6 +71,10 @@ class DualStreamModel(nn.Module):
         for block in self.video_model.blocks:
             block.cross_attn.k_fusion.weight.div_(10.0)
             block.cross_attn.v_fusion.weight.div_(10.0)
+        if self.config.zero_init_fusion:
+            for block in (*self.video_model.blocks, *self.audio_model.blocks):
+                nn.init.zeros_(block.cross_attn.v_fusion.weight)
+                nn.init.zeros_(block.cross_attn.v_fusion.bias)
 
     @staticmethod
     def fresh_parameters(config: ModelConfig, names, like=None, seed: int = 0):

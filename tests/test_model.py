@@ -170,6 +170,29 @@ def test_gated_fusion_starts_closed():
     torch.testing.assert_close(v1, v2)
 
 
+def test_zero_init_fusion_starts_as_a_no_op_that_learns():
+    model = DualStreamModel(tiny_config(zero_init_fusion=True))
+    fusion_values = {n: p.clone() for n, p in model.named_parameters() if ".v_fusion." in n}
+    assert fusion_values and all(not v.any() for v in fusion_values.values())
+    assert all(p.abs().sum() > 0 for n, p in model.named_parameters() if n.endswith("k_fusion.weight"))
+    assert not DualStreamModel(tiny_config()).video_model.blocks[0].cross_attn.v_fusion.weight.eq(0).all()
+    randomize(model)  # a trained-looking model whose fusion values are still the initial zeros
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in fusion_values:
+                p.copy_(fusion_values[n])
+    video, audio, t, text = tiny_inputs()
+    v1, a1 = model(video, audio, t, None, text)
+    v2, _ = model(video, torch.randn_like(audio), t, None, text)
+    v3, a3 = model(video, audio, t, None, text, ctx_only=True)
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(v1, v3)
+    torch.testing.assert_close(a1, a3)
+    (v1.square().mean() + a1.square().mean()).backward()
+    grads = [p.grad for n, p in model.named_parameters() if n.endswith("v_fusion.weight")]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
 def test_skip_block_only_changes_skipped_rows(tiny):
     video, audio, t, text = tiny_inputs()
     v1, a1 = tiny(video, audio, t, None, text)
