@@ -48,8 +48,8 @@ class ModelConfig(JsonConfig):
     audio_rope_scale: Optional[float] = None  # fixed audio RoPE scale (Ovi: 0.19676); None = from rates
     ctx_logit_init: float = 0.0  # initial logit offset of the context tokens (see attention.py)
     # Zero-initialise the fusion value projection (v_fusion) of a freshly built model, so that
-    # cross-modal attention starts as an exact no-op: towers pretrained on their own tasks are not
-    # disturbed by it, and the joint stage starts from them (docs/ABLATIONS.md, claim 2).
+    # cross-modal attention starts as an exact no-op. It speeds up the ToyAV audio tower's
+    # pretraining but did not give better clips in one run each (docs/ABLATIONS.md): off by default.
     zero_init_fusion: bool = False
 
     rope_theta: float = 10000.0
