@@ -28,15 +28,10 @@ import torch  # noqa: E402
 from ccl_core.generate import generate, generate_many  # noqa: E402
 from ccl_core.guidance import Guidance  # noqa: E402
 from ccl_core.toyav import PROMPTS, aggregate, generate_clip, score_clip  # noqa: E402
+from ccl_core.toyav.metrics import summarize_by_seed  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
 
 HELD_OUT_SEED = 10_000_000  # ground-truth clips for a2v / v2a come from seeds the model never saw
-
-
-def spread(scores_by_seed, key):
-    vals = [aggregate(s)[key] for s in scores_by_seed]
-    vals = [v for v in vals if v == v]
-    return statistics.pstdev(vals) if len(vals) > 1 else 0.0
 
 
 def quality(pipe, seeds, steps, guidance, sampler, shift):
@@ -50,9 +45,8 @@ def quality(pipe, seeds, steps, guidance, sampler, shift):
                   for prompt, r in zip(PROMPTS, results)]
         by_seed.append(scores)
         print(f"  seed {seed}: {json.dumps(_short(aggregate(scores)))} ({time.time() - t0:.0f} s)", flush=True)
-    total = aggregate([s for scores in by_seed for s in scores])
-    keys = ("median_offset_ms", "recall", "precision", "colour_accuracy", "pitch_accuracy", "motion_accuracy")
-    return {"all": _short(total), "spread_across_seeds": {k: round(spread(by_seed, k), 4) for k in keys}}
+    summary = summarize_by_seed(by_seed)
+    return {"all": _short(summary["all"]), "spread_across_seeds": summary["spread_across_seeds"]}
 
 
 def conditioned(pipe, task, n, steps, guidance, sampler, shift):

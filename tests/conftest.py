@@ -38,3 +38,13 @@ def tiny_inputs(batch=2, seed=1, cfg=None):
     text = torch.randn(batch, 5, cfg.text_dim, generator=g)
     t = torch.rand(batch, generator=g)
     return video, audio, t, text
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Two threads on a shared 2-core machine thrash (seconds per step); one is fast and exact.
+    A module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

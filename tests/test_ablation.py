@@ -9,17 +9,13 @@ import torch
 from ccl_core import DualStreamModel, tiny_config
 from ccl_core.toyav import ablation
 from ccl_core.toyav.embedded import toyav_config
+from ccl_core.toyav.metrics import summarize_by_seed
 from ccl_core.toyav.train_embedded import train_stages
 from ccl_core.training import TensorBatches, stage_config
 from conftest import tiny_inputs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_each_variant_changes_only_what_it_names():
@@ -80,7 +76,7 @@ def test_spread_is_the_deviation_of_the_per_seed_scores():
         return {"offsets_ms": [offset], "recall": recall, "precision": 1.0, "colour_ok": True, "pitch_ok": True,
                 "motion_ok": recall > 0.5}
 
-    summary = ablation.by_seed_summary([[clip(10, 1.0), clip(30, 1.0)], [clip(50, 0.0), clip(70, 0.0)]])
+    summary = summarize_by_seed([[clip(10, 1.0), clip(30, 1.0)], [clip(50, 0.0), clip(70, 0.0)]])
     assert summary["all"]["clips"] == 4
     assert summary["all"]["median_offset_ms"] == 40
     assert [s["recall"] for s in summary["per_seed"]] == [1.0, 0.0]
@@ -90,7 +86,7 @@ def test_spread_is_the_deviation_of_the_per_seed_scores():
 
 
 def test_report_tables_and_plot(tmp_path):
-    scores = ablation.by_seed_summary([[{"offsets_ms": [12.0], "recall": 1.0, "precision": 0.5, "colour_ok": True,
+    scores = summarize_by_seed([[{"offsets_ms": [12.0], "recall": 1.0, "precision": 0.5, "colour_ok": True,
                                          "pitch_ok": False, "motion_ok": True}]])
     (tmp_path / "gated" / "stage-joint").mkdir(parents=True)
     (tmp_path / "gated" / "stage-joint" / "losses.csv").write_text(

@@ -20,13 +20,7 @@ from ccl_core.training.optim import lr_factor, param_sets
 from conftest import randomize, tiny_inputs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two threads on a shared 2-core machine thrash (seconds per step); one is fast and exact."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_batch(size=2, seed=1, null_len=3):

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -44,10 +43,10 @@ from typing import Dict, List, Optional
 import torch
 
 from ..guidance import Guidance
-from .metrics import aggregate
+from .train_embedded import add_recipe_arguments, train_stages
+from .metrics import SUMMARY_KEYS, summarize_by_seed
 from .world import PROMPTS
 
-METRICS = ("median_offset_ms", "recall", "precision", "colour_accuracy", "pitch_accuracy", "motion_accuracy")
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,6 @@ def train_variant(name: str, run_dir: Path, args) -> None:
     from .data import LatentBatches, load_or_encode
     from .embedded import toyav_config
     from .text import load_text_encoder
-    from .train_embedded import train_stages
 
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):
@@ -130,9 +128,8 @@ def train_all(run_dir: Path, names: List[str], args) -> Dict[str, object]:
     from .text import load_text_encoder
 
     start = time.time()
-    device = args.device if args.device != "cpu" else "cpu"
-    load_or_encode(run_dir / "latents.safetensors", args.clips, args.seed, load_video_ae(device=device),
-                   load_audio_ae(device=device), load_text_encoder(device=device), workers=args.data_workers)
+    load_or_encode(run_dir / "latents.safetensors", args.clips, args.seed, load_video_ae(device=args.device),
+                   load_audio_ae(device=args.device), load_text_encoder(device=args.device), workers=args.data_workers)
     print(f"data ready in {time.time() - start:.0f} s", flush=True)
     deadline = start + args.train_minutes * 60 if args.train_minutes else math.inf
     pending, running, failed, stopped = list(names), {}, [], []
@@ -194,38 +191,15 @@ class Scorer:
         pipe = load_pipeline(str(checkpoint / "ema.safetensors"), device=self.args.device)
         out = {}
         for g in guidance_rows:
-            futures = []
+            parts = []  # per seed: its scores, or their future when a pool scores them
             for seed in range(self.args.eval_seeds):
                 results = generate_many(pipe, PROMPTS, [seed] * len(PROMPTS), steps=self.args.eval_steps,
                                         guidance=GUIDANCE[g])
                 job = ([r.frames.numpy() for r in results], [r.waveform.numpy() for r in results],
                        results[0].fps, results[0].sample_rate, list(PROMPTS))
-                futures.append(self.pool.submit(_score_chunk, job) if self.pool else _Done(_score_chunk(job)))
-            out[g] = by_seed_summary([f.result() for f in futures])
+                parts.append(self.pool.submit(_score_chunk, job) if self.pool else _score_chunk(job))
+            out[g] = summarize_by_seed([p.result() for p in parts] if self.pool else parts)
         return out
-
-
-class _Done:
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
-
-
-def by_seed_summary(by_seed: List[List[dict]]) -> dict:
-    """Scores over all clips, per seed, and the spread (population std) of the per-seed scores."""
-    per_seed = [_round(aggregate(s)) for s in by_seed]
-    spread = {}
-    for key in METRICS:
-        vals = [s[key] for s in per_seed if s[key] == s[key]]
-        spread[key] = round(statistics.pstdev(vals), 4) if len(vals) > 1 else 0.0
-    return {"all": _round(aggregate([c for s in by_seed for c in s])), "per_seed": per_seed,
-            "spread_across_seeds": spread}
-
-
-def _round(d: dict) -> dict:
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
 # ---------------------------------------------------------------------- report
@@ -289,17 +263,17 @@ def write_report(run_dir: Path, results: dict, report: Optional[Path] = None) ->
     report = Path(report or run_dir / "report")
     report.mkdir(parents=True, exist_ok=True)
     (report / "results.json").write_text(json.dumps(results, indent=1))
-    header = ["variant", "guidance"] + [m for k in METRICS for m in (k, k + "_spread")]
+    header = ["variant", "guidance"] + [m for k in SUMMARY_KEYS for m in (k, k + "_spread")]
     lines = []
     with open(report / "table.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for row in results["rows"]:
             a, s = row["scores"]["all"], row["scores"]["spread_across_seeds"]
-            writer.writerow([row["variant"], row["guidance"]] + [x for k in METRICS for x in (a[k], s[k])])
+            writer.writerow([row["variant"], row["guidance"]] + [x for k in SUMMARY_KEYS for x in (a[k], s[k])])
             lines.append(f"| {row['variant']} | {row['guidance']} | " + " | ".join(
                 f"{a[k]:.0f} ({s[k]:.0f})" if k == "median_offset_ms" else f"{a[k]:.2f} ({s[k]:.2f})"
-                for k in METRICS) + " |")
+                for k in SUMMARY_KEYS) + " |")
     md = ["| variant | guidance | median offset ms | recall | precision | colour | pitch | motion |",
           "|---|---|---|---|---|---|---|---|"] + lines
     if results.get("curve"):
@@ -308,7 +282,7 @@ def write_report(run_dir: Path, results: dict, report: Optional[Path] = None) ->
         for c in results["curve"]:
             a = c["scores"]["all"]
             md.append(f"| {c['variant']} | {c['step']} | {a['median_offset_ms']:.0f} | " +
-                      " | ".join(f"{a[k]:.2f}" for k in METRICS[1:]) + " |")
+                      " | ".join(f"{a[k]:.2f}" for k in SUMMARY_KEYS[1:]) + " |")
     (report / "table.md").write_text("\n".join(md) + "\n")
     curves = {name: joint_loss(run_dir, name) for name in results["variants"]}
     with open(report / "joint_loss.csv", "w", newline="") as f:
@@ -328,13 +302,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--jobs", type=int, default=1, help="variants trained at the same time")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per job (default: 2 on CPU, 1 on GPU)")
-    ap.add_argument("--clips", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps-video", type=int, default=800)
-    ap.add_argument("--steps-audio", type=int, default=500)
-    ap.add_argument("--steps-joint", type=int, default=4500)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--seed", type=int, default=0)
+    add_recipe_arguments(ap, steps_joint=4500)  # the shipped recipe, with a shorter joint stage
     ap.add_argument("--save-every", type=int, default=500, help="joint checkpoint interval (the curve's resolution)")
     ap.add_argument("--train-minutes", type=float, default=None, help="stop training after this wall time")
     ap.add_argument("--data-workers", type=int, default=0, help="processes drawing the training clips")
@@ -359,7 +327,7 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(args.threads if args.device != "cpu" else 2)
+    torch.set_num_threads(args.threads)
     t0 = time.time()
     results = {"command": "python -m ccl_core.toyav.ablation " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
                "commit": args.commit, "torch": torch.__version__, "device": _device_name(args.device),
@@ -371,7 +339,8 @@ def main(argv=None):
         results.update(train_all(run_dir, names, args))
         names = [n for n in names if n not in results["failed"]]
 
-    reached = {n: max(joint_checkpoints(run_dir, n), default=0) for n in names}
+    saved = {n: joint_checkpoints(run_dir, n) for n in names}
+    reached = {n: max(saved[n], default=0) for n in names}
     results["not_scored"] = [n for n, s in reached.items() if not s]  # no joint checkpoint yet
     names = [n for n in names if reached[n]]
     if not names:
@@ -390,17 +359,22 @@ def main(argv=None):
     results["rows"] = []
     for name in names:
         wanted = [g for v, g in ROWS if v == name]
-        for g, scores in scorer.evaluate(joint_checkpoints(run_dir, name)[step], wanted).items():
+        for g, scores in scorer.evaluate(saved[name][step], wanted).items():
             results["rows"].append({"variant": name, "guidance": g, "step": step, "scores": scores})
             print(f"{name:16s} {g:14s} {json.dumps(scores['all'])}", flush=True)
         write_report(run_dir, results, args.report_dir)  # as it goes: an interrupted study keeps its rows
     results["curve"] = []
     for name in [n for n in args.curve.split(",") if n in names]:
-        for s, path in sorted(joint_checkpoints(run_dir, name).items()):
-            if s <= step and (s % args.curve_every == 0 or s == step):
+        for s, path in sorted(saved[name].items()):
+            if s == step:  # the table's own row: the same checkpoint, guidance and seeds
+                scores = next(r["scores"] for r in results["rows"]
+                              if (r["variant"], r["guidance"]) == (name, "ucg_joint"))
+            elif s < step and s % args.curve_every == 0:
                 scores = scorer.evaluate(path, ["ucg_joint"])["ucg_joint"]
-                results["curve"].append({"variant": name, "step": s, "scores": scores})
-                print(f"curve {name} {s}: {json.dumps(scores['all'])}", flush=True)
+            else:
+                continue
+            results["curve"].append({"variant": name, "step": s, "scores": scores})
+            print(f"curve {name} {s}: {json.dumps(scores['all'])}", flush=True)
         write_report(run_dir, results, args.report_dir)
     if pool is not None:
         pool.shutdown()

@@ -318,6 +318,25 @@ def aggregate(scores: list[dict]) -> dict:
     }
 
 
+SUMMARY_KEYS = ("median_offset_ms", "recall", "precision", "colour_accuracy", "pitch_accuracy", "motion_accuracy")
+
+
+def summarize_by_seed(by_seed: list[list[dict]]) -> dict:
+    """Scores over all clips, per seed, and the spread (population std) of the per-seed scores,
+    rounded to 4 digits: how the benchmark and the ablation report a set of prompts x seeds."""
+    per_seed = [aggregate(s) for s in by_seed]
+    spread = {}
+    for key in SUMMARY_KEYS:
+        vals = [s[key] for s in per_seed if s[key] == s[key]]
+        spread[key] = round(float(np.std(vals)), 4) if len(vals) > 1 else 0.0
+    return {"all": _rounded(aggregate([c for s in by_seed for c in s])), "per_seed": [_rounded(s) for s in per_seed],
+            "spread_across_seeds": spread}
+
+
+def _rounded(d: dict) -> dict:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
 def load_mp4(path: str | Path) -> tuple[np.ndarray, float, np.ndarray, int]:
     """Frames [T, H, W, 3] uint8, fps, mono waveform float32 and sample rate of a video file.
 

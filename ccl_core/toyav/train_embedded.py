@@ -34,13 +34,7 @@ def main(argv=None):
     ap.add_argument("--run-dir", default="runs/toyav")
     ap.add_argument("--out", default=str(ASSETS / MODEL_FILE))
     ap.add_argument("--assets", default=str(ASSETS), help="folder with the autoencoders and text encoder to use")
-    ap.add_argument("--clips", type=int, default=3000, help="training clips (seeds 0..N-1)")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps-video", type=int, default=800)
-    ap.add_argument("--steps-audio", type=int, default=500)
-    ap.add_argument("--steps-joint", type=int, default=9000)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--seed", type=int, default=0)
+    add_recipe_arguments(ap)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -80,6 +74,32 @@ def main(argv=None):
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MB) after {minutes:.1f} min", flush=True)
 
 
+def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000) -> None:
+    """The recipe's command-line options and the shipped model's values (the ablation reuses them)."""
+    ap.add_argument("--clips", type=int, default=3000, help="training clips (seeds 0..N-1)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps-video", type=int, default=800)
+    ap.add_argument("--steps-audio", type=int, default=500)
+    ap.add_argument("--steps-joint", type=int, default=steps_joint)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--seed", type=int, default=0)
+
+
+class _StageProgress:
+    """Logs a stage's loss every 50 steps, with the time per step of this sitting (resumes included)."""
+
+    def __init__(self, stage: str, steps: int, log):
+        self.stage, self.steps, self.log = stage, steps, log
+        self.start, self.first_step = time.time(), None
+
+    def __call__(self, trainer, res) -> None:
+        if self.first_step is None:
+            self.first_step = res.step - 1
+        if res.step % 50 == 0 or res.step == self.steps:
+            rate = (time.time() - self.start) / max(1, res.step - self.first_step)
+            self.log(f"[{self.stage}] step {res.step}/{self.steps} loss {res.loss:.4f} ({rate:.3f} s/step)")
+
+
 def train_stages(model, batches, run_dir, steps: dict, lr: float = 5e-4, seed: int = 0, device="cpu",
                  resume: bool = False, joint: Optional[dict] = None, save_every: Optional[int] = None,
                  keep_checkpoints: int = 2, log=None, overrides: Optional[dict] = None):
@@ -102,18 +122,11 @@ def train_stages(model, batches, run_dir, steps: dict, lr: float = 5e-4, seed: i
         tc = stage_config(stage, steps=n, lr_fusion=lr, lr_towers=lr, warmup_steps=min(100, n // 10),
                           save_every=save_every or max(100, n // 4), keep_checkpoints=keep_checkpoints,
                           log_every=10, seed=seed, ema_decay=0.999, **extra)
-        start = time.time()
-
-        def report(tr, res, stage=stage, start=start, n=n, first=[None]):
-            first[0] = res.step - 1 if first[0] is None else first[0]
-            if res.step % 50 == 0 or res.step == n:
-                log(f"[{stage}] step {res.step}/{n} loss {res.loss:.4f} "
-                    f"({(time.time() - start) / max(1, res.step - first[0]):.3f} s/step)")
-
+        progress = _StageProgress(stage, n, log)
         stage_dir = Path(run_dir) / f"stage-{stage}"
         trainer = train(model, batches, tc, stage_dir, device=device, resume=resume and stage_dir.exists(),
-                        callback=report)
-        log(f"[{stage}] done in {time.time() - start:.0f} s")
+                        callback=progress)
+        log(f"[{stage}] done in {time.time() - progress.start:.0f} s")
     return trainer
 
 
