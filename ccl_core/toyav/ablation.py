@@ -75,41 +75,99 @@ GUIDANCE: Dict[str, Guidance] = {
     "ucg_decoupled": Guidance("decoupled", video_scale=3.0, audio_scale=3.0, video_av_scale=2.0, audio_av_scale=2.0),
     "ovi": Guidance("ovi", video_scale=3.0, audio_scale=3.0, skip_block=1),
 }
-ROWS = [(v, "ucg_joint") for v in VARIANTS] + [(v, "cfg") for v in VARIANTS] + \
-       [("ccl", "ucg_decoupled"), ("ccl", "ovi")]
+ROWS = [(v, "ucg_joint") for v in VARIANTS] + [("ccl", "cfg"), ("ccl", "ucg_decoupled"), ("ccl", "ovi")]
+# The study's budget: the shipped recipe's tower stages (shared by all variants) and a joint stage
+# that keeps the whole study within about two hours on a 2-core CPU (docs/ABLATIONS.md).
+JOINT_STEPS = 1200
 
 
 # ---------------------------------------------------------------------- training
-def train_variant(name: str, run_dir: Path, args) -> None:
-    """One variant's staged training (runs in its own process; resumable)."""
-    from ..model import DualStreamModel
+TOWERS = "towers"  # run_dir/towers: the unimodal towers every variant starts from
+TOWERS_FILE = "towers.safetensors"
+# The towers pretrain without any cross-modal path: with gated fusion and no context tokens, t2v and
+# t2a read nothing from the other side, so no variant's fusion design shapes the shared start.
+TOWER_MODEL = dict(fusion="gated", n_ctx=0, tarp_window=None)
+
+
+def _setup(args):
+    """The shared data, batches and encoders of a worker process."""
     from .autoencoders import load_audio_ae, load_video_ae
     from .data import LatentBatches, load_or_encode
-    from .embedded import toyav_config
     from .text import load_text_encoder
 
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    variant = VARIANTS[name]
     video_ae, audio_ae, text_encoder = load_video_ae(), load_audio_ae(), load_text_encoder()
-    data = load_or_encode(run_dir / "latents.safetensors", args.clips, args.seed, video_ae, audio_ae, text_encoder)
+    data = load_or_encode(Path(args.run_dir) / "latents.safetensors", args.clips, args.seed, video_ae, audio_ae,
+                          text_encoder)
     if args.device != "cpu":
         data = {k: v.to(args.device) for k, v in data.items()}
-    cfg = toyav_config(video_ae, audio_ae, text_encoder, **variant.model)
-    torch.manual_seed(args.seed)
-    model = DualStreamModel(cfg)
     batches = LatentBatches(data, text_encoder.null(1).to(data["text"].device), args.batch, seed=args.seed)
-    (run_dir / name).mkdir(parents=True, exist_ok=True)
-    log_file = open(run_dir / name / "train.log", "a")
+    return (video_ae, audio_ae, text_encoder), batches
 
-    def log(message):
-        print(f"[{name}] {message}", file=log_file, flush=True)
 
+def _file_log(path: Path, prefix: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(path, "a")
+    return lambda message: print(f"[{prefix}] {message}", file=log_file, flush=True)
+
+
+def tower_names(model) -> List[str]:
+    """Parameters of the two towers proper: everything but the cross-modal fusion (model.param_groups)."""
+    fusion = {id(p) for p in model.param_groups()[0]}
+    return [n for n, p in model.named_parameters() if id(p) not in fusion]
+
+
+def pretrain_towers(run_dir: Path, args) -> None:
+    """The video tower on t2v, then the audio tower on t2a, once for all variants (resumable)."""
+    from safetensors.torch import save_file
+
+    from ..model import DualStreamModel
+    from .embedded import toyav_config
+
+    encoders, batches = _setup(args)
+    torch.manual_seed(args.seed)
+    model = DualStreamModel(toyav_config(*encoders, **TOWER_MODEL))
+    log = _file_log(run_dir / TOWERS / "train.log", TOWERS)
+    train_stages(model, batches, run_dir / TOWERS, {"video": args.steps_video, "audio": args.steps_audio},
+                 lr=args.lr, seed=args.seed, device=args.device, resume=True, keep_checkpoints=1, log=log,
+                 overrides=dict(mixed_precision="no"))
+    state = model.state_dict()
+    save_file({n: state[n].detach().cpu().contiguous() for n in tower_names(model)},
+              str(run_dir / TOWERS / TOWERS_FILE), metadata={"steps_video": str(args.steps_video),
+                                                             "steps_audio": str(args.steps_audio)})
+
+
+def load_towers(model, path: Path) -> None:
+    """Copy the pretrained towers into a variant's model; its fusion keeps its fresh initialisation."""
+    from safetensors.torch import load_file
+
+    towers, names = load_file(str(path)), tower_names(model)
+    missing, extra = sorted(set(names) - set(towers)), sorted(set(towers) - set(names))
+    if missing or extra:
+        raise ValueError(f"{path} does not hold this variant's towers: missing {missing[:5]}, unexpected {extra[:5]}")
+    state = model.state_dict()
+    for n in names:
+        state[n].copy_(towers[n])
+
+
+def train_variant(name: str, run_dir: Path, args) -> None:
+    """One variant's joint stage from the shared towers (runs in its own process; resumable)."""
+    from ..model import DualStreamModel
+    from .embedded import toyav_config
+
+    if name == TOWERS:
+        return pretrain_towers(run_dir, args)
+    variant = VARIANTS[name]
+    encoders, batches = _setup(args)
+    torch.manual_seed(args.seed)  # the same fresh fusion in every variant where the shapes agree
+    model = DualStreamModel(toyav_config(*encoders, **variant.model))
+    load_towers(model, run_dir / TOWERS / TOWERS_FILE)
+    log = _file_log(run_dir / name / "train.log", name)
     log(f"{variant.what}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {args.device}")
-    train_stages(model, batches, run_dir / name, {"video": args.steps_video, "audio": args.steps_audio,
-                                                  "joint": args.steps_joint},
+    train_stages(model, batches, run_dir / name, {"joint": args.steps_joint},
                  lr=args.lr, seed=args.seed, device=args.device, resume=True, joint=variant.joint,
                  save_every=args.save_every, keep_checkpoints=0, log=log,
                  overrides=dict(mixed_precision="no"))  # float32 (TF32 matmuls on a GPU), as on the CPU
@@ -122,7 +180,8 @@ def joint_checkpoints(run_dir: Path, name: str) -> Dict[int, Path]:
 
 
 def train_all(run_dir: Path, names: List[str], args) -> Dict[str, object]:
-    """Train the variants, `args.jobs` at a time, each in its own process; stop at the deadline."""
+    """Pretrain the shared towers, then train the variants `args.jobs` at a time, each in its own
+    process; stop at the deadline."""
     from .autoencoders import load_audio_ae, load_video_ae
     from .data import load_or_encode
     from .text import load_text_encoder
@@ -132,41 +191,49 @@ def train_all(run_dir: Path, names: List[str], args) -> Dict[str, object]:
                    load_audio_ae(device=args.device), load_text_encoder(device=args.device), workers=args.data_workers)
     print(f"data ready in {time.time() - start:.0f} s", flush=True)
     deadline = start + args.train_minutes * 60 if args.train_minutes else math.inf
-    pending, running, failed, stopped = list(names), {}, [], []
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            name = pending.pop(0)
-            (run_dir / name).mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "ccl_core.toyav.ablation", "--worker", name] + _worker_args(args)
-            running[name] = subprocess.Popen(cmd, stdout=open(run_dir / name / "worker.out", "a"),
-                                             stderr=subprocess.STDOUT)
-        time.sleep(2)
-        for name, proc in list(running.items()):
-            if proc.poll() is not None:
-                del running[name]
-                if proc.returncode:
-                    failed.append(name)
-                    tail = (run_dir / name / "worker.out").read_text().splitlines()[-15:]
-                    print(f"{name} failed (exit {proc.returncode}); the end of {run_dir / name / 'worker.out'}:\n"
-                          + "\n".join(tail), flush=True)
-                else:
-                    print(f"{name} done after {time.time() - start:.0f} s", flush=True)
-        if time.time() > deadline and (running or pending):
-            for name, proc in running.items():
-                proc.terminate()
-                proc.wait()
-                stopped.append(name)
-            print(f"deadline: stopped {sorted(running)} and skipped {pending} after {time.time() - start:.0f} s",
-                  flush=True)
-            stopped += pending
-            running, pending = {}, []
+    # the towers alone get every thread the variants will share
+    tower_threads = args.threads if args.device != "cpu" else min(os.cpu_count() or 1, args.threads * args.jobs)
+    phases = [([TOWERS], 1, tower_threads), (list(names), args.jobs, args.threads)]
+    failed, stopped = [], []
+    for pending, jobs, threads in phases:
+        running = {}
+        while pending or running:
+            while pending and len(running) < jobs:
+                name = pending.pop(0)
+                (run_dir / name).mkdir(parents=True, exist_ok=True)
+                cmd = [sys.executable, "-m", "ccl_core.toyav.ablation", "--worker", name] + _worker_args(args, threads)
+                running[name] = subprocess.Popen(cmd, stdout=open(run_dir / name / "worker.out", "a"),
+                                                 stderr=subprocess.STDOUT)
+            time.sleep(2)
+            for name, proc in list(running.items()):
+                if proc.poll() is not None:
+                    del running[name]
+                    if proc.returncode:
+                        failed.append(name)
+                        tail = (run_dir / name / "worker.out").read_text().splitlines()[-15:]
+                        print(f"{name} failed (exit {proc.returncode}); the end of {run_dir / name / 'worker.out'}:\n"
+                              + "\n".join(tail), flush=True)
+                    else:
+                        print(f"{name} done after {time.time() - start:.0f} s", flush=True)
+            if time.time() > deadline and (running or pending):
+                for name, proc in running.items():
+                    proc.terminate()
+                    proc.wait()
+                    stopped.append(name)
+                print(f"deadline: stopped {sorted(running)} and skipped {pending} after {time.time() - start:.0f} s",
+                      flush=True)
+                stopped += pending
+                running, pending = {}, []
+        if TOWERS in failed + stopped:
+            stopped += [n for n in names if n not in stopped]  # nothing to start the variants from
+            break
     return {"train_wall_s": round(time.time() - start, 1), "stopped_by_deadline": stopped, "failed": failed}
 
 
-def _worker_args(args) -> List[str]:
-    out = []
+def _worker_args(args, threads: int) -> List[str]:
+    out = ["--threads", str(threads)]
     for key in ("run_dir", "device", "clips", "batch", "steps_video", "steps_audio", "steps_joint", "lr", "seed",
-                "threads", "save_every"):
+                "save_every"):
         out += ["--" + key.replace("_", "-"), str(getattr(args, key))]
     return out
 
@@ -300,24 +367,22 @@ def main(argv=None):
     ap.add_argument("--run-dir", default="runs/ablation")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--jobs", type=int, default=1, help="variants trained at the same time")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads per job (default: 2 on CPU, 1 on GPU)")
-    add_recipe_arguments(ap, steps_joint=4500)  # the shipped recipe, with a shorter joint stage
-    ap.add_argument("--save-every", type=int, default=500, help="joint checkpoint interval (the curve's resolution)")
+    ap.add_argument("--jobs", type=int, default=2, help="variants trained at the same time")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per job (scoring uses threads x jobs)")
+    add_recipe_arguments(ap, steps_joint=JOINT_STEPS)  # the shipped recipe, with a shorter joint stage
+    ap.add_argument("--save-every", type=int, default=300, help="joint checkpoint interval (the curve's resolution)")
     ap.add_argument("--train-minutes", type=float, default=None, help="stop training after this wall time")
     ap.add_argument("--data-workers", type=int, default=0, help="processes drawing the training clips")
     ap.add_argument("--eval-seeds", type=int, default=4)
     ap.add_argument("--eval-steps", type=int, default=25)
     ap.add_argument("--score-workers", type=int, default=0, help="processes scoring clips (0: in this process)")
     ap.add_argument("--curve", default="gated,ccl", help="variants scored along training (see --curve-every)")
-    ap.add_argument("--curve-every", type=int, default=1000, help="joint steps between the curve's points")
+    ap.add_argument("--curve-every", type=int, default=600, help="joint steps between the curve's points")
     ap.add_argument("--report-dir", default=None, help="where the report goes (default RUN_DIR/report)")
     ap.add_argument("--skip-train", action="store_true", help="score the checkpoints already in --run-dir")
     ap.add_argument("--commit", default="", help="the commit being measured, recorded in the report")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.threads is None:
-        args.threads = 2 if args.device == "cpu" else 1
     run_dir = Path(args.run_dir)
     if args.worker:
         return train_variant(args.worker, run_dir, args)
@@ -327,7 +392,7 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(min(os.cpu_count() or 1, args.threads * args.jobs))
     t0 = time.time()
     results = {"command": "python -m ccl_core.toyav.ablation " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
                "commit": args.commit, "torch": torch.__version__, "device": _device_name(args.device),
