@@ -78,7 +78,7 @@ GUIDANCE: Dict[str, Guidance] = {
 ROWS = [(v, "ucg_joint") for v in VARIANTS] + [("ccl", "cfg"), ("ccl", "ucg_decoupled"), ("ccl", "ovi")]
 # The study's budget: the shipped recipe's tower stages (shared by all variants) and a joint stage
 # that keeps the whole study within about two hours on a 2-core CPU (docs/ABLATIONS.md).
-JOINT_STEPS = 1200
+JOINT_STEPS = 1500
 
 
 # ---------------------------------------------------------------------- training
@@ -370,16 +370,17 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2, help="variants trained at the same time")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job (scoring uses threads x jobs)")
     add_recipe_arguments(ap, steps_joint=JOINT_STEPS)  # the shipped recipe, with a shorter joint stage
-    ap.add_argument("--save-every", type=int, default=300, help="joint checkpoint interval (the curve's resolution)")
+    ap.add_argument("--save-every", type=int, default=500, help="joint checkpoint interval (the curve's resolution)")
     ap.add_argument("--train-minutes", type=float, default=None, help="stop training after this wall time")
     ap.add_argument("--data-workers", type=int, default=0, help="processes drawing the training clips")
     ap.add_argument("--eval-seeds", type=int, default=4)
     ap.add_argument("--eval-steps", type=int, default=25)
     ap.add_argument("--score-workers", type=int, default=0, help="processes scoring clips (0: in this process)")
     ap.add_argument("--curve", default="gated,ccl", help="variants scored along training (see --curve-every)")
-    ap.add_argument("--curve-every", type=int, default=600, help="joint steps between the curve's points")
+    ap.add_argument("--curve-every", type=int, default=500, help="joint steps between the curve's points")
     ap.add_argument("--report-dir", default=None, help="where the report goes (default RUN_DIR/report)")
     ap.add_argument("--skip-train", action="store_true", help="score the checkpoints already in --run-dir")
+    ap.add_argument("--skip-score", action="store_true", help="train only (score later with --skip-train)")
     ap.add_argument("--commit", default="", help="the commit being measured, recorded in the report")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -403,6 +404,10 @@ def main(argv=None):
     if not args.skip_train:
         results.update(train_all(run_dir, names, args))
         names = [n for n in names if n not in results["failed"]]
+        if args.skip_score:
+            (run_dir / "train.json").write_text(json.dumps(results, indent=1))
+            print(f"trained in {results['train_wall_s'] / 60:.1f} min; score with --skip-train", flush=True)
+            return
 
     saved = {n: joint_checkpoints(run_dir, n) for n in names}
     reached = {n: max(saved[n], default=0) for n in names}
