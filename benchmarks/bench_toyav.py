@@ -25,24 +25,17 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from ccl_core.generate import generate, generate_many  # noqa: E402
 from ccl_core.guidance import Guidance  # noqa: E402
-from ccl_core.toyav import PROMPTS, aggregate, generate_clip, score_clip  # noqa: E402
+from ccl_core.toyav import PROMPTS, aggregate  # noqa: E402
+from ccl_core.toyav.evaluate import conditioned_scores, t2av_scores  # noqa: E402
 from ccl_core.toyav.metrics import summarize_by_seed  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-
-HELD_OUT_SEED = 10_000_000  # ground-truth clips for a2v / v2a come from seeds the model never saw
-
 
 def quality(pipe, seeds, steps, guidance, sampler, shift):
     by_seed = []
     t0 = time.time()
     for seed in range(seeds):
-        # one batch per seed: the same clips as `generate` one at a time (tests/test_generate.py)
-        results = generate_many(pipe, PROMPTS, [seed] * len(PROMPTS), steps=steps, sampler=sampler, shift=shift,
-                                guidance=guidance)
-        scores = [score_clip(r.frames.numpy(), r.fps, r.waveform.numpy(), r.sample_rate, prompt)
-                  for prompt, r in zip(PROMPTS, results)]
+        scores = t2av_scores(pipe, seed, steps=steps, sampler=sampler, shift=shift, guidance=guidance)
         by_seed.append(scores)
         print(f"  seed {seed}: {json.dumps(_short(aggregate(scores)))} ({time.time() - t0:.0f} s)", flush=True)
     summary = summarize_by_seed(by_seed)
@@ -50,17 +43,8 @@ def quality(pipe, seeds, steps, guidance, sampler, shift):
 
 
 def conditioned(pipe, task, n, steps, guidance, sampler, shift):
-    scores = []
-    for i in range(n):
-        clip = generate_clip(HELD_OUT_SEED + i)
-        if task == "a2v":
-            r = generate(pipe, clip.prompt, seed=i, steps=steps, sampler=sampler, shift=shift, guidance=guidance,
-                         task="a2v", audio=torch.from_numpy(clip.waveform))
-        else:
-            r = generate(pipe, clip.prompt, seed=i, steps=steps, sampler=sampler, shift=shift, guidance=guidance,
-                         task="v2a", frames=torch.from_numpy(clip.frames))
-        scores.append(score_clip(r.frames.numpy(), r.fps, r.waveform.numpy(), r.sample_rate, clip.prompt))
-    return _short(aggregate(scores))
+    return _short(aggregate(conditioned_scores(pipe, task, n, steps=steps, sampler=sampler, shift=shift,
+                                               guidance=guidance)))
 
 
 def _short(d):

@@ -126,3 +126,39 @@ def test_plot_ticks_are_round_and_cover_the_range():
     assert ablation._ticks(0, 1560) == [0, 200, 400, 600, 800, 1000, 1200, 1400]
     assert ablation._ticks(0.31, 1.03) == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     assert ablation._ticks(0.5, 0.5) == [0.5]
+
+
+def test_variants_start_from_the_shared_towers_with_fresh_fusion(tmp_path):
+    from safetensors.torch import save_file
+    torch.manual_seed(1)
+    towers_model = DualStreamModel(tiny_config(**ablation.TOWER_MODEL))
+    names = ablation.tower_names(towers_model)
+    assert names and not any("fusion" in n or "ctx_" in n for n in names)
+    state = towers_model.state_dict()
+    save_file({n: state[n] for n in names}, str(tmp_path / "towers.safetensors"))
+    torch.manual_seed(2)
+    ccl = DualStreamModel(tiny_config())
+    fresh = {n: p.clone() for n, p in ccl.state_dict().items()}
+    ablation.load_towers(ccl, tmp_path / "towers.safetensors")
+    after = ccl.state_dict()
+    for n in after:
+        if n in names:
+            assert torch.equal(after[n], state[n]), n
+        else:  # the cross-modal parts keep the variant's own initialisation
+            assert torch.equal(after[n], fresh[n]), n
+    assert any(n not in names for n in after)
+    save_file({n: state[n] for n in names[1:]}, str(tmp_path / "short.safetensors"))
+    with pytest.raises(ValueError, match="missing"):
+        ablation.load_towers(ccl, tmp_path / "short.safetensors")
+
+
+def test_crossmodal_table_reports_the_gain_from_the_other_stream(tmp_path):
+    losses = {"t2v": {"video": 0.5}, "a2v": {"video": 0.4}, "t2a": {"audio": 0.3}, "v2a": {"audio": 0.1},
+              "t2av": {"video": 0.45, "audio": 0.2}}
+    md = ablation.crossmodal_table({"ccl": {"validation_loss": losses,
+                                            "v2a": {"median_offset_ms": 12.0, "recall": 0.9, "precision": 0.8}}},
+                                   tmp_path / "c.csv")
+    assert md[-1] == ("| ccl | 0.5000 -> 0.4000 (+0.1000) | 0.3000 -> 0.1000 (+0.2000) | 0.4500 / 0.2000 | 12 "
+                      "| 0.90 | 0.80 |")
+    rows = (tmp_path / "c.csv").read_text().splitlines()
+    assert rows[1] == "ccl,0.5,0.4,0.3,0.1,0.45,0.2,12.0,0.9,0.8"

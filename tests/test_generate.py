@@ -126,3 +126,12 @@ def test_generate_many_matches_one_clip_at_a_time(pipe):
     assert not torch.allclose(many[0].video_latent, many[1].video_latent)
     with pytest.raises(ValueError, match="one seed per prompt"):
         generate_many(pipe, prompts, [0], steps=2)
+
+
+def test_toyav_evaluation_scores_held_out_conditioned_clips(pipe):
+    from ccl_core.toyav.evaluate import conditioned_scores, t2av_scores
+    scores = conditioned_scores(pipe, "v2a", 2, steps=2)
+    assert len(scores) == 2 and all(s["colour_ok"] for s in scores)  # the given picture is the ground truth's
+    assert len(t2av_scores(pipe, 0, steps=1)) == len(world.PROMPTS)
+    with pytest.raises(ValueError, match="'a2v' or 'v2a'"):
+        conditioned_scores(pipe, "t2av", 1)

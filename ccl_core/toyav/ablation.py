@@ -248,10 +248,11 @@ def _score_chunk(job):
 class Scorer:
     """Generates with one checkpoint on the device and scores the clips in worker processes."""
 
-    def __init__(self, args, pool):
-        self.args, self.pool = args, pool
+    def __init__(self, args, pool, heldout=None):
+        self.args, self.pool, self.heldout = args, pool, heldout
 
     def evaluate(self, checkpoint: Path, guidance_rows: List[str]) -> Dict[str, dict]:
+        """ToyAV scores of t2av over the 36 prompts x eval_seeds, per guidance form."""
         from ..generate import generate_many
         from .embedded import load_pipeline
 
@@ -267,6 +268,35 @@ class Scorer:
                 parts.append(self.pool.submit(_score_chunk, job) if self.pool else _score_chunk(job))
             out[g] = summarize_by_seed([p.result() for p in parts] if self.pool else parts)
         return out
+
+    def crossmodal(self, checkpoint: Path) -> dict:
+        """What each stream takes from the other, independent of picture quality: the validation loss
+        of every task on held-out clips (same draws for all), and v2a sync on held-out videos."""
+        from ..training import stage_config
+        from ..training.validation import validation_losses
+        from .embedded import load_pipeline
+        from .evaluate import conditioned_scores
+        from .metrics import aggregate
+
+        pipe = load_pipeline(str(checkpoint / "ema.safetensors"), device=self.args.device)
+        losses = validation_losses(pipe.model, self.heldout, stage_config("joint"), seed=self.args.seed)
+        v2a = aggregate(conditioned_scores(pipe, "v2a", self.args.cond_clips, steps=self.args.eval_steps,
+                                           guidance=GUIDANCE["ucg_joint"]))
+        return {"validation_loss": losses,
+                "v2a": {k: v for k, v in v2a.items() if not isinstance(v, (list, dict))}}
+
+
+def heldout_latents(run_dir: Path, n: int, device: str) -> Dict[str, torch.Tensor]:
+    """n held-out clips (seeds the training never draws), encoded once and cached in run_dir."""
+    from .autoencoders import load_audio_ae, load_video_ae
+    from .data import load_or_encode
+    from .evaluate import HELD_OUT_SEED
+    from .text import load_text_encoder
+
+    text_encoder = load_text_encoder(device=device)
+    data = load_or_encode(run_dir / "heldout.safetensors", n, HELD_OUT_SEED, load_video_ae(device=device),
+                          load_audio_ae(device=device), text_encoder)
+    return data
 
 
 # ---------------------------------------------------------------------- report
@@ -350,6 +380,8 @@ def write_report(run_dir: Path, results: dict, report: Optional[Path] = None) ->
             a = c["scores"]["all"]
             md.append(f"| {c['variant']} | {c['step']} | {a['median_offset_ms']:.0f} | " +
                       " | ".join(f"{a[k]:.2f}" for k in SUMMARY_KEYS[1:]) + " |")
+    if results.get("crossmodal"):
+        md += ["", *crossmodal_table(results["crossmodal"], report / "crossmodal.csv")]
     (report / "table.md").write_text("\n".join(md) + "\n")
     curves = {name: joint_loss(run_dir, name) for name in results["variants"]}
     with open(report / "joint_loss.csv", "w", newline="") as f:
@@ -359,6 +391,30 @@ def write_report(run_dir: Path, results: dict, report: Optional[Path] = None) ->
             writer.writerows([name, s, round(v, 6)] for s, v in curve)
     (report / "joint_loss.svg").write_text(loss_svg(curves, "t2av training loss (EMA, video + audio) in the joint stage"))
     return report
+
+
+CROSSMODAL_LOSSES = [("t2v", "video"), ("a2v", "video"), ("t2a", "audio"), ("v2a", "audio"), ("t2av", "video"),
+                     ("t2av", "audio")]
+V2A_KEYS = ["median_offset_ms", "recall", "precision"]
+
+
+def crossmodal_table(crossmodal: Dict[str, dict], csv_path: Path) -> List[str]:
+    """Write crossmodal.csv; return its markdown: validation losses, the gain from the other stream, v2a sync."""
+    header = ["variant"] + [f"{task}_{stream}_loss" for task, stream in CROSSMODAL_LOSSES] + ["v2a_" + k for k in V2A_KEYS]
+    md = ["| variant | video loss t2v -> a2v (gain) | audio loss t2a -> v2a (gain) | t2av video / audio loss "
+          "| v2a median offset ms | v2a recall | v2a precision |", "|---|---|---|---|---|---|---|"]
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for name, c in crossmodal.items():
+            loss = lambda task, stream: c["validation_loss"][task][stream]
+            writer.writerow([name] + [round(loss(t, s), 6) for t, s in CROSSMODAL_LOSSES] +
+                            [c["v2a"][k] for k in V2A_KEYS])
+            pair = lambda a, b, s: f"{loss(a, s):.4f} -> {loss(b, s):.4f} ({loss(a, s) - loss(b, s):+.4f})"
+            md.append(f"| {name} | {pair('t2v', 'a2v', 'video')} | {pair('t2a', 'v2a', 'audio')} | "
+                      f"{loss('t2av', 'video'):.4f} / {loss('t2av', 'audio'):.4f} | {c['v2a']['median_offset_ms']:.0f} | "
+                      f"{c['v2a']['recall']:.2f} | {c['v2a']['precision']:.2f} |")
+    return md
 
 
 # ---------------------------------------------------------------------- command line
@@ -375,6 +431,8 @@ def main(argv=None):
     ap.add_argument("--data-workers", type=int, default=0, help="processes drawing the training clips")
     ap.add_argument("--eval-seeds", type=int, default=4)
     ap.add_argument("--eval-steps", type=int, default=25)
+    ap.add_argument("--cond-clips", type=int, default=36, help="held-out videos for the v2a sync of each variant")
+    ap.add_argument("--heldout-clips", type=int, default=256, help="held-out clips for the validation losses")
     ap.add_argument("--score-workers", type=int, default=0, help="processes scoring clips (0: in this process)")
     ap.add_argument("--curve", default="gated,ccl", help="variants scored along training (see --curve-every)")
     ap.add_argument("--curve-every", type=int, default=500, help="joint steps between the curve's points")
@@ -401,6 +459,8 @@ def main(argv=None):
                "guidance": {g: vars(GUIDANCE[g]) for g in GUIDANCE},
                "recipe": {k: getattr(args, k) for k in ("clips", "batch", "steps_video", "steps_audio",
                                                          "steps_joint", "lr", "seed", "eval_seeds", "eval_steps")}}
+    if args.skip_train and (run_dir / "train.json").is_file():  # a --skip-score run trained these
+        results["training"] = json.loads((run_dir / "train.json").read_text())
     if not args.skip_train:
         results.update(train_all(run_dir, names, args))
         names = [n for n in names if n not in results["failed"]]
@@ -424,7 +484,7 @@ def main(argv=None):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         pool = ProcessPoolExecutor(args.score_workers, mp_context=multiprocessing.get_context("spawn"))
-    scorer = Scorer(args, pool)
+    scorer = Scorer(args, pool, heldout_latents(run_dir, args.heldout_clips, args.device))
     t_eval = time.time()
     results["rows"] = []
     for name in names:
@@ -433,6 +493,11 @@ def main(argv=None):
             results["rows"].append({"variant": name, "guidance": g, "step": step, "scores": scores})
             print(f"{name:16s} {g:14s} {json.dumps(scores['all'])}", flush=True)
         write_report(run_dir, results, args.report_dir)  # as it goes: an interrupted study keeps its rows
+    results["crossmodal"] = {}
+    for name in names:
+        results["crossmodal"][name] = scorer.crossmodal(saved[name][step])
+        print(f"{name:16s} cross-modal {json.dumps(results['crossmodal'][name])}", flush=True)
+        write_report(run_dir, results, args.report_dir)
     results["curve"] = []
     for name in [n for n in args.curve.split(",") if n in names]:
         for s, path in sorted(saved[name].items()):

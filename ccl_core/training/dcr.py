@@ -49,19 +49,28 @@ def prepare_batch(batch: Batch, cfg: TrainConfig, task_gen: torch.Generator,
     routes = make_routes(draw.tasks, size, draw.ctx_only, device)
     text = drop_text(text, batch["null_text"], draw.null_text.to(device))
 
-    inputs, targets = {}, {}
+    eps = {}
     for stream, present in (("video", routes.video_present), ("audio", routes.audio_present)):
         x0 = batch.get(stream)
-        if x0 is None or not bool(present.any()):
+        if x0 is not None and bool(present.any()):
+            eps[stream] = torch.randn(x0.shape, generator=noise_gen, device=device, dtype=x0.dtype)
+    return flow_batch(batch, routes, t, eps, text, draw.tasks)
+
+
+def flow_batch(batch: Batch, routes: Routes, t: torch.Tensor, eps: dict, text: torch.Tensor,
+               tasks: List[str]) -> FlowBatch:
+    """Noise the streams the routes generate with the given t [B] and eps (per stream present)."""
+    inputs, targets = {}, {}
+    for stream in ("video", "audio"):
+        x0 = batch.get(stream)
+        if stream not in eps:
             inputs[stream] = targets[stream] = None
             continue
-        eps = torch.randn(x0.shape, generator=noise_gen, device=device, dtype=x0.dtype)
         noised = getattr(routes, f"{stream}_loss").view(-1, *[1] * (x0.ndim - 1))
         tb = t.view(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
-        inputs[stream] = torch.where(noised, (1 - tb) * x0 + tb * eps, x0)
-        targets[stream] = eps - x0
-    return FlowBatch(inputs["video"], inputs["audio"], targets["video"], targets["audio"], t, text,
-                     draw.tasks, routes)
+        inputs[stream] = torch.where(noised, (1 - tb) * x0 + tb * eps[stream], x0)
+        targets[stream] = eps[stream] - x0
+    return FlowBatch(inputs["video"], inputs["audio"], targets["video"], targets["audio"], t, text, tasks, routes)
 
 
 def drop_text(text: torch.Tensor, null_text: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
