@@ -1,11 +1,14 @@
 """The paper's claims, measured on ToyAV: six training variants and four guidance forms, one recipe.
 
-    python -m ccl_core.toyav.ablation --run-dir runs/ablation                       # 2-core CPU
+    python -m ccl_core.toyav.ablation --run-dir runs/ablation                       # 2-core CPU, ~2 h
     python -m ccl_core.toyav.ablation --run-dir runs/ablation --device cuda --jobs 6  # one GPU
 
-Every variant is the embedded model's config and staged recipe (train_embedded.train_stages: video
-tower on t2v, audio tower on t2a, then the joint DCR mix) with one switch changed, trained from the
-same seed on the same 3000 clips for the same number of steps. Nothing is tuned per variant.
+The towers are pretrained once, as the embedded recipe does (train_embedded.train_stages: the video
+tower on t2v, then the audio tower on t2a), with no cross-modal path at all. Every variant then
+starts its joint DCR stage from those towers with its own freshly initialised fusion (the same seed
+for all), and trains on the same 3000 clips for the same number of steps. This is the paper's
+setting, where all variants start from the same unimodal models, and no variant's fusion shapes the
+shared start. Nothing is tuned per variant.
 
 Variants (what they test):
   gated            the baseline the paper argues against: a zero-initialised scalar gate on plain
@@ -15,14 +18,19 @@ Variants (what they test):
   no_aligned_rope  CCL with the audio RoPE on its own index instead of the video time axis (claim 1);
   no_ctx           CCL without learnable context tokens (claim 2);
   no_dcr           CCL trained on the joint task only, without route dropout (claim 2).
-Guidance (claim 3), on every variant: UCG joint form and plain CFG with a null-text unconditional
-branch; on full CCL also the UCG decoupled form and Ovi-style guidance.
+Guidance (claim 3): the UCG joint form on every variant; on full CCL also plain CFG with a
+null-text unconditional branch, the UCG decoupled form and Ovi-style guidance.
 
 Each row is scored over the 36 prompts x 4 seeds with ccl_core.toyav.metrics; a convergence curve
-scores `--curve` variants at every saved joint checkpoint. Writes RUN_DIR/report/: results.json,
-table.csv, table.md, joint_loss.csv, joint_loss.svg (or --report-dir). `--train-minutes` bounds the training wall
-time: the variants still running are stopped and all are scored at the last joint step that every
-variant reached (the constant learning rate makes that equal to a run of exactly that length).
+scores `--curve` variants at every `--curve-every` joint steps. Because the generated picture limits
+what the t2av metrics can show, each variant is also measured on what one stream takes from the
+other: the validation loss of every task on 256 held-out clips, with the same noise levels and
+noise for every task and variant (t2a -> v2a is the audio's gain from seeing the video), and the
+sync of v2a on 36 held-out videos. Writes RUN_DIR/report/: results.json, table.csv, table.md,
+crossmodal.csv, joint_loss.csv, joint_loss.svg (or --report-dir). `--train-minutes` bounds the
+training wall time: the variants still running are stopped and all are scored at the last joint step
+that every variant reached (the constant learning rate makes that equal to a run of exactly that
+length). `--skip-score` trains only; `--skip-train` scores what is there.
 """
 
 from __future__ import annotations
