@@ -301,10 +301,8 @@ def heldout_latents(run_dir: Path, n: int, device: str) -> Dict[str, torch.Tenso
     from .evaluate import HELD_OUT_SEED
     from .text import load_text_encoder
 
-    text_encoder = load_text_encoder(device=device)
-    data = load_or_encode(run_dir / "heldout.safetensors", n, HELD_OUT_SEED, load_video_ae(device=device),
-                          load_audio_ae(device=device), text_encoder)
-    return data
+    return load_or_encode(run_dir / "heldout.safetensors", n, HELD_OUT_SEED, load_video_ae(device=device),
+                          load_audio_ae(device=device), load_text_encoder(device=device))
 
 
 # ---------------------------------------------------------------------- report

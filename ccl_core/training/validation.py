@@ -49,8 +49,8 @@ def validation_losses(model: torch.nn.Module, data: Dict[str, torch.Tensor], cfg
                 routes = make_routes(task, size, device=device)
                 eps = {s: eps_all[s][rows].to(device) for s, present in
                        (("video", routes.video_present), ("audio", routes.audio_present)) if bool(present.any())}
-                fb = flow_batch(batch, routes, t_all[rows].to(device), eps, data["text"][rows].to(device, torch.float32),
-                                [task] * size)
+                text = data["text"][rows].to(device, torch.float32)
+                fb = flow_batch(batch, routes, t_all[rows].to(device), eps, text, [task] * size)
                 pred_video, pred_audio = model(fb.video, fb.audio, fb.t, fb.t, fb.text, tasks=fb.routes)
                 sums += flow_loss(pred_video, pred_audio, fb, cfg).table[-1].cpu()
             out[task] = {stream: float(sums[s, 0] / sums[s, 1]) for s, stream in enumerate(STREAMS) if sums[s, 1]}
