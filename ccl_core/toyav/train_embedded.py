@@ -36,27 +36,39 @@ def main(argv=None):
     ap.add_argument("--assets", default=str(ASSETS), help="folder with the autoencoders and text encoder to use")
     add_recipe_arguments(ap)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (one GPU; for several use torchrun)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a model config field (JSON value), e.g. --set num_layers=6")
+    ap.add_argument("--train-set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a TrainConfig field in every stage (JSON value), e.g. --train-set timestep_shift=3")
+    ap.add_argument("--latents", default=None, help="encoded-data cache (default RUN_DIR/latents.safetensors)")
+    ap.add_argument("--workers", type=int, default=0, help="processes drawing clips while encoding")
+    ap.add_argument("--save-every", type=int, default=None, help="checkpoint interval (default a quarter of a stage)")
+    ap.add_argument("--keep-checkpoints", type=int, default=2, help="newest checkpoints kept per stage; 0 keeps all")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    train_overrides = _parse_sets(args.train_set, "--train-set")
+    try:  # a bad field or value fails here, before the data is encoded
+        stage_config("joint", **train_overrides)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--train-set: {e}; the fields are those of ccl_core.training.TrainConfig")
     t0 = time.time()
 
     assets = Path(args.assets)
     video_ae = load_video_ae(assets / VIDEO_AE_FILE)
     audio_ae = load_audio_ae(assets / AUDIO_AE_FILE)
     text_encoder = load_text_encoder(assets / TEXT_FILE)
-    print(f"encoding {args.clips} clips (cached in {run_dir / 'latents.safetensors'}) ...", flush=True)
-    data = load_or_encode(run_dir / "latents.safetensors", args.clips, args.seed, video_ae, audio_ae, text_encoder,
+    cache = Path(args.latents) if args.latents else run_dir / "latents.safetensors"
+    print(f"encoding {args.clips} clips (cached in {cache}) ...", flush=True)
+    data = load_or_encode(cache, args.clips, args.seed, video_ae, audio_ae, text_encoder, workers=args.workers,
                           progress=lambda i, n: print(f"  {i}/{n}", flush=True) if i % 640 == 0 or i == n else None)
     print(f"data ready in {time.time() - t0:.0f} s: video {list(data['video'].shape[1:])}, "
           f"audio {list(data['audio'].shape[1:])}, text {list(data['text'].shape[1:])}", flush=True)
 
-    overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
-    cfg = toyav_config(video_ae, audio_ae, text_encoder, **overrides)
+    cfg = toyav_config(video_ae, audio_ae, text_encoder, **_parse_sets(args.set, "--set"))
     torch.manual_seed(args.seed)
     model = DualStreamModel(cfg)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
@@ -64,7 +76,9 @@ def main(argv=None):
 
     trainer = train_stages(model, batches, run_dir, {"video": args.steps_video, "audio": args.steps_audio,
                                                      "joint": args.steps_joint},
-                           lr=args.lr, seed=args.seed, resume=args.resume)
+                           lr=args.lr, seed=args.seed, device=args.device, resume=args.resume,
+                           save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
+                           overrides=train_overrides)
 
     minutes = (time.time() - t0) / 60
     meta = {"trained_with": "python -m ccl_core.toyav.train_embedded " + " ".join(argv or sys.argv[1:]),
@@ -72,6 +86,20 @@ def main(argv=None):
     with trainer.ema_weights():
         save_checkpoint(model, args.out, metadata=meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MB) after {minutes:.1f} min", flush=True)
+
+
+def _parse_sets(items, option: str) -> dict:
+    """FIELD=VALUE pairs with JSON values (a bare word is taken as a string)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"{option} needs FIELD=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000) -> None:
@@ -119,9 +147,10 @@ def train_stages(model, batches, run_dir, steps: dict, lr: float = 5e-4, seed: i
         extra = dict(overrides or {})
         if stage == "joint":
             extra.update(joint or {})
-        tc = stage_config(stage, steps=n, lr_fusion=lr, lr_towers=lr, warmup_steps=min(100, n // 10),
-                          save_every=save_every or max(100, n // 4), keep_checkpoints=keep_checkpoints,
-                          log_every=10, seed=seed, ema_decay=0.999, **extra)
+        fields = dict(steps=n, lr_fusion=lr, lr_towers=lr, warmup_steps=min(100, n // 10),
+                      save_every=save_every or max(100, n // 4), keep_checkpoints=keep_checkpoints,
+                      log_every=10, seed=seed, ema_decay=0.999)
+        tc = stage_config(stage, **{**fields, **extra})
         progress = _StageProgress(stage, n, log)
         stage_dir = Path(run_dir) / f"stage-{stage}"
         trainer = train(model, batches, tc, stage_dir, device=device, resume=resume and stage_dir.exists(),
