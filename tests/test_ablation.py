@@ -113,7 +113,7 @@ def test_report_tables_and_plot(tmp_path):
 def test_worker_arguments_round_trip():
     import argparse
     ns = argparse.Namespace(run_dir="r", device="cuda", clips=10, batch=4, steps_video=1, steps_audio=2,
-                            steps_joint=3, lr=0.5, seed=7, save_every=5)
+                            steps_joint=3, lr=0.5, timestep_shift=2.0, seed=7, save_every=5)
     flat = ablation._worker_args(ns, threads=3)
     assert flat[flat.index("--threads") + 1] == "3"
     for key, value in vars(ns).items():

@@ -40,3 +40,33 @@ def test_training_overrides_reach_every_stage_and_win_over_the_recipe(tmp_path):
     for stage in ("video", "audio", "joint"):
         cfg = json.loads((tmp_path / f"stage-{stage}" / "train_config.json").read_text())
         assert (cfg["timestep_shift"], cfg["lr_towers"], cfg["lr_fusion"]) == (3.0, 2e-4, 1e-3), stage
+
+
+def test_the_shipped_recipe_trains_at_the_samplers_shift_and_the_recorded_ablation_at_none():
+    import argparse
+    import inspect
+    from ccl_core.generate import generate
+    from ccl_core.toyav.train_embedded import add_recipe_arguments
+
+    shipped, study = argparse.ArgumentParser(), argparse.ArgumentParser()
+    add_recipe_arguments(shipped)
+    add_recipe_arguments(study, steps_joint=1500, timestep_shift=1.0)
+    assert shipped.parse_args([]).timestep_shift == inspect.signature(generate).parameters["shift"].default
+    assert study.parse_args([]).timestep_shift == 1.0
+
+
+def test_the_recipe_sweep_scores_only_complete_joint_checkpoints(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "recipe_sweep.py"
+    spec = importlib.util.spec_from_file_location("recipe_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    ckpts = tmp_path / "v" / "stage-joint" / "checkpoints"
+    for step, complete in ((500, True), (1000, True), (1500, False)):  # 1500: killed while saving
+        (ckpts / f"step-{step:08d}").mkdir(parents=True)
+        if complete:
+            (ckpts / f"step-{step:08d}" / "ema.safetensors").write_bytes(b"")
+    assert sweep.joint_steps(tmp_path / "v") == {500, 1000}
+    assert sweep.joint_steps(tmp_path / "missing") == set()

@@ -1,7 +1,7 @@
 """Recipe variants of the embedded ToyAV model, trained side by side for a fixed time and scored alike.
 
-    python tools/recipe_sweep.py --out runs/sweep --device cuda --minutes 7.5 \
-        --variant base= --variant shift3="--train-set timestep_shift=3" --variant lr1e-3="--lr 1e-3"
+    python tools/recipe_sweep.py --out runs/sweep --device cuda --minutes 7.5 --workers 14 \
+        --variant shipped= --variant shift1="--timestep-shift 1" --variant lr1e-3="--lr 1e-3"
 
 Why: retraining the shipped model takes most of 3 hours on the 2-core CPU, so a change of recipe is
 first compared on a GPU (or overnight on the CPU). The data is encoded once; every variant then runs
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import subprocess

@@ -50,7 +50,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    train_overrides = _parse_sets(args.train_set, "--train-set")
+    train_overrides = {"timestep_shift": args.timestep_shift, **_parse_sets(args.train_set, "--train-set")}
     try:  # a bad field or value fails here, before the data is encoded
         stage_config("joint", **train_overrides)
     except (TypeError, ValueError) as e:
@@ -102,7 +102,7 @@ def _parse_sets(items, option: str) -> dict:
     return out
 
 
-def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000) -> None:
+def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, timestep_shift: float = 3.0) -> None:
     """The recipe's command-line options and the shipped model's values (the ablation reuses them)."""
     ap.add_argument("--clips", type=int, default=3000, help="training clips (seeds 0..N-1)")
     ap.add_argument("--batch", type=int, default=16)
@@ -110,6 +110,8 @@ def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000) -
     ap.add_argument("--steps-audio", type=int, default=500)
     ap.add_argument("--steps-joint", type=int, default=steps_joint)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--timestep-shift", type=float, default=timestep_shift,
+                    help="training noise levels shifted towards pure noise like the sampler's (3 = its default)")
     ap.add_argument("--seed", type=int, default=0)
 
 
