@@ -5,7 +5,8 @@
 Starts ComfyUI headless on 127.0.0.1 with a temporary --base-directory whose custom_nodes/ holds a
 link to this repo and whose models/ccl/ holds a tiny random CCL checkpoint, then checks: the pack
 imports (no IMPORT FAILED, import time under 0.5 s), every CCL node is in /object_info, the pack's
-templates are listed, the tiny smoke API workflow runs to mp4 files with the right frame count, fps
+templates are listed and load in the real frontend (headless Chromium, when `npm ci --prefix tests/frontend` has
+installed it), the tiny smoke API workflow runs to mp4 files with the right frame count, fps
 and an audio stream as long as the video, and a wrong checkpoint gives a clear error.
 
 The embedded-model workflows (toyav_t2av, toyav_a2v, toyav_v2a) run as shipped when the trained model
@@ -150,6 +151,45 @@ def test_pack_imports_fast_and_registers_every_node(server):
     templates = _get(server["url"] + "/workflow_templates")
     shipped = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")))
     assert "toyav_t2av" in shipped and sorted(templates.get(PACK_DIR, [])) == shipped
+
+
+FRONTEND = os.path.join(ROOT, "tests", "frontend")
+
+
+def test_ui_workflows_load_in_the_real_frontend(server, tmp_path):
+    """Every UI workflow, fetched from the pack's template route, loads in the frontend ComfyUI serves
+    (headless Chromium from npm: `npm ci --prefix tests/frontend`, skipped without it): no missing
+    node, no dialog, no page error, every node in the graph, and the frontend's own API prompt of it
+    equals the workflow's API twin in every input the node declares."""
+    node = shutil.which("node")
+    if not node or not os.path.isdir(os.path.join(FRONTEND, "node_modules", "puppeteer-core")):
+        pytest.skip("needs node and `npm ci --prefix tests/frontend` (puppeteer-core and a Chromium build from npm)")
+    names = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")))
+    tampered = json.load(open(os.path.join(ROOT, "workflows", names[0] + ".json")))
+    tampered["nodes"][0]["type"] = "CCLNoSuchNode"  # the check must see a missing node when there is one
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
+    run = subprocess.run([node, os.path.join(FRONTEND, "load_workflows.mjs"), server["url"], PACK_DIR, *names,
+                          "@" + str(tmp_path / "tampered.json")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    print(next(line for line in run.stdout.splitlines() if line.startswith("FRONTEND")))
+    results = [json.loads(line[7:]) for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert [r["name"] for r in results] == names + ["@" + str(tmp_path / "tampered.json")]
+    *shipped, bad = results
+    assert bad["missing"] == ["CCLNoSuchNode"] and any("Missing" in d for d in bad["dialogs"]), bad["dialogs"]
+    info = _get(server["url"] + "/object_info")
+    for r in shipped:
+        assert r["fetch_status"] == 200, r
+        assert (r["missing"], r["dialogs"], r["page_errors"]) == ([], [], []), json.dumps({k: v for k, v in r.items() if k != "output"})
+        assert r["nodes_in_graph"] == r["nodes_in_file"], r
+        api = json.load(open(os.path.join(ROOT, "workflows", "api", r["name"] + ".json")))
+        assert sorted(r["output"]) == sorted(api), r["name"]
+        for k, want in api.items():
+            got = r["output"][k]
+            assert got["class_type"] == want["class_type"], (r["name"], k)
+            spec = info[want["class_type"]]["input"]
+            declared = set(spec.get("required", {})) | set(spec.get("optional", {}))
+            # UI-only widgets (a preview, an upload button) are sent too; the server ignores them.
+            assert {i: v for i, v in got["inputs"].items() if i in declared} == want["inputs"], (r["name"], k)
 
 
 def test_tiny_smoke_workflow_writes_mp4(server):

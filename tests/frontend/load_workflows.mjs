@@ -1,0 +1,76 @@
+// Load the pack's workflow templates in the real ComfyUI frontend, in headless Chromium.
+//
+//   node tests/frontend/load_workflows.mjs http://127.0.0.1:8188 PACK_DIR name [name ...] [@file.json ...]
+//
+// For each name the page fetches /api/workflow_templates/PACK_DIR/NAME.json (what the Templates
+// dialog loads; @file.json loads a local file instead), loads it with app.loadGraphData as the UI does, and prints one line
+// "RESULT {json}": node types the frontend does not know, nodes in the graph, any dialog shown,
+// page errors raised while loading, and the API prompt the frontend makes of it (graphToPrompt),
+// which tests/test_comfy_integration.py compares with the workflow's API twin.
+// Chromium comes from @sparticuz/chromium (an npm package, no download at run time) unless
+// CHROME_PATH names another build.
+import fs from "fs";
+import chromium from "@sparticuz/chromium";
+import puppeteer from "puppeteer-core";
+
+const [url, pack, ...names] = process.argv.slice(2);
+if (!url || !pack || names.length === 0) {
+  console.error("usage: node load_workflows.mjs URL PACK_DIR NAME [NAME ...]");
+  process.exit(2);
+}
+
+// A returning user: a new one is first shown the template browser, which is not what is tested here.
+await fetch(`${url}/api/settings/Comfy.TutorialCompleted`, { method: "POST", body: "true" });
+
+const browser = await puppeteer.launch({
+  args: chromium.args,
+  executablePath: process.env.CHROME_PATH || (await chromium.executablePath()),
+  headless: true,
+});
+try {
+  const page = await browser.newPage();
+  let errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(url, { waitUntil: "networkidle0", timeout: 180000 });
+  await page.waitForFunction(() => window.app && window.app.graph && window.LiteGraph, { timeout: 180000 });
+  console.log(`FRONTEND ${await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__)}`);
+  for (const name of names) {
+    // Close what is open (the template browser a new user sees first, a previous load's dialog),
+    // so that a dialog counted below was opened by this load.
+    for (let i = 0; i < 5 && (await page.$(".p-dialog")); i++) {
+      const close = await page.$(".p-dialog .p-dialog-close-button");
+      if (close) await close.click();
+      else await page.keyboard.press("Escape");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    if (await page.$(".p-dialog")) throw new Error("a dialog stays open: " + (await page.$eval(".p-dialog", (d) => d.innerText.slice(0, 200))));
+    errors = [];
+    const local = name.startsWith("@") ? JSON.parse(fs.readFileSync(name.slice(1), "utf8")) : null;
+    const result = await page.evaluate(async (pack, name, local) => {
+      let workflow = local, status = 0;
+      if (!local) {
+        const response = await fetch(`/api/workflow_templates/${pack}/${name}.json`);
+        status = response.status;
+        if (!response.ok) return { name, fetch_status: status };
+        workflow = await response.json();
+      }
+      await window.app.loadGraphData(workflow, true, true, name);
+      await new Promise((resolve) => setTimeout(resolve, 500)); // dialogs open asynchronously
+      const known = window.LiteGraph.registered_node_types;
+      const prompt = await window.app.graphToPrompt();
+      return {
+        name,
+        fetch_status: status,
+        missing: [...new Set(workflow.nodes.map((n) => n.type).filter((t) => !known[t]))],
+        nodes_in_file: workflow.nodes.length,
+        nodes_in_graph: window.app.graph.nodes.length,
+        dialogs: [...document.querySelectorAll(".p-dialog")].map((d) => d.innerText.slice(0, 500)),
+        output: prompt.output,
+      };
+    }, pack, name, local);
+    result.page_errors = errors;
+    console.log("RESULT " + JSON.stringify(result));
+  }
+} finally {
+  await browser.close();
+}
