@@ -160,7 +160,8 @@ def test_ui_workflows_load_in_the_real_frontend(server, tmp_path):
     """Every UI workflow, fetched from the pack's template route, loads in the frontend ComfyUI serves
     (headless Chromium from npm: `npm ci --prefix tests/frontend`, skipped without it): no missing
     node, no dialog, no page error, every node in the graph, and the frontend's own API prompt of it
-    equals the workflow's API twin in every input the node declares."""
+    equals the workflow's API twin in every input the node declares. Then the smoke workflow is run
+    from the UI and both savers' mp4 files show in the page."""
     node = shutil.which("node")
     if not node or not os.path.isdir(os.path.join(FRONTEND, "node_modules", "puppeteer-core")):
         pytest.skip("needs node and `npm ci --prefix tests/frontend` (puppeteer-core and a Chromium build from npm)")
@@ -169,7 +170,8 @@ def test_ui_workflows_load_in_the_real_frontend(server, tmp_path):
     tampered["nodes"][0]["type"] = "CCLNoSuchNode"  # the check must see a missing node when there is one
     (tmp_path / "tampered.json").write_text(json.dumps(tampered))
     run = subprocess.run([node, os.path.join(FRONTEND, "load_workflows.mjs"), server["url"], PACK_DIR, *names,
-                          "@" + str(tmp_path / "tampered.json")], capture_output=True, text=True, timeout=600)
+                          "@" + str(tmp_path / "tampered.json"), "--run", "ccl_tiny_smoke"],
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     print(next(line for line in run.stdout.splitlines() if line.startswith("FRONTEND")))
     results = [json.loads(line[7:]) for line in run.stdout.splitlines() if line.startswith("RESULT ")]
@@ -190,6 +192,14 @@ def test_ui_workflows_load_in_the_real_frontend(server, tmp_path):
             declared = set(spec.get("required", {})) | set(spec.get("optional", {}))
             # UI-only widgets (a preview, an upload button) are sent too; the server ignores them.
             assert {i: v for i, v in got["inputs"].items() if i in declared} == want["inputs"], (r["name"], k)
+    # Run from the UI: both savers (ours and the native SaveVideo) show their mp4 in the page.
+    ran = json.loads(next(line[4:] for line in run.stdout.splitlines() if line.startswith("RUN ")))
+    print("run from the UI:", json.dumps(ran))
+    assert ran["status"] == "success", ran
+    savers = {v["type"]: v for v in ran["shown"].values()}
+    assert {"CCLSaveVideo", "SaveVideo"} <= set(savers), ran
+    for saver in ("CCLSaveVideo", "SaveVideo"):
+        assert savers[saver]["files"][0].endswith(".mp4") and savers[saver]["in_page"], ran
 
 
 def test_tiny_smoke_workflow_writes_mp4(server):

@@ -6,16 +6,21 @@
 // dialog loads; @file.json loads a local file instead), loads it with app.loadGraphData as the UI does, and prints one line
 // "RESULT {json}": node types the frontend does not know, nodes in the graph, any dialog shown,
 // page errors raised while loading, and the API prompt the frontend makes of it (graphToPrompt),
-// which tests/test_comfy_integration.py compares with the workflow's API twin.
+// which tests/test_comfy_integration.py compares with the workflow's API twin. --run NAME then
+// queues that template from the UI and prints "RUN {json}": the outcome, and for each node that
+// returned files whether the page shows them (a <video> or <img> whose source names the file).
 // Chromium comes from @sparticuz/chromium (an npm package, no download at run time) unless
 // CHROME_PATH names another build.
 import fs from "fs";
 import chromium from "@sparticuz/chromium";
 import puppeteer from "puppeteer-core";
 
-const [url, pack, ...names] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const runAt = args.indexOf("--run");
+const runName = runAt >= 0 ? args.splice(runAt, 2)[1] : null;
+const [url, pack, ...names] = args;
 if (!url || !pack || names.length === 0) {
-  console.error("usage: node load_workflows.mjs URL PACK_DIR NAME [NAME ...]");
+  console.error("usage: node load_workflows.mjs URL PACK_DIR NAME [NAME ...] [@file.json ...] [--run NAME]");
   process.exit(2);
 }
 
@@ -29,6 +34,7 @@ const browser = await puppeteer.launch({
 });
 try {
   const page = await browser.newPage();
+  await page.setViewport({ width: 1600, height: 1000 });
   let errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(url, { waitUntil: "networkidle0", timeout: 180000 });
@@ -70,6 +76,32 @@ try {
     }, pack, name, local);
     result.page_errors = errors;
     console.log("RESULT " + JSON.stringify(result));
+  }
+  if (runName) {
+    // Queue a template from the UI, as a user presses Run, and look for each output in the page.
+    const result = await page.evaluate(async (pack, name) => {
+      const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+      const workflow = await (await fetch(`/api/workflow_templates/${pack}/${name}.json`)).json();
+      await window.app.loadGraphData(workflow, true, true, name);
+      const finished = new Promise((resolve) => {
+        window.app.api.addEventListener("execution_success", () => resolve("success"));
+        window.app.api.addEventListener("execution_error", (e) => resolve("error: " + JSON.stringify(e.detail).slice(0, 2000)));
+      });
+      await window.app.queuePrompt(0, 1);
+      const status = await Promise.race([finished, sleep(300000).then(() => "timeout")]);
+      const shown = {};
+      for (const [id, output] of Object.entries(window.app.nodeOutputs)) {
+        const node = window.app.graph.getNodeById(Number(id));
+        window.app.canvas.centerOnNode(node); // the canvas builds a preview when it draws the node
+        window.app.canvas.setDirty(true, true);
+        await sleep(1500);
+        const files = (output.images || []).map((i) => i.filename);
+        const sources = [...document.querySelectorAll("video, img")].map((m) => decodeURIComponent(m.currentSrc || m.src || ""));
+        shown[id] = { type: node.type, files, in_page: files.length > 0 && files.every((f) => sources.some((src) => src.includes(f))) };
+      }
+      return { name, status, shown };
+    }, pack, runName);
+    console.log("RUN " + JSON.stringify(result));
   }
 } finally {
   await browser.close();
