@@ -1,4 +1,5 @@
-"""A mixin for config dataclasses that travel as JSON (in checkpoints, run directories, logs)."""
+"""A mixin for config dataclasses that travel as JSON (in checkpoints, run directories, logs), and the
+command line's FIELD=VALUE overrides of their fields."""
 
 from __future__ import annotations
 
@@ -31,3 +32,17 @@ class JsonConfig:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+def parse_sets(pairs, option: str = "--set") -> dict:
+    """key=value pairs; values are JSON when they parse as JSON (numbers, lists, null), else strings."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"{option} takes key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

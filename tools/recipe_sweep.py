@@ -36,10 +36,10 @@ def encode(latents: Path, clips: int, device: str, workers: int) -> None:
 
 
 def joint_steps(run_dir: Path) -> set:
-    """Joint steps with a complete EMA checkpoint."""
-    ckpts = run_dir / "stage-joint" / "checkpoints"
-    return {int(d.name.split("-")[1]) for d in ckpts.glob("step-*") if (d / "ema.safetensors").is_file()} \
-        if ckpts.is_dir() else set()
+    """Joint steps with a complete checkpoint (one a killed save left half-written does not count)."""
+    from ccl_core.training.rundir import checkpoints
+
+    return {step for step, _ in checkpoints(str(run_dir / "stage-joint"))}
 
 
 def score(weights: Path, seeds: int, device: str) -> dict:

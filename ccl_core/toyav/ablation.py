@@ -141,7 +141,7 @@ def pretrain_towers(run_dir: Path, args) -> None:
     log = _file_log(run_dir / TOWERS / "train.log", TOWERS)
     train_stages(model, batches, run_dir / TOWERS, {"video": args.steps_video, "audio": args.steps_audio},
                  lr=args.lr, seed=args.seed, device=args.device, resume=True, keep_checkpoints=1, log=log,
-                 overrides=dict(mixed_precision="no", timestep_shift=args.timestep_shift))
+                 overrides=_train_overrides(args))
     state = model.state_dict()
     save_file({n: state[n].detach().cpu().contiguous() for n in tower_names(model)},
               str(run_dir / TOWERS / TOWERS_FILE), metadata={"steps_video": str(args.steps_video),
@@ -177,8 +177,12 @@ def train_variant(name: str, run_dir: Path, args) -> None:
     log(f"{variant.what}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {args.device}")
     train_stages(model, batches, run_dir / name, {"joint": args.steps_joint},
                  lr=args.lr, seed=args.seed, device=args.device, resume=True, joint=variant.joint,
-                 save_every=args.save_every, keep_checkpoints=0, log=log,  # float32 (TF32 matmuls on a GPU), as on the CPU
-                 overrides=dict(mixed_precision="no", timestep_shift=args.timestep_shift))
+                 save_every=args.save_every, keep_checkpoints=0, log=log, overrides=_train_overrides(args))
+
+
+def _train_overrides(args) -> dict:
+    """What every stage of the study sets: float32 (TF32 matmuls on a GPU) as on the CPU, and its noise levels."""
+    return dict(mixed_precision="no", timestep_shift=args.timestep_shift)
 
 
 def joint_checkpoints(run_dir: Path, name: str) -> Dict[int, Path]:

@@ -11,7 +11,6 @@ to --out (the shipped file by default) with the config and the training command 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Optional
 import torch
 
 from ..checkpoint import save_checkpoint
+from ..jsonconfig import parse_sets
 from ..model import DualStreamModel
 from ..training import stage_config, train
 from .autoencoders import AUDIO_AE_FILE, VIDEO_AE_FILE, load_audio_ae, load_video_ae
@@ -50,7 +50,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    train_overrides = {"timestep_shift": args.timestep_shift, **_parse_sets(args.train_set, "--train-set")}
+    train_overrides = {"timestep_shift": args.timestep_shift, **parse_sets(args.train_set, "--train-set")}
     try:  # a bad field or value fails here, before the data is encoded
         stage_config("joint", **train_overrides)
     except (TypeError, ValueError) as e:
@@ -68,7 +68,7 @@ def main(argv=None):
     print(f"data ready in {time.time() - t0:.0f} s: video {list(data['video'].shape[1:])}, "
           f"audio {list(data['audio'].shape[1:])}, text {list(data['text'].shape[1:])}", flush=True)
 
-    cfg = toyav_config(video_ae, audio_ae, text_encoder, **_parse_sets(args.set, "--set"))
+    cfg = toyav_config(video_ae, audio_ae, text_encoder, **parse_sets(args.set))
     torch.manual_seed(args.seed)
     model = DualStreamModel(cfg)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
@@ -86,20 +86,6 @@ def main(argv=None):
     with trainer.ema_weights():
         save_checkpoint(model, args.out, metadata=meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MB) after {minutes:.1f} min", flush=True)
-
-
-def _parse_sets(items, option: str) -> dict:
-    """FIELD=VALUE pairs with JSON values (a bare word is taken as a string)."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"{option} needs FIELD=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, timestep_shift: float = 3.0) -> None:

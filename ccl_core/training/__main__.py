@@ -19,6 +19,7 @@ from typing import List, Optional
 
 from ..checkpoint import load_checkpoint
 from ..config import PRESETS
+from ..jsonconfig import parse_sets
 from ..model import DualStreamModel
 from .config import TrainConfig, stage_config
 from .loop import train
@@ -38,20 +39,6 @@ def load_factory(spec: str):
     if not sep:
         raise SystemExit(f"--data must be module:function, got {spec!r}")
     return getattr(importlib.import_module(module), name)
-
-
-def parse_sets(pairs: List[str]) -> dict:
-    """key=value pairs; values are JSON when they parse as JSON (numbers, lists, null), else strings."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set takes key=value, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def main(argv: Optional[List[str]] = None) -> None:
