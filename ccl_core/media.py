@@ -6,9 +6,10 @@ resamples audio), never rejected for that alone; a file that cannot be decoded g
 
 from __future__ import annotations
 
+import json
 import os
 from fractions import Fraction
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -105,12 +106,25 @@ def fit_length(wave: torch.Tensor, samples: int) -> torch.Tensor:
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
 
-def write_mp4(path, frames, fps: float, waveform=None, sample_rate: Optional[int] = None, crf: int = 18) -> str:
+# With x264's macroblock tree (its default rate control across frames) the same frames encode to a
+# slightly different picture from one write to the next (seen at most widths from 32 to 416 px at
+# ToyAV's 64 px height; x264 without its assembly is stable too, which points at SIMD code reading
+# memory nobody wrote), enough to flip a borderline ToyAV clip's motion class. Without the tree every
+# write is byte-for-byte the same. The price is file size at equal CRF: a static
+# background gains most from the tree (a ToyAV clip grows from 3.4 to 4.7 kB).
+H264_OPTIONS = {"x264-params": "mbtree=0"}
+
+
+def write_mp4(path, frames, fps, waveform=None, sample_rate: Optional[int] = None, crf: int = 18,
+              metadata: Optional[dict] = None, on_frame: Optional[Callable[[], None]] = None) -> str:
     """Write frames [T, H, W, 3] (0..1 float or uint8) and a waveform ([S] or [C, S]) as H.264 + AAC mp4.
 
-    The audio is cut or padded to the video's duration, so both streams last T / fps seconds.
-    Odd frame sizes are padded to even (H.264 4:2:0 needs it); a sample rate AAC lacks is resampled
-    to the next one it has. Written to a temp name, then renamed.
+    The same frames always give the same file (see H264_OPTIONS). The audio is cut or padded to the
+    video's duration, so both streams last T / fps seconds; mono and stereo are kept, more channels
+    are mixed down to mono. Odd frame sizes are padded to even (H.264 4:2:0 needs it); a sample rate
+    AAC lacks is resampled to the next one it has. `metadata` values go into the file's tags (non-
+    strings as JSON); `on_frame` is called before each frame is encoded (progress, cancel). Written
+    to a temp name, then renamed: a failed write leaves nothing behind.
     """
     import av
 
@@ -119,46 +133,57 @@ def write_mp4(path, frames, fps: float, waveform=None, sample_rate: Optional[int
         raise MediaError(f"frames must be [T, H, W, 3], got {list(frames.shape)}")
     if frames.dtype != torch.uint8:
         frames = (frames.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    frames = frames.cpu()
     t, h, w, _ = frames.shape
     if h % 2 or w % 2:
         frames = F.pad(frames.permute(0, 3, 1, 2), (0, w % 2, 0, h % 2), mode="replicate").permute(0, 2, 3, 1)
-    rate = Fraction(fps).limit_denominator(1000)
+    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(1000)
     path = os.fspath(path)
     tmp = path + ".part.mp4"
-    with av.open(tmp, mode="w", options={"movflags": "faststart"}) as out:
-        vs = out.add_stream("libx264", rate=rate)
-        vs.width, vs.height = frames.shape[2], frames.shape[1]
-        vs.pix_fmt = "yuv420p"
-        vs.options = {"crf": str(crf)}
-        ast = None
-        if waveform is not None:
-            wave = torch.as_tensor(waveform, dtype=torch.float32)
-            wave = wave.mean(0) if wave.ndim == 2 else wave
-            if sample_rate not in AAC_RATES:
-                import torchaudio.functional as AF
+    try:
+        with av.open(tmp, mode="w", options={"movflags": "faststart+use_metadata_tags"}) as out:
+            for key, value in (metadata or {}).items():
+                out.metadata[key] = value if isinstance(value, str) else json.dumps(value)
+            vs = out.add_stream("libx264", rate=rate)
+            vs.width, vs.height = frames.shape[2], frames.shape[1]
+            vs.pix_fmt = "yuv420p"
+            vs.options = {"crf": str(int(crf)), **H264_OPTIONS}
+            ast = None
+            if waveform is not None:
+                wave = torch.as_tensor(waveform, dtype=torch.float32).cpu()
+                wave = wave[None] if wave.ndim == 1 else wave
+                if wave.shape[0] > 2:
+                    wave = wave.mean(0, keepdim=True)
+                if sample_rate not in AAC_RATES:
+                    import torchaudio.functional as AF
 
-                target = min((r for r in AAC_RATES if r >= sample_rate), default=AAC_RATES[-1])
-                wave, sample_rate = AF.resample(wave, sample_rate, target), target
-            ast = out.add_stream("aac", rate=sample_rate)
-            ast.layout = "mono"
-        for i in range(t):
-            frame = av.VideoFrame.from_ndarray(frames[i].contiguous().numpy(), format="rgb24")
-            frame.pts = i
-            for packet in vs.encode(frame):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
-        if ast is not None:
-            wave = fit_length(wave, round(t / float(rate) * sample_rate)).clamp(-1, 1).numpy()
-            step = 1024
-            for start in range(0, wave.shape[0], step):
-                chunk = wave[None, start:start + step]
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
-                frame.sample_rate = sample_rate
-                frame.pts = start
-                for packet in ast.encode(frame):
+                    target = min((r for r in AAC_RATES if r >= sample_rate), default=AAC_RATES[-1])
+                    wave, sample_rate = AF.resample(wave, sample_rate, target), target
+                layout = "mono" if wave.shape[0] == 1 else "stereo"
+                ast = out.add_stream("aac", rate=sample_rate, layout=layout)
+            for i in range(t):
+                if on_frame is not None:
+                    on_frame()
+                frame = av.VideoFrame.from_ndarray(frames[i].contiguous().numpy(), format="rgb24")
+                frame.pts = i
+                for packet in vs.encode(frame):
                     out.mux(packet)
-            for packet in ast.encode():
+            for packet in vs.encode():
                 out.mux(packet)
-    os.replace(tmp, path)
+            if ast is not None:
+                wave = fit_length(wave, round(t / rate * sample_rate)).clamp(-1, 1).numpy()
+                step = 1024
+                for start in range(0, wave.shape[-1], step):
+                    chunk = np.ascontiguousarray(wave[:, start:start + step])
+                    frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+                    frame.sample_rate = sample_rate
+                    frame.pts = start
+                    for packet in ast.encode(frame):
+                        out.mux(packet)
+                for packet in ast.encode():
+                    out.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path

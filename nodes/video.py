@@ -7,7 +7,6 @@ trimmed or padded with silence to the video's duration.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from fractions import Fraction
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 import comfy.utils
 import folder_paths
 
+from ..ccl_core.media import write_mp4
 from .common import CATEGORY, check_interrupt, tip
 
 log = logging.getLogger("ccl")
@@ -106,51 +106,6 @@ def unique_path(folder: str, filename: str, counter: int, ext: str = "mp4"):
         counter += 1
 
 
-def write_mp4(path: str, images: torch.Tensor, rate: Fraction, audio=None, metadata=None, crf: int = 19) -> None:
-    """H.264 (yuv420p) + AAC mp4 with the index at the front (faststart). images [F, H, W, 3] even sizes."""
-    import av
-    import numpy as np
-
-    frames, height, width = images.shape[:3]
-    pbar = comfy.utils.ProgressBar(frames)
-    tmp = path + ".part"
-    try:
-        with av.open(tmp, mode="w", format="mp4", options={"movflags": "faststart+use_metadata_tags"}) as out:
-            for k, v in (metadata or {}).items():
-                out.metadata[k] = v if isinstance(v, str) else json.dumps(v)
-            vs = out.add_stream("h264", rate=rate, options={"crf": str(int(crf))})
-            vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-            astream = None
-            if audio is not None:
-                sr = int(audio["sample_rate"])
-                channels = audio["waveform"].shape[1]
-                layout = "mono" if channels == 1 else "stereo"
-                astream = out.add_stream("aac", rate=sr, layout=layout)
-            for i in range(frames):
-                check_interrupt()
-                img = (images[i] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-                for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                    out.mux(packet)
-                pbar.update(1)
-            for packet in vs.encode(None):
-                out.mux(packet)
-            if astream is not None:
-                wave = audio["waveform"][0].numpy().astype(np.float32)  # [C, S]
-                step = 1024
-                for start in range(0, wave.shape[1], step):
-                    chunk = np.ascontiguousarray(wave[:, start:start + step])
-                    frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
-                    frame.sample_rate, frame.pts = sr, start
-                    for packet in astream.encode(frame):
-                        out.mux(packet)
-                for packet in astream.encode(None):
-                    out.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _metadata_enabled() -> bool:
     try:
         from comfy.cli_args import args
@@ -193,7 +148,14 @@ class CCLSaveVideo:
                 meta["prompt"] = prompt
             for k, v in (extra_pnginfo or {}).items():
                 meta[k] = v
-        write_mp4(path, images, rate, audio, meta, crf)
+        pbar = comfy.utils.ProgressBar(images.shape[0])
+
+        def on_frame():
+            check_interrupt()
+            pbar.update(1)
+
+        waveform, sample_rate = (audio["waveform"][0], audio["sample_rate"]) if audio is not None else (None, None)
+        write_mp4(path, images, rate, waveform, sample_rate, crf=crf, metadata=meta, on_frame=on_frame)
         return {"ui": {"images": [{"filename": name, "subfolder": subfolder, "type": "output"}],
                        "animated": (True,)}}
 

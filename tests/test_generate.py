@@ -15,6 +15,7 @@ from ccl_core.model import DualStreamModel
 from ccl_core.toyav import world
 from ccl_core.toyav.autoencoders import AudioAE, VideoAE, save_autoencoder
 from ccl_core.toyav.embedded import load_pipeline, toyav_config
+from ccl_core.toyav.generator import generate_clip
 from ccl_core.toyav.metrics import load_mp4
 from conftest import ROOT
 
@@ -79,6 +80,30 @@ def test_inputs_of_other_formats_are_converted(tmp_path):
     write_mp4(tmp_path / "v.mp4", frames, 25.0, torch.zeros(25000), 12500)
     video = read_video(tmp_path / "v.mp4", 16, (64, 64), 2.0)
     assert video.shape == (32, 64, 64, 3) and 0 <= video.min() and video.max() <= 1
+
+
+@pytest.mark.parametrize("size", [(64, 64), (112, 144)])
+def test_the_same_frames_always_write_the_same_file(tmp_path, size):
+    """x264's macroblock tree made these widths encode differently from one write to the next."""
+    frames = torch.as_tensor(generate_clip(0).frames).permute(0, 3, 1, 2)
+    frames = torch.nn.functional.interpolate(frames, size=size, mode="bilinear").permute(0, 2, 3, 1)
+    frames = (frames + 0.03 * torch.randn(frames.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    written = {open(write_mp4(tmp_path / f"{k}.mp4", frames, 16.0), "rb").read() for k in range(8)}
+    assert len(written) == 1
+
+
+def test_stereo_is_kept_and_a_failed_write_leaves_nothing(tmp_path):
+    av = pytest.importorskip("av")
+    path = write_mp4(tmp_path / "s.mp4", torch.rand(8, 32, 32, 3), 16.0, torch.zeros(2, 8000) + 0.1, 16000)
+    with av.open(path) as c:
+        assert c.streams.audio[0].codec_context.layout.name == "stereo"
+
+    def cancel():
+        raise InterruptedError("cancelled")
+
+    with pytest.raises(InterruptedError):
+        write_mp4(tmp_path / "c.mp4", torch.rand(8, 32, 32, 3), 16.0, on_frame=cancel)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.mp4"]
 
 
 def test_unreadable_files_are_named(tmp_path):
