@@ -160,3 +160,17 @@ def test_toyav_evaluation_scores_held_out_conditioned_clips(pipe):
     assert len(t2av_scores(pipe, 0, steps=1)) == len(world.PROMPTS)
     with pytest.raises(ValueError, match="'a2v' or 'v2a'"):
         conditioned_scores(pipe, "t2av", 1)
+    through_mp4 = conditioned_scores(pipe, "v2a", 2, via_mp4=True, steps=2)
+    assert [s["colour_ok"] for s in through_mp4] == [True, True] and through_mp4[0].keys() == scores[0].keys()
+
+
+def test_a_ground_truth_clip_scores_full_marks_through_the_mp4_writer():
+    from ccl_core.generate import Result
+    from ccl_core.toyav.evaluate import score_result
+    clip = generate_clip(3)
+    r = Result(torch.from_numpy(clip.frames), torch.from_numpy(clip.waveform), float(world.FPS), world.SAMPLE_RATE,
+               None, None)
+    for via_mp4 in (False, True):
+        s = score_result(r, clip.prompt, via_mp4)
+        assert (s["recall"], s["precision"], s["colour_ok"], s["pitch_ok"], s["motion_ok"]) == (1.0, 1.0, True, True, True)
+        assert s["median_offset_ms"] <= 1000 / world.FPS / 2
