@@ -266,7 +266,10 @@ def test_toyav_workflow_writes_mp4(server, name):
     score = score_clip(frames, fps, wave, rate, text)
     print(f"{name}: {json.dumps({k: v for k, v in score.items() if not isinstance(v, list)})}")
     assert score["colour_ok"] and score["pitch_ok"], score
-    if name == "toyav_v2a":  # the sound made for a given video lands on its events
+    # v2a: the sound made for a given video lands on its events (the model's strong task). t2av: the
+    # shipped seed is one clip, and the model gets 63 % of clips in sync (docs/TOYAV.md); this one is
+    # in sync and stays so, since the same inputs now write the same mp4 (media.H264_OPTIONS).
+    if name in ("toyav_v2a", "toyav_t2av"):
         assert score["recall"] >= 0.8 and score["precision"] >= 0.8, score
 
 
