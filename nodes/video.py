@@ -117,7 +117,8 @@ def _metadata_enabled() -> bool:
 class CCLSaveVideo:
     DESCRIPTION = ("Saves a VIDEO as mp4 (H.264 + AAC, index at the front for streaming) in ComfyUI's output "
                    "folder with a numbered name that never overwrites, and shows it in the UI. The workflow is "
-                   "stored in the file's metadata, like SaveVideo.")
+                   "stored in the file's metadata, like SaveVideo. The same video and workflow give the same file, "
+                   "byte for byte.")
     CATEGORY = f"{CATEGORY}/video"
     RETURN_TYPES = ()
     OUTPUT_NODE = True
