@@ -51,9 +51,38 @@ def test_the_shipped_recipe_trains_at_the_samplers_shift_and_the_recorded_ablati
 
     shipped, study = argparse.ArgumentParser(), argparse.ArgumentParser()
     add_recipe_arguments(shipped)
-    add_recipe_arguments(study, steps_joint=1500, timestep_shift=1.0)
+    add_recipe_arguments(study, steps_joint=1500, timestep_shift=1.0, lr=5e-4)
     assert shipped.parse_args([]).timestep_shift == inspect.signature(generate).parameters["shift"].default
-    assert study.parse_args([]).timestep_shift == 1.0
+    assert (study.parse_args([]).timestep_shift, study.parse_args([]).lr) == (1.0, 5e-4)
+
+
+def test_the_default_command_is_the_one_the_shipped_model_was_trained_with():
+    """README: the documented command (no options) retrains the shipped model; its metadata says how it was."""
+    import json
+    import shlex
+    from safetensors import safe_open
+    from ccl_core.toyav.embedded import ASSETS, MODEL_FILE
+    from ccl_core.toyav.train_embedded import build_parser, recipe
+
+    with safe_open(str(ASSETS / MODEL_FILE), "pt") as f:
+        meta = f.metadata()
+    default = recipe(build_parser().parse_args([]))
+    if "recipe" in meta:  # what train_embedded records from now on
+        assert json.loads(meta["recipe"]) == json.loads(json.dumps(default)), meta["recipe"]
+    else:  # older files: their command, read with today's defaults
+        prefix = "python -m ccl_core.toyav.train_embedded"
+        assert meta["trained_with"].startswith(prefix), meta["trained_with"]
+        used = build_parser().parse_args(shlex.split(meta["trained_with"][len(prefix):]))
+        assert recipe(used) == default, meta["trained_with"]
+        assert used.assets == build_parser().parse_args([]).assets
+
+
+def test_train_embedded_records_its_recipe():
+    from ccl_core.toyav.train_embedded import build_parser, recipe
+    args = build_parser().parse_args(["--lr", "2e-3", "--set", "num_layers=2", "--train-set", "ema_decay=0.99"])
+    assert recipe(args) == {"clips": 3000, "batch": 16, "steps_video": 800, "steps_audio": 500, "steps_joint": 9000,
+                            "lr": 2e-3, "seed": 0, "model": {"num_layers": 2},
+                            "train": {"timestep_shift": 3.0, "ema_decay": 0.99}}
 
 
 def test_the_recipe_sweep_scores_only_complete_joint_checkpoints(tmp_path):

@@ -11,6 +11,7 @@ to --out (the shipped file by default) with the config and the training command 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -29,7 +30,7 @@ from .embedded import ASSETS, MODEL_FILE, toyav_config
 from .text import TEXT_FILE, load_text_encoder
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", default="runs/toyav")
     ap.add_argument("--out", default=str(ASSETS / MODEL_FILE))
@@ -46,13 +47,32 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=0, help="processes drawing clips while encoding")
     ap.add_argument("--save-every", type=int, default=None, help="checkpoint interval (default a quarter of a stage)")
     ap.add_argument("--keep-checkpoints", type=int, default=2, help="newest checkpoints kept per stage; 0 keeps all")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def train_overrides(args) -> dict:
+    """The TrainConfig fields a command sets in every stage."""
+    return {"timestep_shift": args.timestep_shift, **parse_sets(args.train_set, "--train-set")}
+
+
+RECIPE_FIELDS = ("clips", "batch", "steps_video", "steps_audio", "steps_joint", "lr", "seed")
+
+
+def recipe(args) -> dict:
+    """What a command trains (not where or how fast): stored in the model's metadata, so that a later
+    change of a default cannot hide that the shipped model was trained otherwise."""
+    return {**{k: getattr(args, k) for k in RECIPE_FIELDS}, "model": parse_sets(args.set),
+            "train": train_overrides(args)}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    train_overrides = {"timestep_shift": args.timestep_shift, **parse_sets(args.train_set, "--train-set")}
+    overrides = train_overrides(args)
     try:  # a bad field or value fails here, before the data is encoded
-        stage_config("joint", **train_overrides)
+        stage_config("joint", **overrides)
     except (TypeError, ValueError) as e:
         raise SystemExit(f"--train-set: {e}; the fields are those of ccl_core.training.TrainConfig")
     t0 = time.time()
@@ -78,24 +98,26 @@ def main(argv=None):
                                                      "joint": args.steps_joint},
                            lr=args.lr, seed=args.seed, device=args.device, resume=args.resume,
                            save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
-                           overrides=train_overrides)
+                           overrides=overrides)
 
     minutes = (time.time() - t0) / 60
     meta = {"trained_with": "python -m ccl_core.toyav.train_embedded " + " ".join(argv or sys.argv[1:]),
+            "recipe": json.dumps(recipe(args), sort_keys=True),
             "train_minutes": f"{minutes:.1f}", "threads": str(args.threads)}
     with trainer.ema_weights():
         save_checkpoint(model, args.out, metadata=meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MB) after {minutes:.1f} min", flush=True)
 
 
-def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, timestep_shift: float = 3.0) -> None:
+def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, timestep_shift: float = 3.0,
+                         lr: float = 1e-3) -> None:
     """The recipe's command-line options and the shipped model's values (the ablation reuses them)."""
     ap.add_argument("--clips", type=int, default=3000, help="training clips (seeds 0..N-1)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps-video", type=int, default=800)
     ap.add_argument("--steps-audio", type=int, default=500)
     ap.add_argument("--steps-joint", type=int, default=steps_joint)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=lr, help="AdamW learning rate of every stage, after warm-up")
     ap.add_argument("--timestep-shift", type=float, default=timestep_shift,
                     help="training noise levels shifted towards pure noise like the sampler's (3 = its default)")
     ap.add_argument("--seed", type=int, default=0)
