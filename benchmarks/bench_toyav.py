@@ -97,18 +97,18 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     pipe = load_pipeline(args.model)
+    via_mp4 = args.score_on == "mp4"
     g = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale)
     result = {"settings": {k: getattr(args, k) for k in ("steps", "sampler", "shift", "guidance", "video_scale",
                                                           "audio_scale", "seeds", "threads", "score_on")},
               "torch": torch.__version__}
     if "quality" not in args.skip:
         print(f"quality: {len(PROMPTS)} prompts x {args.seeds} seeds", flush=True)
-        result["t2av"] = quality(pipe, args.seeds, args.steps, g, args.sampler, args.shift, args.score_on == "mp4")
+        result["t2av"] = quality(pipe, args.seeds, args.steps, g, args.sampler, args.shift, via_mp4)
         print(json.dumps(result["t2av"]), flush=True)
     if "conditioned" not in args.skip:
         for task in ("a2v", "v2a"):
-            result[task] = conditioned(pipe, task, args.cond_clips, args.steps, g, args.sampler, args.shift,
-                                       args.score_on == "mp4")
+            result[task] = conditioned(pipe, task, args.cond_clips, args.steps, g, args.sampler, args.shift, via_mp4)
             print(task, json.dumps(result[task]), flush=True)
     if "speed" not in args.skip:
         extra = ["--threads", str(args.threads)] + (["--model", args.model] if args.model else [])

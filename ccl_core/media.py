@@ -110,8 +110,8 @@ AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000
 # slightly different picture from one write to the next (seen at most widths from 32 to 416 px at
 # ToyAV's 64 px height; x264 without its assembly is stable too, which points at SIMD code reading
 # memory nobody wrote), enough to flip a borderline ToyAV clip's motion class. Without the tree every
-# write is byte-for-byte the same. The price is file size at equal CRF: a static
-# background gains most from the tree (a ToyAV clip grows from 3.4 to 4.7 kB).
+# write is byte-for-byte the same. The price is file size at equal CRF: a static background gains
+# most from the tree (a ToyAV clip grows from 3.4 to 4.7 kB).
 H264_OPTIONS = {"x264-params": "mbtree=0"}
 
 

@@ -70,9 +70,9 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    overrides = train_overrides(args)
+    trains = recipe(args)  # what the metadata records is what the stages get
     try:  # a bad field or value fails here, before the data is encoded
-        stage_config("joint", **overrides)
+        stage_config("joint", **trains["train"])
     except (TypeError, ValueError) as e:
         raise SystemExit(f"--train-set: {e}; the fields are those of ccl_core.training.TrainConfig")
     t0 = time.time()
@@ -88,7 +88,7 @@ def main(argv=None):
     print(f"data ready in {time.time() - t0:.0f} s: video {list(data['video'].shape[1:])}, "
           f"audio {list(data['audio'].shape[1:])}, text {list(data['text'].shape[1:])}", flush=True)
 
-    cfg = toyav_config(video_ae, audio_ae, text_encoder, **parse_sets(args.set))
+    cfg = toyav_config(video_ae, audio_ae, text_encoder, **trains["model"])
     torch.manual_seed(args.seed)
     model = DualStreamModel(cfg)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
@@ -98,11 +98,11 @@ def main(argv=None):
                                                      "joint": args.steps_joint},
                            lr=args.lr, seed=args.seed, device=args.device, resume=args.resume,
                            save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
-                           overrides=overrides)
+                           overrides=trains["train"])
 
     minutes = (time.time() - t0) / 60
     meta = {"trained_with": "python -m ccl_core.toyav.train_embedded " + " ".join(argv or sys.argv[1:]),
-            "recipe": json.dumps(recipe(args), sort_keys=True),
+            "recipe": json.dumps(trains, sort_keys=True),
             "train_minutes": f"{minutes:.1f}", "threads": str(args.threads)}
     with trainer.ema_weights():
         save_checkpoint(model, args.out, metadata=meta)
