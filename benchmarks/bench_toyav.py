@@ -2,7 +2,8 @@
 
     python benchmarks/bench_toyav.py [--seeds 4] [--steps 25] [--guidance joint] [--out docs/benchmarks/toyav.json]
 
-Quality: every prompt with seeds 0..N-1 through the default generator settings, scored with
+Quality: every prompt with seeds 0..N-1 (--first-seed S: S..S+N-1, to tune settings on seeds the
+reported figures do not use) through the default generator settings, scored with
 ccl_core.toyav.metrics (sync offset, recall, precision, colour, pitch, motion) on the mp4 the
 command line would write, decoded again (--score-on memory: on the generated tensors instead).
 a2v / v2a: the given stream is a held-out ground-truth clip's sound or picture, the model makes the
@@ -32,10 +33,10 @@ from ccl_core.toyav.evaluate import conditioned_scores, t2av_scores  # noqa: E40
 from ccl_core.toyav.metrics import summarize_by_seed  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
 
-def quality(pipe, seeds, steps, guidance, sampler, shift, via_mp4):
+def quality(pipe, seeds, steps, guidance, sampler, shift, via_mp4, first_seed=0):
     by_seed = []
     t0 = time.time()
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         scores = t2av_scores(pipe, seed, via_mp4, steps=steps, sampler=sampler, shift=shift, guidance=guidance)
         by_seed.append(scores)
         print(f"  seed {seed}: {json.dumps(_short(aggregate(scores)))} ({time.time() - t0:.0f} s)", flush=True)
@@ -82,12 +83,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
     ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="quality seeds start here (tune on seeds >= 4, report on 0..3)")
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--sampler", default="dpmpp_2m")
     ap.add_argument("--shift", type=float, default=3.0)
     ap.add_argument("--guidance", default="joint")
     ap.add_argument("--video-scale", type=float, default=3.0)
     ap.add_argument("--audio-scale", type=float, default=3.0)
+    ap.add_argument("--video-av-scale", type=float, default=2.0, help="decoupled form: cross-modal scale (video)")
+    ap.add_argument("--audio-av-scale", type=float, default=2.0, help="decoupled form: cross-modal scale (audio)")
     ap.add_argument("--cond-clips", type=int, default=36)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--score-on", choices=["mp4", "memory"], default="mp4",
@@ -98,13 +103,15 @@ def main():
     torch.set_num_threads(args.threads)
     pipe = load_pipeline(args.model)
     via_mp4 = args.score_on == "mp4"
-    g = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale)
+    g = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale,
+                 video_av_scale=args.video_av_scale, audio_av_scale=args.audio_av_scale)
     result = {"settings": {k: getattr(args, k) for k in ("steps", "sampler", "shift", "guidance", "video_scale",
-                                                          "audio_scale", "seeds", "threads", "score_on")},
+                                                          "audio_scale", "video_av_scale", "audio_av_scale",
+                                                          "first_seed", "seeds", "threads", "score_on")},
               "torch": torch.__version__}
     if "quality" not in args.skip:
         print(f"quality: {len(PROMPTS)} prompts x {args.seeds} seeds", flush=True)
-        result["t2av"] = quality(pipe, args.seeds, args.steps, g, args.sampler, args.shift, via_mp4)
+        result["t2av"] = quality(pipe, args.seeds, args.steps, g, args.sampler, args.shift, via_mp4, args.first_seed)
         print(json.dumps(result["t2av"]), flush=True)
     if "conditioned" not in args.skip:
         for task in ("a2v", "v2a"):
