@@ -23,11 +23,14 @@ def test_set_values_are_json_or_words():
         parse_sets(["timestep_shift"], "--train-set")
 
 
-@pytest.mark.parametrize("item, message", [("bogus=1", "unexpected keyword argument 'bogus'"),
-                                           ("timestep_shift=-1", "timestep_shift must be > 0")])
-def test_a_bad_training_field_fails_before_any_data_is_encoded(tmp_path, item, message):
-    with pytest.raises(SystemExit, match=message) as err:
-        train_embedded.main(["--run-dir", str(tmp_path / "run"), "--train-set", item])
+@pytest.mark.parametrize("option, item, message", [
+    ("--train-set", "bogus=1", "unexpected keyword argument 'bogus'"),
+    ("--train-set", "timestep_shift=-1", "timestep_shift must be > 0"),
+    ("--joint-set", "schedule=wsd", "needs 0 < decay_steps <= steps - warmup_steps \\(9000 - 100\\)"),
+    ("--joint-set", "decay_steps=500", "only used by schedule 'wsd'")])
+def test_a_bad_training_field_fails_before_any_data_is_encoded(tmp_path, option, item, message):
+    with pytest.raises(SystemExit, match=f"{option}: .*{message}") as err:
+        train_embedded.main(["--run-dir", str(tmp_path / "run"), option, item])
     assert "TrainConfig" in str(err.value)
     assert list((tmp_path / "run").iterdir()) == []  # no latents cache, no stage directory
 
@@ -41,6 +44,21 @@ def test_training_overrides_reach_every_stage_and_win_over_the_recipe(tmp_path):
     for stage in ("video", "audio", "joint"):
         cfg = json.loads((tmp_path / f"stage-{stage}" / "train_config.json").read_text())
         assert (cfg["timestep_shift"], cfg["lr_towers"], cfg["lr_fusion"]) == (3.0, 2e-4, 1e-3), stage
+
+
+def test_stage_times_count_every_sitting_of_a_resumed_run(tmp_path):
+    """The exported model records each stage's training time over all sittings, not only the last."""
+    torch.manual_seed(0)
+    video, audio, _, text = tiny_inputs(4, seed=1)
+    data = TensorBatches([{"video": video, "audio": audio, "text": text, "null_text": torch.zeros(1, 2, 16)}])
+    model = DualStreamModel(tiny_config())
+    kw = dict(lr=1e-3, log=lambda m: None, overrides={"mixed_precision": "no"})
+    _, first = train_stages(model, data, tmp_path, {"video": 2, "audio": 2, "joint": 2}, **kw)
+    assert sorted(first) == ["audio", "joint", "video"] and min(first.values()) > 0
+    trainer, again = train_stages(model, data, tmp_path, {"video": 2, "audio": 2, "joint": 4}, resume=True, **kw)
+    assert trainer.step_count == 4
+    assert (again["video"], again["audio"]) == (first["video"], first["audio"])  # done: nothing added
+    assert again["joint"] > first["joint"]  # the first sitting's two steps plus the two new ones
 
 
 def test_the_shipped_recipe_trains_at_the_samplers_shift_and_the_recorded_ablation_at_none():
@@ -79,10 +97,13 @@ def test_the_default_command_is_the_one_the_shipped_model_was_trained_with():
 
 def test_train_embedded_records_its_recipe():
     from ccl_core.toyav.train_embedded import build_parser, recipe
-    args = build_parser().parse_args(["--lr", "2e-3", "--set", "num_layers=2", "--train-set", "ema_decay=0.99"])
+    args = build_parser().parse_args(["--lr", "2e-3", "--set", "num_layers=2", "--train-set", "ema_decay=0.99",
+                                      "--joint-set", "schedule=wsd", "--joint-set", "decay_steps=900",
+                                      "--steps-joint", "9000"])
     assert recipe(args) == {"clips": 3000, "batch": 16, "steps_video": 800, "steps_audio": 500, "steps_joint": 9000,
                             "lr": 2e-3, "seed": 0, "model": {"num_layers": 2},
-                            "train": {"timestep_shift": 3.0, "ema_decay": 0.99}}
+                            "train": {"timestep_shift": 3.0, "ema_decay": 0.99},
+                            "joint": {"schedule": "wsd", "decay_steps": 900}}
 
 
 def test_the_recipe_sweep_scores_only_complete_joint_checkpoints(tmp_path):

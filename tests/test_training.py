@@ -294,6 +294,51 @@ def test_exact_resume_and_loss_log(tmp_path):
         assert torch.equal(m.video_model.head.head.weight, resumed.ema.shadow["video_model.head.head.weight"])
 
 
+def test_a_constant_run_cooled_down_with_wsd_is_the_wsd_run(tmp_path):
+    """Warmup-stable-decay: a finished constant-lr run resumed with a longer wsd schedule ends exactly where
+    the wsd run from scratch does (how the shipped ToyAV model was cooled down), and only the schedule
+    change is warned about."""
+    import warnings
+
+    def cfg(steps, **kw):
+        return fast(steps=steps, seed=7, warmup_steps=2, ema_decay=0.9, save_every=100, min_lr_ratio=0.1, **kw)
+
+    wsd = dict(schedule="wsd", decay_steps=3)
+    assert [round(lr_factor(s, cfg(8, **wsd)), 4) for s in range(8)] == [0.5, 1, 1, 1, 1, 1, 0.7, 0.4]
+    straight = train(tiny_model(), RandomBatches(), cfg(8, **wsd), tmp_path / "a", device="cpu")
+    train(tiny_model(), RandomBatches(), cfg(5), tmp_path / "b", device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cooled = train(tiny_model(), RandomBatches(), cfg(8, **wsd), tmp_path / "b", device="cpu", resume=True)
+    assert [str(w.message).split(":")[0] for w in caught if w.category is UserWarning] == [
+        f"resuming {tmp_path / 'b'} with changed settings ['decay_steps', 'schedule']"]
+    for (n, p), q in zip(straight.model.named_parameters(), cooled.model.parameters()):
+        assert torch.equal(p, q), n
+    assert cooled.elapsed > 0
+
+
+@pytest.mark.parametrize("changes, message", [(dict(schedule="wsd"), "needs 0 < decay_steps <= steps - warmup_steps"),
+                                              (dict(schedule="wsd", decay_steps=20), "needs 0 < decay_steps"),
+                                              (dict(decay_steps=5), "only used by schedule 'wsd'"),
+                                              (dict(min_lr_ratio=2.0), "min_lr_ratio must be in")])
+def test_bad_schedules_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        fast(steps=10, warmup_steps=2, **changes)
+
+
+def test_a_resume_does_not_warn_about_a_field_the_old_run_predates(tmp_path):
+    import json
+    import warnings
+    train(tiny_model(), RandomBatches(), resume_config(2), tmp_path, device="cpu")
+    path = tmp_path / "train_config.json"
+    old = json.loads(path.read_text())
+    del old["decay_steps"]  # written before the field existed; its default is what that run did
+    path.write_text(json.dumps(old))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(tiny_model(), RandomBatches(), resume_config(3), tmp_path, device="cpu", resume=True)
+
+
 def test_resume_needs_a_run_dir(tmp_path):
     (tmp_path / "notes.txt").write_text("not a run")
     with pytest.raises(FileExistsError, match="not a training run"):

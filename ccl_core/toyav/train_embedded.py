@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a model config field (JSON value), e.g. --set num_layers=6")
     ap.add_argument("--train-set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a TrainConfig field in every stage (JSON value), e.g. --train-set timestep_shift=3")
+    ap.add_argument("--joint-set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a TrainConfig field in the joint stage only, e.g. --joint-set schedule=wsd "
+                         "--joint-set decay_steps=2500")
     ap.add_argument("--latents", default=None, help="encoded-data cache (default RUN_DIR/latents.safetensors)")
     ap.add_argument("--workers", type=int, default=0, help="processes drawing clips while encoding")
     ap.add_argument("--save-every", type=int, default=None, help="checkpoint interval (default a quarter of a stage)")
@@ -62,7 +65,7 @@ def recipe(args) -> dict:
     """What a command trains (not where or how fast): stored in the model's metadata, so that a later
     change of a default cannot hide that the shipped model was trained otherwise."""
     return {**{k: getattr(args, k) for k in RECIPE_FIELDS}, "model": parse_sets(args.set),
-            "train": train_overrides(args)}
+            "train": train_overrides(args), "joint": parse_sets(args.joint_set, "--joint-set")}
 
 
 def main(argv=None):
@@ -75,6 +78,11 @@ def main(argv=None):
         stage_config("joint", **trains["train"])
     except (TypeError, ValueError) as e:
         raise SystemExit(f"--train-set: {e}; the fields are those of ccl_core.training.TrainConfig")
+    try:
+        stage_config("joint", **{**trains["train"], "steps": args.steps_joint,
+                                 "warmup_steps": warmup_steps(args.steps_joint), **trains["joint"]})
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--joint-set: {e}; the fields are those of ccl_core.training.TrainConfig")
     t0 = time.time()
 
     assets = Path(args.assets)
@@ -94,16 +102,19 @@ def main(argv=None):
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
     batches = LatentBatches(data, text_encoder.null(1), args.batch, seed=args.seed)
 
-    trainer = train_stages(model, batches, run_dir, {"video": args.steps_video, "audio": args.steps_audio,
-                                                     "joint": args.steps_joint},
-                           lr=args.lr, seed=args.seed, device=args.device, resume=args.resume,
-                           save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
-                           overrides=trains["train"])
+    trainer, seconds = train_stages(model, batches, run_dir, {"video": args.steps_video, "audio": args.steps_audio,
+                                                              "joint": args.steps_joint},
+                                    lr=args.lr, seed=args.seed, device=args.device, resume=args.resume,
+                                    save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
+                                    overrides=trains["train"], joint=trains["joint"])
 
     minutes = (time.time() - t0) / 60
     meta = {"trained_with": "python -m ccl_core.toyav.train_embedded " + " ".join(argv or sys.argv[1:]),
             "recipe": json.dumps(trains, sort_keys=True),
-            "train_minutes": f"{minutes:.1f}", "threads": str(args.threads)}
+            "train_minutes": f"{minutes:.1f}",  # this sitting, data loading included
+            # each stage's training over all sittings: what a from-scratch run of this recipe costs
+            "stage_minutes": json.dumps({k: round(v / 60, 1) for k, v in seconds.items()}),
+            "threads": str(args.threads)}
     with trainer.ema_weights():
         save_checkpoint(model, args.out, metadata=meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MB) after {minutes:.1f} min", flush=True)
@@ -121,6 +132,10 @@ def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, t
     ap.add_argument("--timestep-shift", type=float, default=timestep_shift,
                     help="training noise levels shifted towards pure noise like the sampler's (3 = its default)")
     ap.add_argument("--seed", type=int, default=0)
+
+
+def warmup_steps(stage_steps: int) -> int:
+    return min(100, stage_steps // 10)
 
 
 class _StageProgress:
@@ -146,10 +161,11 @@ def train_stages(model, batches, run_dir, steps: dict, lr: float = 5e-4, seed: i
     steps: {"video": n, "audio": n, "joint": n} (a stage with 0 steps is skipped). Each stage is a
     resumable run directory run_dir/stage-NAME. joint: TrainConfig fields overriding the joint
     stage (the ablations change its task mix and route dropout); overrides: fields set in every
-    stage (e.g. mixed_precision). Returns the last stage's Trainer.
+    stage (e.g. mixed_precision). Returns the last stage's Trainer and each stage's seconds of
+    training over all its sittings ({"video": s, ...}).
     """
     log = log or (lambda message: print(message, flush=True))
-    trainer = None
+    trainer, seconds = None, {}
     for stage in ("video", "audio", "joint"):
         n = int(steps.get(stage, 0))
         if n <= 0:
@@ -157,7 +173,7 @@ def train_stages(model, batches, run_dir, steps: dict, lr: float = 5e-4, seed: i
         extra = dict(overrides or {})
         if stage == "joint":
             extra.update(joint or {})
-        fields = dict(steps=n, lr_fusion=lr, lr_towers=lr, warmup_steps=min(100, n // 10),
+        fields = dict(steps=n, lr_fusion=lr, lr_towers=lr, warmup_steps=warmup_steps(n),
                       save_every=save_every or max(100, n // 4), keep_checkpoints=keep_checkpoints,
                       log_every=10, seed=seed, ema_decay=0.999)
         tc = stage_config(stage, **{**fields, **extra})
@@ -165,8 +181,9 @@ def train_stages(model, batches, run_dir, steps: dict, lr: float = 5e-4, seed: i
         stage_dir = Path(run_dir) / f"stage-{stage}"
         trainer = train(model, batches, tc, stage_dir, device=device, resume=resume and stage_dir.exists(),
                         callback=progress)
-        log(f"[{stage}] done in {time.time() - progress.start:.0f} s")
-    return trainer
+        seconds[stage] = trainer.elapsed
+        log(f"[{stage}] done in {time.time() - progress.start:.0f} s ({trainer.elapsed:.0f} s over all sittings)")
+    return trainer, seconds
 
 
 if __name__ == "__main__":

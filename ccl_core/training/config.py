@@ -15,7 +15,7 @@ from ..jsonconfig import JsonConfig
 from ..routing import DEFAULT_TASK_MIX, TASKS
 
 TIMESTEP_DISTS = ("logit_normal", "uniform")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "wsd")
 PARAM_SETS = ("video", "audio", "fusion")  # video_model.*, audio_model.*, model.param_groups()[0]
 PRECISIONS = ("bf16", "no")
 
@@ -50,8 +50,11 @@ class TrainConfig(JsonConfig):
     betas: Tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     warmup_steps: int = 100  # linear warmup from lr / warmup_steps
-    schedule: str = "constant"  # after warmup: "constant" or "cosine" down to min_lr_ratio * lr
+    # After warmup: "constant"; "cosine" down towards min_lr_ratio * lr at step `steps`; "wsd" (warmup-
+    # stable-decay) constant, then linear towards min_lr_ratio * lr over the last decay_steps steps.
+    schedule: str = "constant"
     min_lr_ratio: float = 0.0
+    decay_steps: int = 0  # "wsd" only
     grad_clip: Optional[float] = 1.0  # max global grad norm; None disables clipping
 
     ema_decay: Optional[float] = 0.999  # None disables the EMA
@@ -92,6 +95,13 @@ class TrainConfig(JsonConfig):
             problems.append("lr_fusion, lr_towers and weight_decay must be >= 0")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.schedule == "wsd" and not 0 < self.decay_steps <= self.steps - self.warmup_steps:
+            problems.append(f"schedule 'wsd' needs 0 < decay_steps <= steps - warmup_steps "
+                            f"({self.steps} - {self.warmup_steps}), got decay_steps={self.decay_steps}")
+        if self.schedule != "wsd" and self.decay_steps:
+            problems.append(f"decay_steps={self.decay_steps} is only used by schedule 'wsd', not {self.schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.mixed_precision not in PRECISIONS:
             problems.append(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:

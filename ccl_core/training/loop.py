@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -25,7 +26,8 @@ def train(model: torch.nn.Module, data: Iterable, cfg: TrainConfig, run_dir: Uni
     (bit-identical to an uninterrupted run when the data source has state_dict / load_state_dict);
     without it an existing, non-empty run_dir is refused. Under torchrun every rank calls train()
     with its own data source. callback(trainer, result) runs after every step on every rank; use
-    `with trainer.ema_weights():` in it to sample or evaluate.
+    `with trainer.ema_weights():` in it to sample or evaluate. trainer.elapsed: seconds of training
+    in run_dir over all sittings (a resumed run counts its earlier ones).
     """
     run_dir = os.fspath(run_dir)
     info = distributed.setup(device)
@@ -49,11 +51,12 @@ def train(model: torch.nn.Module, data: Iterable, cfg: TrainConfig, run_dir: Uni
             if extra.get("log") is not None:
                 log.load_state_dict(extra["log"])
         elapsed0, start = float(extra.get("elapsed", 0.0)), time.monotonic()
+        trainer.elapsed = elapsed0
 
         batches = _forever(data)
         while trainer.step_count < cfg.steps:
             result = trainer.step(next(batches))
-            elapsed = elapsed0 + time.monotonic() - start
+            elapsed = trainer.elapsed = elapsed0 + time.monotonic() - start
             if log is not None:
                 log.record(result, elapsed)
             if callback is not None:
@@ -88,7 +91,9 @@ def _write_config(run_dir: str, cfg: TrainConfig) -> None:
         with open(path) as f:
             old = json.load(f)
         free = {"steps", "log_every", "save_every", "keep_checkpoints"}
-        changed = sorted(k for k, v in cfg.to_dict().items() if k not in free and old.get(k) != v)
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # a field newer than the file
+        changed = sorted(k for k, v in cfg.to_dict().items()
+                         if k not in free and old.get(k, defaults.get(k)) != v)
         if changed:
             warnings.warn(f"resuming {run_dir} with changed settings {changed}: the continuation differs from "
                           f"the original run", stacklevel=3)

@@ -82,6 +82,9 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return 1.0
+    if cfg.schedule == "wsd":  # the stable part is the constant run's, so a constant run can be cooled down
+        into_decay = step - (cfg.steps - cfg.decay_steps)
+        return 1.0 - (1 - cfg.min_lr_ratio) * min(1.0, max(0, into_decay) / cfg.decay_steps)
     span = max(1, cfg.steps - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / span)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -40,7 +40,10 @@ def open_run(run_dir: str, resume: bool, info: distributed.DistInfo) -> Optional
     """
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise NotADirectoryError(f"run_dir {run_dir} is a file; choose a directory for the run")
-    used = os.path.isdir(run_dir) and any(os.scandir(run_dir))
+    used = False
+    if os.path.isdir(run_dir):
+        with os.scandir(run_dir) as entries:
+            used = any(entries)
     if used and not resume:
         raise FileExistsError(f"run_dir {run_dir} already has files (a previous run?); pass resume=True "
                               f"(--resume) to continue it, or choose a new run_dir")

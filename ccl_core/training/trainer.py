@@ -51,6 +51,7 @@ class Trainer:
                  info: Optional[distributed.DistInfo] = None):
         """info: from distributed.setup (train() passes it); None joins torchrun's group itself."""
         self.cfg = cfg
+        self.elapsed = 0.0  # seconds this run directory has trained, over all sittings (train() keeps it)
         self.info = info if info is not None else distributed.setup(device)
         self.device = self.info.device
         self.model = model.to(self.device)
