@@ -26,11 +26,14 @@ def test_set_values_are_json_or_words():
 @pytest.mark.parametrize("option, item, message", [
     ("--train-set", "bogus=1", "unexpected keyword argument 'bogus'"),
     ("--train-set", "timestep_shift=-1", "timestep_shift must be > 0"),
-    ("--joint-set", "schedule=wsd", "needs 0 < decay_steps <= steps - warmup_steps \\(9000 - 100\\)"),
+    ("--joint-set", "decay_steps=0", "needs 0 < decay_steps <= steps - warmup_steps \\(9000 - 100\\)"),
+    ("--joint-decay", "1.5", "needs 0 < decay_steps <= steps - warmup_steps"),
+    ("--joint-set", "schedule=wsd", "needs 0 < decay_steps"),  # a schedule named there drops --joint-decay's
     ("--joint-set", "decay_steps=500", "only used by schedule 'wsd'")])
 def test_a_bad_training_field_fails_before_any_data_is_encoded(tmp_path, option, item, message):
-    with pytest.raises(SystemExit, match=f"{option}: .*{message}") as err:
-        train_embedded.main(["--run-dir", str(tmp_path / "run"), option, item])
+    with pytest.raises(SystemExit, match=f"{option}[^:]*: .*{message}") as err:
+        train_embedded.main(["--run-dir", str(tmp_path / "run"), option, item]
+                            + (["--joint-decay", "0"] if item == "decay_steps=500" else []))
     assert "TrainConfig" in str(err.value)
     assert list((tmp_path / "run").iterdir()) == []  # no latents cache, no stage directory
 
@@ -65,13 +68,15 @@ def test_the_shipped_recipe_trains_at_the_samplers_shift_and_the_recorded_ablati
     import argparse
     import inspect
     from ccl_core.generate import generate
-    from ccl_core.toyav.train_embedded import add_recipe_arguments
+    from ccl_core.toyav.train_embedded import add_recipe_arguments, joint_schedule
 
     shipped, study = argparse.ArgumentParser(), argparse.ArgumentParser()
     add_recipe_arguments(shipped)
-    add_recipe_arguments(study, steps_joint=1500, timestep_shift=1.0, lr=5e-4)
+    add_recipe_arguments(study, steps_joint=1500, timestep_shift=1.0, lr=5e-4, joint_decay=0.0)
     assert shipped.parse_args([]).timestep_shift == inspect.signature(generate).parameters["shift"].default
     assert (study.parse_args([]).timestep_shift, study.parse_args([]).lr) == (1.0, 5e-4)
+    assert joint_schedule(shipped.parse_args([]).joint_decay, 9000) == {"schedule": "wsd", "decay_steps": 2250}
+    assert joint_schedule(study.parse_args([]).joint_decay, 1500) == {}  # the study's lr stays constant
 
 
 def test_the_default_command_is_the_one_the_shipped_model_was_trained_with():
@@ -101,7 +106,7 @@ def test_train_embedded_records_its_recipe():
                                       "--joint-set", "schedule=wsd", "--joint-set", "decay_steps=900",
                                       "--steps-joint", "9000"])
     assert recipe(args) == {"clips": 3000, "batch": 16, "steps_video": 800, "steps_audio": 500, "steps_joint": 9000,
-                            "lr": 2e-3, "seed": 0, "model": {"num_layers": 2},
+                            "lr": 2e-3, "joint_decay": 0.25, "seed": 0, "model": {"num_layers": 2},
                             "train": {"timestep_shift": 3.0, "ema_decay": 0.99},
                             "joint": {"schedule": "wsd", "decay_steps": 900}}
 

@@ -58,7 +58,7 @@ def train_overrides(args) -> dict:
     return {"timestep_shift": args.timestep_shift, **parse_sets(args.train_set, "--train-set")}
 
 
-RECIPE_FIELDS = ("clips", "batch", "steps_video", "steps_audio", "steps_joint", "lr", "seed")
+RECIPE_FIELDS = ("clips", "batch", "steps_video", "steps_audio", "steps_joint", "lr", "joint_decay", "seed")
 
 
 def recipe(args) -> dict:
@@ -66,6 +66,13 @@ def recipe(args) -> dict:
     change of a default cannot hide that the shipped model was trained otherwise."""
     return {**{k: getattr(args, k) for k in RECIPE_FIELDS}, "model": parse_sets(args.set),
             "train": train_overrides(args), "joint": parse_sets(args.joint_set, "--joint-set")}
+
+
+def joint_schedule(decay: float, steps: int) -> dict:
+    """The joint stage's learning-rate schedule: constant, or with its last `decay` fraction of steps
+    decaying linearly towards 0 (warmup-stable-decay)."""
+    n = round(decay * steps)
+    return {"schedule": "wsd", "decay_steps": n} if n > 0 else {}
 
 
 def main(argv=None):
@@ -78,11 +85,14 @@ def main(argv=None):
         stage_config("joint", **trains["train"])
     except (TypeError, ValueError) as e:
         raise SystemExit(f"--train-set: {e}; the fields are those of ccl_core.training.TrainConfig")
+    joint = dict(trains["joint"])  # a schedule named there replaces --joint-decay's
+    if "schedule" not in joint:
+        joint = {**joint_schedule(args.joint_decay, args.steps_joint), **joint}
     try:
         stage_config("joint", **{**trains["train"], "steps": args.steps_joint,
-                                 "warmup_steps": warmup_steps(args.steps_joint), **trains["joint"]})
+                                 "warmup_steps": warmup_steps(args.steps_joint), **joint})
     except (TypeError, ValueError) as e:
-        raise SystemExit(f"--joint-set: {e}; the fields are those of ccl_core.training.TrainConfig")
+        raise SystemExit(f"--joint-decay / --joint-set: {e}; the fields are those of ccl_core.training.TrainConfig")
     t0 = time.time()
 
     assets = Path(args.assets)
@@ -106,7 +116,7 @@ def main(argv=None):
                                                               "joint": args.steps_joint},
                                     lr=args.lr, seed=args.seed, device=args.device, resume=args.resume,
                                     save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
-                                    overrides=trains["train"], joint=trains["joint"])
+                                    overrides=trains["train"], joint=joint)
 
     minutes = (time.time() - t0) / 60
     meta = {"trained_with": "python -m ccl_core.toyav.train_embedded " + " ".join(argv or sys.argv[1:]),
@@ -121,7 +131,7 @@ def main(argv=None):
 
 
 def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, timestep_shift: float = 3.0,
-                         lr: float = 1e-3) -> None:
+                         lr: float = 1e-3, joint_decay: float = 0.25) -> None:
     """The recipe's command-line options and the shipped model's values (the ablation reuses them)."""
     ap.add_argument("--clips", type=int, default=3000, help="training clips (seeds 0..N-1)")
     ap.add_argument("--batch", type=int, default=16)
@@ -129,6 +139,9 @@ def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, t
     ap.add_argument("--steps-audio", type=int, default=500)
     ap.add_argument("--steps-joint", type=int, default=steps_joint)
     ap.add_argument("--lr", type=float, default=lr, help="AdamW learning rate of every stage, after warm-up")
+    ap.add_argument("--joint-decay", type=float, default=joint_decay, metavar="FRACTION",
+                    help="the joint stage's last FRACTION of steps decays the lr linearly towards 0 (schedule "
+                         "wsd); 0 keeps it constant")
     ap.add_argument("--timestep-shift", type=float, default=timestep_shift,
                     help="training noise levels shifted towards pure noise like the sampler's (3 = its default)")
     ap.add_argument("--seed", type=int, default=0)
