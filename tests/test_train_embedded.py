@@ -27,7 +27,7 @@ def test_set_values_are_json_or_words():
     ("--train-set", "bogus=1", "unexpected keyword argument 'bogus'"),
     ("--train-set", "timestep_shift=-1", "timestep_shift must be > 0"),
     ("--joint-set", "decay_steps=0", "needs 0 < decay_steps <= steps - warmup_steps \\(9000 - 100\\)"),
-    ("--joint-decay", "1.5", "needs 0 < decay_steps <= steps - warmup_steps"),
+    ("--joint-decay", "0.995", "needs 0 < decay_steps <= steps - warmup_steps"),
     ("--joint-set", "schedule=wsd", "needs 0 < decay_steps"),  # a schedule named there drops --joint-decay's
     ("--joint-set", "decay_steps=500", "only used by schedule 'wsd'")])
 def test_a_bad_training_field_fails_before_any_data_is_encoded(tmp_path, option, item, message):
@@ -36,6 +36,12 @@ def test_a_bad_training_field_fails_before_any_data_is_encoded(tmp_path, option,
                             + (["--joint-decay", "0"] if item == "decay_steps=500" else []))
     assert "TrainConfig" in str(err.value)
     assert list((tmp_path / "run").iterdir()) == []  # no latents cache, no stage directory
+
+
+def test_a_joint_decay_outside_0_1_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match=r"--joint-decay: .* must be in \[0, 1\), got -0.1"):
+        train_embedded.main(["--run-dir", str(tmp_path / "run"), "--joint-decay", "-0.1"])
+    assert list((tmp_path / "run").iterdir()) == []
 
 
 def test_training_overrides_reach_every_stage_and_win_over_the_recipe(tmp_path):

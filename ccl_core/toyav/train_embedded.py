@@ -71,8 +71,17 @@ def recipe(args) -> dict:
 def joint_schedule(decay: float, steps: int) -> dict:
     """The joint stage's learning-rate schedule: constant, or with its last `decay` fraction of steps
     decaying linearly towards 0 (warmup-stable-decay)."""
+    if not 0.0 <= decay < 1.0:
+        raise SystemExit(f"--joint-decay: the fraction of the joint steps that decay must be in [0, 1), got {decay}")
     n = round(decay * steps)
     return {"schedule": "wsd", "decay_steps": n} if n > 0 else {}
+
+
+def joint_overrides(args) -> dict:
+    """TrainConfig fields of the joint stage alone: --joint-decay's schedule, then --joint-set (a
+    schedule named there replaces --joint-decay's)."""
+    named = parse_sets(args.joint_set, "--joint-set")
+    return named if "schedule" in named else {**joint_schedule(args.joint_decay, args.steps_joint), **named}
 
 
 def main(argv=None):
@@ -85,9 +94,7 @@ def main(argv=None):
         stage_config("joint", **trains["train"])
     except (TypeError, ValueError) as e:
         raise SystemExit(f"--train-set: {e}; the fields are those of ccl_core.training.TrainConfig")
-    joint = dict(trains["joint"])  # a schedule named there replaces --joint-decay's
-    if "schedule" not in joint:
-        joint = {**joint_schedule(args.joint_decay, args.steps_joint), **joint}
+    joint = joint_overrides(args)
     try:
         stage_config("joint", **{**trains["train"], "steps": args.steps_joint,
                                  "warmup_steps": warmup_steps(args.steps_joint), **joint})
