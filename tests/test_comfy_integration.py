@@ -269,8 +269,8 @@ def test_toyav_workflow_writes_mp4(server, name):
     # The shipped inputs and seeds, scored like the benchmark. a2v / v2a: the generated stream lands on
     # the given one's events. t2av is one seed of a model that gets 74 % of events in sync
     # (docs/TOYAV.md): its clip must show the prompt's motion with every sound on a picture event,
-    # and at least half its bounces heard within 100 ms (the shipped clip: all of them). The same inputs write the same mp4
-    # (media.H264_OPTIONS), so these hold from run to run.
+    # and at least half its bounces heard within 100 ms (the shipped clip: all of them). The same
+    # inputs write the same mp4 (media.H264_OPTIONS), so these hold from run to run.
     if name in ("toyav_a2v", "toyav_v2a"):
         assert score["recall"] >= 0.8 and score["precision"] >= 0.8, score
     else:

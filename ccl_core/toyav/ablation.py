@@ -51,7 +51,7 @@ from typing import Dict, List, Optional
 import torch
 
 from ..guidance import Guidance
-from .train_embedded import add_recipe_arguments, joint_schedule, train_stages
+from .train_embedded import add_recipe_arguments, joint_overrides, train_stages
 from .metrics import SUMMARY_KEYS, summarize_by_seed
 from .world import PROMPTS
 
@@ -177,7 +177,7 @@ def train_variant(name: str, run_dir: Path, args) -> None:
     log(f"{variant.what}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {args.device}")
     train_stages(model, batches, run_dir / name, {"joint": args.steps_joint},
                  lr=args.lr, seed=args.seed, device=args.device, resume=True,
-                 joint={**joint_schedule(args.joint_decay, args.steps_joint), **variant.joint},
+                 joint=joint_overrides(variant.joint, args.joint_decay, args.steps_joint),
                  save_every=args.save_every, keep_checkpoints=0, log=log, overrides=_train_overrides(args))
 
 

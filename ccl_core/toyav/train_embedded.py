@@ -77,11 +77,10 @@ def joint_schedule(decay: float, steps: int) -> dict:
     return {"schedule": "wsd", "decay_steps": n} if n > 0 else {}
 
 
-def joint_overrides(args) -> dict:
-    """TrainConfig fields of the joint stage alone: --joint-decay's schedule, then --joint-set (a
-    schedule named there replaces --joint-decay's)."""
-    named = parse_sets(args.joint_set, "--joint-set")
-    return named if "schedule" in named else {**joint_schedule(args.joint_decay, args.steps_joint), **named}
+def joint_overrides(named: dict, decay: float, steps: int) -> dict:
+    """TrainConfig fields of the joint stage alone: --joint-decay's schedule, then the fields named
+    with --joint-set (or an ablation variant); a schedule named there replaces --joint-decay's."""
+    return dict(named) if "schedule" in named else {**joint_schedule(decay, steps), **named}
 
 
 def main(argv=None):
@@ -94,10 +93,10 @@ def main(argv=None):
         stage_config("joint", **trains["train"])
     except (TypeError, ValueError) as e:
         raise SystemExit(f"--train-set: {e}; the fields are those of ccl_core.training.TrainConfig")
-    joint = joint_overrides(args)
-    try:
-        stage_config("joint", **{**trains["train"], "steps": args.steps_joint,
-                                 "warmup_steps": warmup_steps(args.steps_joint), **joint})
+    joint = joint_overrides(trains["joint"], args.joint_decay, args.steps_joint)
+    try:  # the joint stage's config exactly as train_stages will build it
+        stage_train_config("joint", args.steps_joint, args.lr, seed=args.seed, save_every=args.save_every,
+                           keep_checkpoints=args.keep_checkpoints, overrides=trains["train"], joint=joint)
     except (TypeError, ValueError) as e:
         raise SystemExit(f"--joint-decay / --joint-set: {e}; the fields are those of ccl_core.training.TrainConfig")
     t0 = time.time()
@@ -154,10 +153,6 @@ def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, t
     ap.add_argument("--seed", type=int, default=0)
 
 
-def warmup_steps(stage_steps: int) -> int:
-    return min(100, stage_steps // 10)
-
-
 class _StageProgress:
     """Logs a stage's loss every 50 steps, with the time per step of this sitting (resumes included)."""
 
@@ -171,6 +166,16 @@ class _StageProgress:
         if res.step % 50 == 0 or res.step == self.steps:
             rate = (time.time() - self.start) / max(1, res.step - self.first_step)
             self.log(f"[{self.stage}] step {res.step}/{self.steps} loss {res.loss:.4f} ({rate:.3f} s/step)")
+
+
+def stage_train_config(stage: str, n: int, lr: float, seed: int = 0, save_every: Optional[int] = None,
+                       keep_checkpoints: int = 2, overrides: Optional[dict] = None, joint: Optional[dict] = None):
+    """The TrainConfig of one stage of n steps: the recipe's fields, then overrides (every stage), then
+    joint (the joint stage only)."""
+    fields = dict(steps=n, lr_fusion=lr, lr_towers=lr, warmup_steps=min(100, n // 10),
+                  save_every=save_every or max(100, n // 4), keep_checkpoints=keep_checkpoints,
+                  log_every=10, seed=seed, ema_decay=0.999)
+    return stage_config(stage, **{**fields, **(overrides or {}), **((joint or {}) if stage == "joint" else {})})
 
 
 def train_stages(model, batches, run_dir, steps: dict, lr: float = 5e-4, seed: int = 0, device="cpu",
@@ -190,13 +195,8 @@ def train_stages(model, batches, run_dir, steps: dict, lr: float = 5e-4, seed: i
         n = int(steps.get(stage, 0))
         if n <= 0:
             continue
-        extra = dict(overrides or {})
-        if stage == "joint":
-            extra.update(joint or {})
-        fields = dict(steps=n, lr_fusion=lr, lr_towers=lr, warmup_steps=warmup_steps(n),
-                      save_every=save_every or max(100, n // 4), keep_checkpoints=keep_checkpoints,
-                      log_every=10, seed=seed, ema_decay=0.999)
-        tc = stage_config(stage, **{**fields, **extra})
+        tc = stage_train_config(stage, n, lr, seed=seed, save_every=save_every, keep_checkpoints=keep_checkpoints,
+                                overrides=overrides, joint=joint)
         progress = _StageProgress(stage, n, log)
         stage_dir = Path(run_dir) / f"stage-{stage}"
         trainer = train(model, batches, tc, stage_dir, device=device, resume=resume and stage_dir.exists(),
