@@ -4,18 +4,23 @@ Parameter names follow Wan / Ovi (`q`, `k`, `v`, `o`, `norm_q`, `norm_k`, and in
 the fusion parts `k_fusion`, `v_fusion`, `pre_attn_norm_fusion`, `norm_k_fusion`), so Ovi
 checkpoints load as they are. CCL adds `ctx_tokens` (LCT) and `ctx_logit_bias`; the gated baseline
 adds `fusion_gate`.
+
+Every attention goes through one injectable function, `attention(q, k, v, scale=None)` over
+[B, H, L, D] tensors (the signature of torch's scaled_dot_product_attention, the default), so that a
+host such as ComfyUI can route it to its own kernels (sage, flash, pytorch) without ccl_core
+knowing about them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import LayerNorm, Linear, RMSNorm
+from .layers import TorchOps, cast_like
 from .rope import Rotary
 from .tarp import Partition, cross_modal_attention, dense_cross_modal_attention
 
@@ -24,25 +29,31 @@ def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
     return x.unflatten(-1, (n, -1))  # [B, L, dim] -> [B, L, H, D]
 
 
-def sdpa(q, k, v) -> torch.Tensor:
-    """Attention over [B, L, H, D] tensors."""
-    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+AttentionFn = Callable[..., torch.Tensor]  # (q, k, v, scale=None) over [B, H, L, D] -> [B, H, L, D]
+DEFAULT_ATTENTION: AttentionFn = F.scaled_dot_product_attention
+
+
+def sdpa(q, k, v, attention: AttentionFn = DEFAULT_ATTENTION) -> torch.Tensor:
+    """Attention over [B, L, H, D] tensors (the layout the projections produce)."""
+    return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float, ops=TorchOps,
+                 attention: AttentionFn = DEFAULT_ATTENTION):
         super().__init__()
         self.num_heads = num_heads
-        self.q, self.k, self.v, self.o = (Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.attention = attention
+        self.q, self.k, self.v, self.o = (ops.Linear(dim, dim) for _ in range(4))
+        self.norm_q = ops.RMSNorm(dim, eps=eps) if qk_norm else nn.Identity()
+        self.norm_k = ops.RMSNorm(dim, eps=eps) if qk_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, rope: Rotary) -> torch.Tensor:
         n = self.num_heads
         q = rope.apply(_heads(self.norm_q(self.q(x)), n))
         k = rope.apply(_heads(self.norm_k(self.k(x)), n))
         v = _heads(self.v(x), n)
-        return self.o(sdpa(q, k, v).flatten(2))
+        return self.o(sdpa(q, k, v, self.attention).flatten(2))
 
 
 @dataclass
@@ -61,17 +72,19 @@ class CrossAttention(nn.Module):
     """Text cross-attention plus cross-modal context attention, summed before the output projection."""
 
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float,
-                 fusion: str = "ccl", n_ctx: int = 0, ctx_logit_init: float = 0.0):
+                 fusion: str = "ccl", n_ctx: int = 0, ctx_logit_init: float = 0.0, ops=TorchOps,
+                 attention: AttentionFn = DEFAULT_ATTENTION):
         super().__init__()
         self.num_heads = num_heads
-        self.q, self.k, self.v, self.o = (Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.attention = attention
+        self.q, self.k, self.v, self.o = (ops.Linear(dim, dim) for _ in range(4))
+        self.norm_q = ops.RMSNorm(dim, eps=eps) if qk_norm else nn.Identity()
+        self.norm_k = ops.RMSNorm(dim, eps=eps) if qk_norm else nn.Identity()
         # Cross-modal fusion (Ovi's names).
-        self.k_fusion = Linear(dim, dim)
-        self.v_fusion = Linear(dim, dim)
-        self.pre_attn_norm_fusion = LayerNorm(dim, eps, elementwise_affine=True)
-        self.norm_k_fusion = RMSNorm(dim, 1e-6) if qk_norm else nn.Identity()
+        self.k_fusion = ops.Linear(dim, dim)
+        self.v_fusion = ops.Linear(dim, dim)
+        self.pre_attn_norm_fusion = ops.LayerNorm(dim, eps=eps, elementwise_affine=True)
+        self.norm_k_fusion = ops.RMSNorm(dim, eps=1e-6) if qk_norm else nn.Identity()
         # CCL: learnable context tokens with a learnable logit offset.
         self.n_ctx = n_ctx
         if n_ctx:
@@ -90,23 +103,24 @@ class CrossAttention(nn.Module):
         q = cm.own_rope.apply(q)
         k_ctx = v_ctx = bias = None
         if self.n_ctx:
-            k_ctx, v_ctx = self.fusion_kv(self.ctx_tokens.to(q.dtype).unsqueeze(0))
-            bias = self.ctx_logit_bias
+            k_ctx, v_ctx = self.fusion_kv(cast_like(self.ctx_tokens, q).unsqueeze(0))
+            bias = self.ctx_logit_bias.to(q.device)  # kept in its own precision (added in float32)
             if cm.other is None:  # every sample reads the context tokens only: skip the other stream
-                return sdpa(q, k_ctx.expand(q.shape[0], -1, -1, -1), v_ctx.expand(q.shape[0], -1, -1, -1))
+                return sdpa(q, k_ctx.expand(q.shape[0], -1, -1, -1), v_ctx.expand(q.shape[0], -1, -1, -1),
+                            self.attention)
             k_ctx, v_ctx = k_ctx[0], v_ctx[0]
         k, v = self.fusion_kv(cm.other)
         k = cm.other_rope.apply(k)
         if cm.dense_window is not None:
             q_pos, k_pos, width = cm.dense_window
             return dense_cross_modal_attention(q, k, v, k_ctx, v_ctx, cm.reads_other, bias, q_pos, k_pos, width)
-        return cross_modal_attention(q, k, v, k_ctx, v_ctx, cm.reads_other, bias, cm.partition)
+        return cross_modal_attention(q, k, v, k_ctx, v_ctx, cm.reads_other, bias, cm.partition, self.attention)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, cm: Optional[CrossModalInput]) -> torch.Tensor:
         n = self.num_heads
         q = _heads(self.norm_q(self.q(x)), n)
-        out = sdpa(q, _heads(self.norm_k(self.k(text)), n), _heads(self.v(text), n))
+        out = sdpa(q, _heads(self.norm_k(self.k(text)), n), _heads(self.v(text), n), self.attention)
         if cm is not None and (cm.other is not None or self.n_ctx):
             y = self.cross_modal(q, cm)
-            out = out + (y * self.fusion_gate.to(y.dtype) if self.gated else y)
+            out = out + (y * cast_like(self.fusion_gate, y) if self.gated else y)
         return self.o(out.flatten(2))

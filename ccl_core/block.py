@@ -1,7 +1,7 @@
 """One Wan block: AdaLN-modulated self-attention, cross-attention (text + cross-modal), FFN.
 
 The dual-stream model does not call a block as one function: it interleaves the two towers' steps
-(DESIGN.md section 1), so the block exposes its two halves.
+(the block order in docs/DESIGN-NOTES.md), so the block exposes its two halves.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import math
 import torch
 import torch.nn as nn
 
-from .attention import CrossAttention, CrossModalInput, SelfAttention
+from .attention import DEFAULT_ATTENTION, AttentionFn, CrossAttention, CrossModalInput, SelfAttention
 from .config import ModelConfig
-from .layers import FeedForward, LayerNorm
+from .layers import FeedForward, TorchOps, cast_like
 from .rope import Rotary
 
 
@@ -26,20 +26,20 @@ class Modulation(nn.Module):
 
     def forward(self, e0: torch.Tensor):
         # e0 [B, 1, 6, dim] -> six tensors [B, 1, dim]: shift/scale/gate of attention, then of FFN
-        return (self.modulation.to(e0.dtype) + e0).unbind(2)
+        return (cast_like(self.modulation, e0) + e0).unbind(2)
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, ops=TorchOps, attention: AttentionFn = DEFAULT_ATTENTION):
         super().__init__()
         dim = cfg.dim
-        self.norm1 = LayerNorm(dim, cfg.eps)
-        self.self_attn = SelfAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps)
-        self.norm3 = LayerNorm(dim, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        self.norm1 = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, ops, attention)
+        self.norm3 = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
         self.cross_attn = CrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps,
-                                         cfg.fusion, cfg.n_ctx, cfg.ctx_logit_init)
-        self.norm2 = LayerNorm(dim, cfg.eps)
-        self.ffn = FeedForward(dim, cfg.ffn_dim)
+                                         cfg.fusion, cfg.n_ctx, cfg.ctx_logit_init, ops, attention)
+        self.norm2 = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=False)
+        self.ffn = FeedForward(dim, cfg.ffn_dim, ops)
         self.modulation = Modulation(dim)
 
     def self_attention(self, x: torch.Tensor, mods, rope: Rotary) -> torch.Tensor:

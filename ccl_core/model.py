@@ -1,6 +1,6 @@
 """The dual-stream transformer: two towers run block by block, exchanging context every block.
 
-Block i (Ovi's order, DESIGN.md section 1): audio self-attention, video self-attention; audio reads
+Block i (Ovi's order): audio self-attention, video self-attention; audio reads
 [text] and [ctx ; video]; video reads [text] and [ctx ; audio as it was before audio's
 cross-attention]; each tower's FFN. Per-sample routes (routing.py) decide what each stream reads,
 so one batch mixes tasks and guidance branches.
@@ -9,14 +9,15 @@ so one batch mixes tasks and guidance branches.
 from __future__ import annotations
 
 from functools import partial
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import CrossModalInput
+from .attention import DEFAULT_ATTENTION, AttentionFn, CrossModalInput
 from .config import ModelConfig
+from .layers import TorchOps
 from .routing import Routes, TaskArg, make_routes
 from .tarp import Partition
 from .tower import Tower
@@ -38,17 +39,27 @@ def _per_sample(t: TimestepArg, batch: int, device, name: str) -> torch.Tensor:
 
 
 class DualStreamModel(nn.Module):
-    """Video and audio towers with cross-modal context attention (CCL) or Ovi / gated fusion."""
+    """Video and audio towers with cross-modal context attention (CCL) or Ovi / gated fusion.
 
-    def __init__(self, config: ModelConfig):
+    `operations` (layer types, layers.TorchOps by default) and `attention` (torch SDPA by default)
+    are injectable, as ComfyUI's own models take them; `initialize=False` skips the weight init for a
+    model whose weights are about to be loaded.
+    """
+
+    def __init__(self, config: ModelConfig, operations=TorchOps, attention: AttentionFn = DEFAULT_ATTENTION,
+                 initialize: bool = True):
         super().__init__()
         self.config = config
-        self.video_model = Tower(config, "video")
-        self.audio_model = Tower(config, "audio")
+        self.video_model = Tower(config, "video", operations, attention)
+        self.audio_model = Tower(config, "audio", operations, attention)
         self.gradient_checkpointing = False
         self.compute_dtype: Optional[torch.dtype] = None  # None: weights' dtype (bf16 for fp8 weights)
         self.block_swap = None  # offload.BlockSwap moves blocks to the device one at a time
-        self.init_weights()
+        # Called with the block index before each block pair runs: a host's interrupt check lands
+        # within one block's time instead of one whole step's.
+        self.before_block: Optional[Callable[[int], None]] = None
+        if initialize:
+            self.init_weights()
 
     # ------------------------------------------------------------------ init
     @torch.no_grad()
@@ -247,6 +258,8 @@ class DualStreamModel(nn.Module):
         return CrossModalInput(o, s["rope"], s["other_rope"], s["reads"], s["partition"], s["dense"])
 
     def _block(self, i: int, *xs, streams, skip: bool):
+        if self.before_block is not None:
+            self.before_block(i)
         if self.block_swap is None:
             return self._block_compute(i, *xs, streams=streams, skip=skip)
         self.block_swap.enter(i)

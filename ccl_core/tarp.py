@@ -85,15 +85,17 @@ _REMOVED = -30000.0  # key-channel value that removes a key (logit about -2650 a
 _EXTRA = 8  # extra channels keep the head dim a multiple of 8, as the fused kernels want
 
 
-def _attend_keys(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[torch.Tensor], n_ctx: int):
+def _attend_keys(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[torch.Tensor], n_ctx: int,
+                 attention=F.scaled_dot_product_attention):
     """SDPA with per-key logit offsets (removed keys, the context tokens' offset) and no mask.
 
     The offsets ride in one extra key channel that meets a constant 1 in the queries, so no mask
     is passed and the fused kernels (flash) stay usable: a [N, H, Lq, K] mask is never built.
     q [N, H, Lq, D], k/v [N, H, K, D], key_mask [N, K] or None. Rows with no visible key are zero.
+    `attention(q, k, v, scale=None)` is the attention function (torch SDPA's signature).
     """
     if key_mask is None and (ctx_bias is None or not n_ctx):
-        return F.scaled_dot_product_attention(q, k, v)
+        return attention(q, k, v)
     n, h, lq, d = q.shape
     kk = k.shape[2]
     scale = d ** -0.5
@@ -108,7 +110,7 @@ def _attend_keys(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[t
     k_extra = F.pad(chan.to(k.dtype)[:, None, :, None].expand(n, h, kk, 1), (0, _EXTRA - 1))
     k = torch.cat([k, k_extra], dim=-1)
     v = F.pad(v, (0, _EXTRA))
-    out = F.scaled_dot_product_attention(q, k, v, scale=scale)[..., :d]
+    out = attention(q, k, v, scale=scale)[..., :d]
     if key_mask is not None:
         out = out * key_mask.any(-1).view(n, 1, 1, 1).to(out.dtype)
     return out
@@ -116,11 +118,13 @@ def _attend_keys(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[t
 
 def cross_modal_attention(q, k, v, k_ctx, v_ctx, reads_other: Optional[torch.Tensor],
                           ctx_bias: Optional[torch.Tensor] = None,
-                          partition: Optional[Partition] = None) -> torch.Tensor:
+                          partition: Optional[Partition] = None,
+                          attention=F.scaled_dot_product_attention) -> torch.Tensor:
     """Attention of q over [ctx ; other] with windows and routes (fast path).
 
     q [B, Lq, H, D]; k, v [B, Lk, H, D] (other stream, RoPE applied); k_ctx, v_ctx [C, H, D] or
     None; reads_other [B] bool (False: ctx-only route) or None (all full). Returns [B, Lq, H, D].
+    `attention` is the injectable attention function (see attention.py).
     """
     b, lq, h, d = q.shape
     n_ctx = 0 if k_ctx is None else k_ctx.shape[0]
@@ -132,11 +136,11 @@ def cross_modal_attention(q, k, v, k_ctx, v_ctx, reads_other: Optional[torch.Ten
         mask = None
         if not all_full:
             if not n_ctx:  # ctx-only rows see nothing: attend freely, then zero those rows
-                out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+                out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
                 return out.transpose(1, 2) * reads_other.view(b, 1, 1, 1).to(out.dtype)
             mask = torch.ones(b, k.shape[1], dtype=torch.bool, device=q.device)
             mask[:, n_ctx:] = reads_other.view(b, 1)
-        out = _attend_keys(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, ctx_bias, n_ctx)
+        out = _attend_keys(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, ctx_bias, n_ctx, attention)
         return out.transpose(1, 2)
 
     p, mq = partition.q_idx.shape
@@ -153,7 +157,8 @@ def cross_modal_attention(q, k, v, k_ctx, v_ctx, reads_other: Optional[torch.Ten
         key_mask = torch.cat([key_mask.new_ones(b, p, n_ctx), key_mask], dim=2)
     kp, vp = kp.flatten(0, 1), vp.flatten(0, 1)
     key_mask = key_mask.reshape(b * p, -1)
-    out = _attend_keys(qp.transpose(1, 2), kp.transpose(1, 2), vp.transpose(1, 2), key_mask, ctx_bias, n_ctx)
+    out = _attend_keys(qp.transpose(1, 2), kp.transpose(1, 2), vp.transpose(1, 2), key_mask, ctx_bias, n_ctx,
+                       attention)
     out = out.transpose(1, 2).reshape(b, p * mq, h, d)
     return out[:, partition.q_inverse]
 

@@ -11,14 +11,15 @@ import math
 import torch
 import torch.nn as nn
 
+from .attention import DEFAULT_ATTENTION, AttentionFn
 from .block import Block
 from .config import ModelConfig
-from .layers import AudioEmbedding, Head, Linear, VideoEmbedding, sinusoidal_embedding
+from .layers import AudioEmbedding, Head, TorchOps, sinusoidal_embedding, video_patch_embedding, video_tokens
 from .rope import Rotary, audio_angles, video_angles
 
 
 class Tower(nn.Module):
-    def __init__(self, cfg: ModelConfig, modality: str):
+    def __init__(self, cfg: ModelConfig, modality: str, ops=TorchOps, attention: AttentionFn = DEFAULT_ATTENTION):
         super().__init__()
         if modality not in ("video", "audio"):
             raise ValueError(f"modality must be 'video' or 'audio', got {modality!r}")
@@ -26,22 +27,23 @@ class Tower(nn.Module):
         self.modality = modality
         dim = cfg.dim
         if modality == "video":
-            self.patch_embedding = VideoEmbedding(cfg.video_channels, dim, cfg.video_patch)
+            self.patch_embedding = video_patch_embedding(cfg.video_channels, dim, cfg.video_patch, ops)
             out_features = cfg.video_channels * math.prod(cfg.video_patch)
         else:
-            self.patch_embedding = AudioEmbedding(cfg.audio_channels, dim, cfg.audio_hidden, cfg.audio_embed_kernel)
+            self.patch_embedding = AudioEmbedding(cfg.audio_channels, dim, cfg.audio_hidden, cfg.audio_embed_kernel, ops)
             out_features = cfg.audio_channels
-        self.text_embedding = nn.Sequential(Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), Linear(dim, dim))
-        self.time_embedding = nn.Sequential(Linear(cfg.freq_dim, dim), nn.SiLU(), Linear(dim, dim))
-        self.time_projection = nn.Sequential(nn.SiLU(), Linear(dim, 6 * dim))
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
-        self.head = Head(dim, out_features, cfg.eps)
+        self.text_embedding = nn.Sequential(ops.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"),
+                                            ops.Linear(dim, dim))
+        self.time_embedding = nn.Sequential(ops.Linear(cfg.freq_dim, dim), nn.SiLU(), ops.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), ops.Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList(Block(cfg, ops, attention) for _ in range(cfg.num_layers))
+        self.head = Head(dim, out_features, cfg.eps, ops)
 
     # ------------------------------------------------------------------ inputs
     def embed(self, x: torch.Tensor):
         """Latent -> (tokens [B, L, dim], grid). Video grid is (T', H', W'); audio grid is (L,)."""
         if self.modality == "video":
-            return self.patch_embedding(x)
+            return video_tokens(self.patch_embedding(x))
         tokens = self.patch_embedding(x)
         return tokens, (tokens.shape[1],)
 
