@@ -30,6 +30,8 @@ ST_DTYPES = {
 }
 TORCH_TO_ST = {v: k for k, v in ST_DTYPES.items()}
 LOADABLE_FLOATS = {"F32", "F16", "BF16", "F8_E4M3"}
+# Parameters CCL adds to a pretrained pair (an Ovi file lacks them): initialised when missing.
+NEW_PARAMETERS = ("ctx_tokens", "ctx_logit_bias", "fusion_gate")
 
 DTYPE_NAMES = {
     None: None, "default": None, "float32": torch.float32, "fp32": torch.float32,
@@ -212,16 +214,36 @@ def read_tensor(f, info: TensorInfo, device="cpu") -> torch.Tensor:
     return t if str(device) == "cpu" else t.to(device)
 
 
-def _target_dtype(name: str, stored: torch.dtype, want: Optional[torch.dtype]) -> torch.dtype:
-    """fp8 is only used for the big matrices; norms, biases, tables and embeddings stay in 16/32 bit."""
-    big_matrix = name.endswith(".weight") and ".blocks." in name and "norm" not in name
+def storage_dtype(name: str, want: Optional[torch.dtype], stored: Optional[torch.dtype] = None) -> torch.dtype:
+    """The dtype parameter `name` is kept in when the weights are asked for in `want`.
+
+    None keeps the stored dtype. fp8 is only used for the big block matrices; norms, biases, tables
+    and embeddings stay in 16/32 bit (as stored, or bf16 when the stored dtype is unknown or fp8).
+    """
     if want is None:
         return stored
-    if want == torch.float8_e4m3fn:
-        if big_matrix:
-            return want
+    big_matrix = name.endswith(".weight") and ".blocks." in name and "norm" not in name
+    if want == torch.float8_e4m3fn and not big_matrix:
         return stored if stored in (torch.float32, torch.bfloat16, torch.float16) else torch.bfloat16
     return want
+
+
+def load_weights(model: DualStreamModel, header: Header) -> List[str]:
+    """Stream a checkpoint's tensors into a model whose parameters already have their storage.
+
+    Each tensor is read and copied (converting its dtype) into its parameter before the next one
+    is read, so memory holds one copy of the weights plus one tensor in flight. Parameters the file
+    lacks that CCL adds (context tokens, gates) get their initial values; their names are returned.
+    """
+    _check_dtypes(header)
+    params = dict(model.named_parameters())
+    new_params = check_keys(header, {k: tuple(p.shape) for k, p in params.items()}, allow_missing=NEW_PARAMETERS)
+    with torch.no_grad(), open(header.path, "rb") as f:
+        for name, info in header.tensors.items():
+            params[name].copy_(read_tensor(f, info))
+        for name, t in DualStreamModel.fresh_parameters(model.config, new_params).items():
+            params[name].copy_(t)
+    return new_params
 
 
 def load_checkpoint(path: Union[str, os.PathLike], dtype: Union[str, torch.dtype, None] = None,
@@ -244,13 +266,13 @@ def load_checkpoint(path: Union[str, os.PathLike], dtype: Union[str, torch.dtype
     _check_dtypes(header)
     with torch.device("meta"):
         model = DualStreamModel(config)
-    new_params = check_keys(header, _expected(model), allow_missing=("ctx_tokens", "ctx_logit_bias", "fusion_gate"))
+    new_params = check_keys(header, _expected(model), allow_missing=NEW_PARAMETERS)
 
     state = {}
     with open(header.path, "rb") as f:
         for name, info in header.tensors.items():
             t = read_tensor(f, info)
-            target = _target_dtype(name, t.dtype, dtype)
+            target = storage_dtype(name, dtype, t.dtype)
             if t.dtype != target:
                 t = t.to(target)
             state[name] = t.to(device) if str(device) != "cpu" else t

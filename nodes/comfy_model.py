@@ -1,4 +1,11 @@
-"""The MODEL adapter: a ComfyUI BaseModel whose diffusion model is ccl_core's DualStreamModel.
+"""The MODEL adapter: a native ComfyUI model whose diffusion model is ccl_core's DualStreamModel.
+
+It is created the way ComfyUI creates its own models: a model config (`CCLModelConfig`) whose
+`get_model` builds a BaseModel, which builds the diffusion model through the `unet_model` factory
+with the `operations` ComfyUI picked (comfy.ops: manual cast, fp8, LoRA weight patches, lowvram
+partial loading) and ComfyUI's attention dispatcher (the --use-*-attention launch flags). The
+diffusion model's state dict has Ovi's layout (`video_model.*`, `audio_model.*`), so native LoRA
+loaders find `diffusion_model.video_model.blocks.N...` keys (and `lora_unet_*`).
 
 Native sampling (SamplerCustomAdvanced, KSampler, any CFGGuider) packs the joint latent into one
 [B, 1, N] tensor; because `extra_conds` returns `latent_shapes`, BaseModel._apply_model unpacks it
@@ -18,63 +25,78 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
 
 import comfy.conds
 import comfy.latent_formats
+import comfy.ldm.modules.attention
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
 import comfy.supported_models_base
 
+from ..ccl_core.checkpoint import Header, load_weights, storage_dtype
+from ..ccl_core.config import ModelConfig
+from ..ccl_core.layers import TorchOps
+from ..ccl_core.model import DualStreamModel
 from .common import TASK_IDS, TASK_NAMES, LatentSpec, null_text_for
 
 log = logging.getLogger("ccl")
 
+_LAYERS = ("Linear", "Conv1d", "Conv3d", "LayerNorm", "RMSNorm")
 
-class ZeroPadCrossAttn(comfy.conds.CONDCrossAttn):
-    """Text cond that batches texts of different token counts by zero padding.
 
-    ComfyUI's CONDCrossAttn pads by repeating the tokens, which changes what a Wan/Ovi text
-    cross-attention sees; the CCL towers pad text with zeros (as Wan does), so zero padding keeps
-    each row's result equal to running it alone.
+def comfy_attention(q, k, v, scale=None):
+    """ccl_core's attention contract ([B, H, L, D], SDPA's `scale`) over ComfyUI's dispatcher.
+
+    The dispatcher (chosen by --use-sage-attention / --use-flash-attention /
+    --use-pytorch-cross-attention) always scales by 1/sqrt(head_dim); another scale is folded
+    into q. It is looked up at call time, so it is whatever ComfyUI selected at start-up.
+    """
+    if scale is not None:
+        q = q * (scale * q.shape[-1] ** 0.5)
+    return comfy.ldm.modules.attention.optimized_attention(q, k, v, heads=q.shape[1], skip_reshape=True,
+                                                           skip_output_reshape=True)
+
+
+def layer_ops(operations):
+    """The operations namespace ccl_core builds from: ComfyUI's layer types where it has them.
+
+    Some of ComfyUI's namespaces lack a type (no RMSNorm in every version's skip-init set); those
+    layers come from ccl_core, whose layers cast their weights to the input at call time.
+    """
+    if operations is None:
+        return TorchOps
+    return type("CCLComfyOps", (), {n: getattr(operations, n, getattr(TorchOps, n)) for n in _LAYERS})
+
+
+def _check_interrupt(block: int) -> None:
+    comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+class CCLDualStream(DualStreamModel):
+    """The `unet_model` ComfyUI's BaseModel builds: a DualStreamModel called with ComfyUI's signature.
+
+    Built on the meta device and given empty storage in each parameter's dtype (the big block
+    matrices in `dtype`, everything else in a 16/32-bit float; ccl_core.checkpoint.storage_dtype),
+    so that the weights are read straight into their final buffers afterwards, one copy in memory.
     """
 
-    def can_concat(self, other):
-        a, b = self.cond.shape, other.cond.shape
-        return a[0] == b[0] and a[2] == b[2] and self.cond.device == other.cond.device
-
-    def concat(self, others):
-        conds = [self.cond] + [o.cond for o in others]
-        n = max(c.shape[1] for c in conds)
-        out = [c if c.shape[1] == n else torch.cat([c, c.new_zeros(c.shape[0], n - c.shape[1], c.shape[2])], 1)
-               for c in conds]
-        return torch.cat(out)
-
-
-class CCLModelConfig(comfy.supported_models_base.BASE):
-    unet_config = {}
-    unet_extra_config = {}
-    sampling_settings = {"shift": 5.0, "multiplier": 1000}
-    latent_format = comfy.latent_formats.LatentFormat  # identity: the packed latent must not be rescaled
-    memory_usage_factor = 1.0
-    supported_inference_dtypes = [torch.bfloat16, torch.float16, torch.float32]
-
-
-class CCLDiffusionModel(nn.Module):
-    """diffusion_model of the BaseModel: converts ComfyUI's call into a DualStreamModel call."""
-
-    def __init__(self, net, multiplier: float = 1000.0):
-        super().__init__()
-        self.net = net
-        self.multiplier = float(multiplier)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        # BaseModel casts inputs to this: the compute dtype (bf16 for fp8 weights), not the storage dtype
-        return self.net.dtype_for_compute
+    def __init__(self, ccl_config: dict, dtype=None, device=None, operations=None, **_):
+        config = ModelConfig.from_dict(ccl_config)
+        with torch.device("meta"):
+            super().__init__(config, operations=layer_ops(operations), attention=comfy_attention, initialize=False)
+        self.dtype = dtype or torch.float32  # storage dtype: BaseModel.get_dtype() reads it
+        self.before_block = _check_interrupt  # /interrupt lands within one block pair, not one step
+        device = torch.device("cpu") if device is None else device
+        for name, p in list(self.named_parameters()):
+            owner, _, leaf = name.rpartition(".")
+            self.get_submodule(owner)._parameters[leaf] = nn.Parameter(
+                torch.empty(p.shape, dtype=storage_dtype(name, self.dtype), device=device), requires_grad=False)
+        self.eval()
 
     def forward(self, x, timestep, context=None, control=None, transformer_options={}, ccl_task=None,
                 ccl_ctx_only=None, ccl_skip=None, ccl_clean_video=None, ccl_clean_audio=None, **kwargs):
@@ -86,7 +108,8 @@ class CCLDiffusionModel(nn.Module):
         video, audio = x
         batch = video.shape[0]
         device = video.device
-        sigma = timestep.float().to(device) / self.multiplier
+        self.compute_dtype = video.dtype  # ComfyUI casts the inputs to the compute dtype it chose
+        sigma = timestep.float().to(device) / 1000.0
         if sigma.ndim == 0:
             sigma = sigma.expand(batch)
         ids = torch.zeros(batch, dtype=torch.long, device=device) if ccl_task is None else ccl_task.to(device).long()
@@ -116,8 +139,8 @@ class CCLDiffusionModel(nn.Module):
                 if len(blocks) > 1:
                     raise ValueError(f"one batch can skip only one fusion block, got {blocks}")
                 skip_block, skip_rows = int(blocks[0]), skip >= 0
-        v_video, v_audio = self.net(inputs["video"], inputs["audio"], sigma, sigma, context, tasks=tasks,
-                                    ctx_only=ctx_only, skip_block=skip_block, skip_rows=skip_rows)
+        v_video, v_audio = super().forward(inputs["video"], inputs["audio"], sigma, sigma, context, tasks=tasks,
+                                           ctx_only=ctx_only, skip_block=skip_block, skip_rows=skip_rows)
         out = {"video": v_video, "audio": v_audio}
         # Held rows: the velocity whose denoised value (x - sigma * v) is the clean latent.
         for name, x_in in (("video", video), ("audio", audio)):
@@ -130,17 +153,54 @@ class CCLDiffusionModel(nn.Module):
         return [out["video"], out["audio"]]
 
 
-class CCLBaseModel(comfy.model_base.BaseModel):
-    def __init__(self, model_config, net, spec: LatentSpec, device=None):
-        super().__init__(model_config, comfy.model_base.ModelType.FLOW, device=device)
-        self.diffusion_model = CCLDiffusionModel(net, model_config.sampling_settings.get("multiplier", 1000))
-        self.diffusion_model.eval()
+class ZeroPadCrossAttn(comfy.conds.CONDCrossAttn):
+    """Text cond that batches texts of different token counts by zero padding.
+
+    ComfyUI's CONDCrossAttn pads by repeating the tokens, which changes what a Wan/Ovi text
+    cross-attention sees; the CCL towers pad text with zeros (as Wan does), so zero padding keeps
+    each row's result equal to running it alone.
+    """
+
+    def can_concat(self, other):
+        a, b = self.cond.shape, other.cond.shape
+        return a[0] == b[0] and a[2] == b[2] and self.cond.device == other.cond.device
+
+    def concat(self, others):
+        conds = [self.cond] + [o.cond for o in others]
+        n = max(c.shape[1] for c in conds)
+        out = [c if c.shape[1] == n else torch.cat([c, c.new_zeros(c.shape[0], n - c.shape[1], c.shape[2])], 1)
+               for c in conds]
+        return torch.cat(out)
+
+
+class CCLModelConfig(comfy.supported_models_base.BASE):
+    """The model config ComfyUI builds a CCL / Ovi model from (one per loaded checkpoint)."""
+
+    unet_config = {}
+    unet_extra_config = {}
+    sampling_settings = {"shift": 5.0, "multiplier": 1000}
+    latent_format = comfy.latent_formats.LatentFormat  # identity: the packed latent must not be rescaled
+    memory_usage_factor = 1.0
+    supported_inference_dtypes = [torch.bfloat16, torch.float16, torch.float32]
+
+    def __init__(self, config: ModelConfig, spec: LatentSpec, shift: float):
+        super().__init__({"ccl_config": config.to_dict()})
+        self.sampling_settings["shift"] = float(shift)
         self.ccl_spec = spec
+
+    def get_model(self, state_dict=None, prefix="", device=None):
+        return CCLBaseModel(self, device=device)
+
+
+class CCLBaseModel(comfy.model_base.BaseModel):
+    def __init__(self, model_config: CCLModelConfig, device=None):
+        super().__init__(model_config, comfy.model_base.ModelType.FLOW, device=device, unet_model=CCLDualStream)
+        self.ccl_spec = model_config.ccl_spec
         self._warned_text = False
 
     @property
-    def ccl_config(self):
-        return self.diffusion_model.net.config
+    def ccl_config(self) -> ModelConfig:
+        return self.diffusion_model.config
 
     def extra_conds(self, **kwargs):
         out = super().extra_conds(**kwargs)
@@ -174,27 +234,49 @@ class CCLBaseModel(comfy.model_base.BaseModel):
     def memory_required(self, input_shape, cond_shapes={}):
         """Bytes for one forward at this (packed [B, 1, N]) input shape.
 
-        Activations are linear in the token count (ccl_core's attention goes through torch SDPA,
-        whose flash / memory-efficient kernels need no tokens x tokens matrix); tokens are estimated
-        from the element count with the video patch, since video holds almost all elements.
+        Activations are linear in the token count (attention goes through fused kernels that need
+        no tokens x tokens matrix); tokens are estimated from the element count with the video
+        patch, since video holds almost all elements.
         """
         cfg = self.ccl_config
         batch = int(input_shape[0])
         elements = math.prod(int(s) for s in input_shape[1:])
         tokens = elements / (cfg.video_channels * math.prod(cfg.video_patch)) * 1.1 + 64
-        dtype = self.get_dtype()
-        size = comfy.model_management.dtype_size(dtype)
-        per_token = (8 * cfg.dim + 3 * cfg.ffn_dim) * size + 4 * cfg.dim * 4  # bf16 activations + fp32 norms
-        total = batch * tokens * per_token
-        return total * 1.2 + 256 * 2**20
+        size = comfy.model_management.dtype_size(self.manual_cast_dtype or self.get_dtype())
+        per_token = (8 * cfg.dim + 3 * cfg.ffn_dim) * size + 4 * cfg.dim * 4  # activations + fp32 norms
+        return batch * tokens * per_token * 1.2 + 256 * 2**20
 
 
-def build_model(net, spec: LatentSpec, shift: float = 5.0, weight_dtype=None):
-    """ModelPatcher around a CCLBaseModel holding `net` (a ccl_core DualStreamModel)."""
+def create_model(config: ModelConfig, spec: LatentSpec, shift: float, weight_dtype: torch.dtype):
+    """A ModelPatcher around an empty CCLBaseModel, with ComfyUI's choice of compute dtype."""
     mm = comfy.model_management
-    cfg = CCLModelConfig({"disable_unet_model_creation": True})
-    cfg.sampling_settings["shift"] = float(shift)
-    cfg.set_inference_dtype(net.dtype_for_compute, None)
+    load_device = mm.get_torch_device()
+    model_config = CCLModelConfig(config, spec, shift)
+    model_config.set_inference_dtype(
+        weight_dtype, mm.unet_manual_cast(weight_dtype, load_device, model_config.supported_inference_dtypes))
     offload = mm.unet_offload_device()
-    model = CCLBaseModel(cfg, net.to(offload) if str(offload) != "cpu" else net, spec, device=offload)
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=offload)
+    model = model_config.get_model(device=offload)
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload)
+
+
+def model_from_file(header: Header, config: ModelConfig, spec: LatentSpec, shift: float,
+                    weight_dtype: Optional[torch.dtype]) -> "comfy.model_patcher.ModelPatcher":
+    """Build the native model and stream the checkpoint's tensors into it (one copy in memory)."""
+    patcher = create_model(config, spec, shift, weight_dtype)
+    load_weights(patcher.model.diffusion_model, header)
+    return patcher
+
+
+def model_from_state(state: Dict[str, torch.Tensor], config: ModelConfig, spec: LatentSpec,
+                     shift: float = 5.0, weight_dtype: Optional[torch.dtype] = None):
+    """The same native model from an in-memory state dict (tests, scripts)."""
+    if weight_dtype is None:
+        weight_dtype = state["video_model.head.head.weight"].dtype
+    patcher = create_model(config, spec, shift, weight_dtype)
+    patcher.model.diffusion_model.load_state_dict(state, strict=True)
+    return patcher
+
+
+def build_model(net: DualStreamModel, spec: LatentSpec, shift: float = 5.0):
+    """The native model holding a copy of `net`'s weights (a ccl_core DualStreamModel)."""
+    return model_from_state(net.state_dict(), net.config, spec, shift)

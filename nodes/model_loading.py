@@ -6,12 +6,11 @@ import logging
 import os
 
 import folder_paths
+import torch
 
-import comfy.utils
-
-from ..ccl_core.checkpoint import CheckpointError, detect_kind, load_checkpoint, read_header
+from ..ccl_core.checkpoint import DTYPE_NAMES, ST_DTYPES, CheckpointError, detect_kind, infer_config, read_header
 from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec, tip
-from .comfy_model import build_model
+from .comfy_model import model_from_file
 from .toyav import EMBEDDED_MODELS, embedded_model_path
 
 log = logging.getLogger("ccl")
@@ -23,12 +22,8 @@ DEFAULT_SHIFT = 5.0  # Ovi's; ModelSamplingSD3 overrides it
 
 
 def register_folder() -> None:
-    """models/ccl with .safetensors files (extra_model_paths.yaml may add `ccl: path`)."""
-    path = os.path.join(folder_paths.models_dir, FOLDER)
-    paths, _ = folder_paths.folder_names_and_paths.get(FOLDER, ([], set()))
-    if path not in paths:
-        paths = [path] + list(paths)
-    folder_paths.folder_names_and_paths[FOLDER] = (paths, {".safetensors", ".sft"})
+    """models/ccl (extra_model_paths.yaml may add `ccl: path`), through folder_paths' functions only."""
+    folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
 
 
 def list_checkpoints():
@@ -87,19 +82,25 @@ class CCLModelLoader:
         if kind not in ("ccl", "ovi"):
             raise CheckpointError(f"{os.path.basename(path)} is {what}, not a CCL or Ovi audio-video model; "
                                   "load it with the loader made for it")
-        pbar = comfy.utils.ProgressBar(2)
-        pbar.update(1)
-        net = load_checkpoint(path, dtype=None if weight_dtype == "default" else weight_dtype, device="cpu")
-        pbar.update(1)
-        default_shift = DEFAULT_SHIFTS.get(net.config.name, DEFAULT_SHIFT)
+        config = infer_config(header)
+        default_shift = DEFAULT_SHIFTS.get(config.name, DEFAULT_SHIFT)
         try:
             shift = float(header.metadata.get(SHIFT_METADATA_KEY, default_shift))
         except ValueError:
             shift = default_shift
-        spec = model_spec(net.config, header.metadata)
+        spec = model_spec(config, header.metadata)
+        model = model_from_file(header, config, spec, shift, weight_dtype_of(header, weight_dtype))
         log.info("CCL: loaded %s (%s, %s, %d blocks, width %d)", os.path.basename(path), kind,
-                 net.config.name or "unnamed", net.config.num_layers, net.config.dim)
-        return (build_model(net, spec, shift=shift),)
+                 config.name or "unnamed", config.num_layers, config.dim)
+        return (model,)
+
+
+def weight_dtype_of(header, choice: str) -> torch.dtype:
+    """The storage dtype of the block matrices: the file's ('default') or the one asked for."""
+    if choice != "default":
+        return DTYPE_NAMES[choice]
+    probe = header.tensors.get("video_model.blocks.0.self_attn.q.weight") or next(iter(header.tensors.values()))
+    return ST_DTYPES[probe.dtype]
 
 
 NODE_CLASS_MAPPINGS = {"CCLModelLoader": CCLModelLoader}

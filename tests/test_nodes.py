@@ -71,12 +71,17 @@ def test_loader_lists_both_folders_and_loads(base, model):
     assert m.model_sampling.multiplier == 1000 and m.model_sampling.shift == 5.0
     assert type(m.latent_format).__name__ == "LatentFormat"
     assert m.ccl_spec.video_channels == 4 and m.ccl_spec.fps == 4.0
-    assert m.diffusion_model.net.checkpoint_kind == "ccl"
+    # native creation: the BaseModel built the diffusion model (Ovi's key layout) through comfy.ops
+    assert isinstance(m.diffusion_model, core.DualStreamModel) and "video_model.blocks.0.self_attn.q.weight" in \
+        m.diffusion_model.state_dict()
+    assert type(m.diffusion_model.video_model.blocks[0].self_attn.q).__module__ == "comfy.ops"
     m2 = N["CCLModelLoader"]().load("tiny_dm.safetensors", "bf16")[0].model
     assert m2.get_dtype() == torch.bfloat16
     m8 = N["CCLModelLoader"]().load("tiny.safetensors", "fp8")[0].model
-    assert m8.get_dtype() == torch.float32  # inputs go in the compute dtype (here the file's fp32), never fp8
-    assert m8.diffusion_model.net.video_model.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
+    assert m8.get_dtype() == torch.float8_e4m3fn  # storage; the inputs go in the compute dtype, never fp8
+    assert m8.manual_cast_dtype == torch.float32
+    assert m8.diffusion_model.video_model.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
+    assert m8.diffusion_model.video_model.blocks[0].norm3.weight.dtype == torch.bfloat16
     assert m.memory_required([2, 1, 4 * 8 * 8 * 8 + 3 * 32]) > 0
 
 
@@ -96,6 +101,14 @@ def _packed(model, batch=2, seed=0):
     return v, a, x, shapes
 
 
+def core_twin(model):
+    """A plain ccl_core DualStreamModel with the native model's weights: the reference to compare with."""
+    dm = model.model.diffusion_model
+    net = core.DualStreamModel(dm.config)
+    net.load_state_dict(dm.state_dict())
+    return net.eval()
+
+
 def _conds(model, cond_dicts, x, shapes):
     """Processed model conds as calc_cond_batch gets them (via the stub guider's processing)."""
     return [comfy.samplers._process_conds(model.model, {"k": comfy.samplers.convert_cond([c])}, x, x, None,
@@ -103,7 +116,7 @@ def _conds(model, cond_dicts, x, shapes):
 
 
 def test_model_adapter_matches_core(model):
-    net = model.model.diffusion_model.net
+    net = core_twin(model)
     v, a, x, shapes = _packed(model)
     text = torch.randn(2, 5, 16)
     sigma = torch.tensor([0.7, 0.3])
@@ -119,7 +132,7 @@ def test_model_adapter_matches_core(model):
 
 
 def test_model_adapter_skip_and_null_text(model):
-    net = model.model.diffusion_model.net
+    net = core_twin(model)
     v, a, x, shapes = _packed(model, batch=1)
     text = torch.randn(1, 5, 16)
     (c,) = _conds(model, [[text, {"ccl_skip": 1, "ccl_null_text": True}]], x, shapes)
@@ -151,7 +164,7 @@ def test_empty_latent_sizes(model):
                                                 ("none", False), ("decoupled", True), ("ovi", True)])
 def test_guider_matches_core_guidance(model, form, with_negative):
     """One Euler step from sigma to 0 returns the guided x0: compare with ccl_core.guided_velocity."""
-    net = model.model.diffusion_model.net
+    net = core_twin(model)
     lat = N["CCLEmptyJointLatent"]().make(model, 8, 8, 1.0, 1)[0]
     v0, a0 = lat["samples"].unbind()
     g = torch.Generator().manual_seed(3)

@@ -1,6 +1,8 @@
 """Stub of comfy/model_base.py: ModelType, FLOW model sampling and BaseModel's call path.
 
-Mimics BaseModel.__init__ (diffusion model creation skipped with disable_unet_model_creation),
+Mimics BaseModel.__init__ (the diffusion model built as `unet_model(**unet_config, device=device,
+operations=operations)` with operations from comfy.ops.pick_operations(unet_config["dtype"],
+manual_cast_dtype) unless the config has custom_operations),
 extra_conds (c_crossattn from cross_attn), apply_model/_apply_model (unpack by latent_shapes,
 t = sigma * multiplier, re-pack a returned list, x0 = x - sigma * v for FLOW/CONST) and
 memory_required; process_latent_in/out through the latent format.
@@ -11,6 +13,7 @@ import torch
 
 import comfy.conds
 import comfy.model_management
+import comfy.ops
 import comfy.utils
 
 
@@ -39,14 +42,20 @@ class ModelSamplingFlow:
 
 
 class BaseModel(torch.nn.Module):
-    def __init__(self, model_config, model_type=ModelType.EPS, device=None):
+    def __init__(self, model_config, model_type=ModelType.EPS, device=None, unet_model=None):
         super().__init__()
         self.model_config = model_config
         self.latent_format = model_config.latent_format
         self.manual_cast_dtype = model_config.manual_cast_dtype
         self.device = device
-        if not model_config.unet_config.get("disable_unet_model_creation", False):
-            raise NotImplementedError("the stub builds no UNet")
+        unet_config = model_config.unet_config
+        if not unet_config.get("disable_unet_model_creation", False):
+            if unet_model is None:
+                raise NotImplementedError("the stub builds no UNet: pass unet_model")
+            operations = model_config.custom_operations or comfy.ops.pick_operations(
+                unet_config.get("dtype"), self.manual_cast_dtype, model_config=model_config)
+            self.diffusion_model = unet_model(**unet_config, device=device, operations=operations)
+            self.diffusion_model.eval()
         self.model_type = model_type
         self.model_sampling = ModelSamplingFlow(model_config.sampling_settings)
         self.memory_usage_factor = model_config.memory_usage_factor

@@ -51,3 +51,8 @@ def throw_exception_if_processing_interrupted():
     if _interrupted:
         _interrupted = False
         raise InterruptProcessingException()
+
+
+def unet_manual_cast(weight_dtype, inference_device, supported_dtypes=(torch.float16, torch.bfloat16, torch.float32)):
+    """On the CPU: no cast for float32 weights, float32 compute for anything else."""
+    return None if weight_dtype in (torch.float32, torch.float64) else torch.float32

@@ -12,6 +12,7 @@ class BASE:
     supported_inference_dtypes = [torch.float16, torch.bfloat16, torch.float32]
     memory_usage_factor = 2.0
     manual_cast_dtype = None
+    custom_operations = None
 
     def __init__(self, unet_config):
         self.unet_config = unet_config.copy()  # the argument, not the class attribute
