@@ -1,0 +1,180 @@
+"""Run with ComfyUI's Python: the embedded model as a native ComfyUI model, checked in-process (CPU).
+
+    COMFYUI_PATH=... $COMFYUI_PYTHON tests/comfy_native_check.py OUT.json [ComfyUI flags...]
+
+COMFYUI_PATH is an upstream checkout (0.3.x: main.py beside comfy/) or the pip-installed "ComfyUI
+LTS" 0.12 source tree (its comfy package is imported from the venv). Checks, each written to OUT.json:
+- parity: one native sampling step (Guider_Basic + SamplerCustomAdvanced, Euler from sigma to 0,
+  which returns x0 = x - sigma * v) on the embedded ToyAV model equals ccl_core's velocity;
+- lora: LoraLoaderModelOnly with three key formats (diffusion_model.* kohya, lora_unet_*,
+  diffusers/PEFT lora_A/lora_B) gives the output of the same weights merged by hand, float32;
+- lowvram: the same LoRA with the model partially loaded (every layer cast per call, the patches
+  applied on the fly) gives the same output again;
+- attention: which dispatcher ComfyUI's launch flags chose, and that the model went through it.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+COMFY = os.environ["COMFYUI_PATH"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+out_path, flags = sys.argv[1], sys.argv[2:]
+base = tempfile.mkdtemp(prefix="ccl_native_")
+for sub in ("models/loras", "input", "output", "temp", "custom_nodes"):
+    os.makedirs(os.path.join(base, sub), exist_ok=True)
+
+if os.path.exists(os.path.join(COMFY, "main.py")) and not os.path.isdir(os.path.join(COMFY, "comfy", "cmd")):
+    sys.path.insert(0, COMFY)  # upstream layout: top-level folder_paths / nodes modules
+    import comfy.options  # noqa: E402
+
+    comfy.options.enable_args_parsing()
+    sys.argv = [sys.argv[0], "--cpu", "--base-directory", base] + flags
+    import folder_paths  # noqa: E402
+    import nodes as comfy_nodes  # noqa: E402
+    from comfy_extras.nodes_custom_sampler import Guider_Basic, SamplerCustomAdvanced  # noqa: E402
+else:  # ComfyUI LTS (pip-installed): its vanilla environment provides folder_paths / nodes
+    import comfy.options  # noqa: E402
+
+    comfy.options.enable_args_parsing()
+    sys.argv = [sys.argv[0], "--cpu", "--cwd", base] + flags
+    from comfy_compatibility.vanilla import prepare_vanilla_environment  # noqa: E402
+
+    prepare_vanilla_environment()
+    import folder_paths  # noqa: E402
+    import nodes as comfy_nodes  # noqa: E402
+    from comfy_extras.nodes.nodes_custom_sampler import Guider_Basic, SamplerCustomAdvanced  # noqa: E402
+
+import importlib.util  # noqa: E402
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+import comfy.ldm.modules.attention as comfy_attention  # noqa: E402
+import comfy.model_management as mm  # noqa: E402
+import comfy.samplers  # noqa: E402
+
+spec = importlib.util.spec_from_file_location("ccl_native", os.path.join(ROOT, "__init__.py"),
+                                              submodule_search_locations=[ROOT])
+pack = importlib.util.module_from_spec(spec)
+sys.modules["ccl_native"] = pack
+spec.loader.exec_module(pack)
+core = pack.ccl_core
+from ccl_native.ccl_core.checkpoint import load_checkpoint, read_header  # noqa: E402
+from ccl_native.ccl_core.toyav.embedded import ASSETS, MODEL_FILE  # noqa: E402
+from ccl_native.nodes import common  # noqa: E402
+from ccl_native.nodes.comfy_model import model_from_file  # noqa: E402
+
+res = {"flags": flags}
+path = str(ASSETS / MODEL_FILE)
+header = read_header(path)
+net = load_checkpoint(path).eval()  # the plain ccl_core model: the reference
+cfg = net.config
+spec_ = common.model_spec(cfg, header.metadata)
+patcher = model_from_file(header, cfg, spec_, 3.0, torch.float32)
+
+g = torch.Generator().manual_seed(0)
+t, h, w, length = spec_.sizes(1.0, 64, 64)[:4]
+video = torch.zeros(1, cfg.video_channels, t, h, w)
+audio = torch.zeros(1, cfg.audio_channels, length)
+noise_v, noise_a = torch.randn(video.shape, generator=g), torch.randn(audio.shape, generator=g)
+text = torch.randn(1, cfg.text_len, cfg.text_dim, generator=g)
+sigma = 0.7
+
+
+class FixedNoise:
+    seed = 0
+
+    def generate_noise(self, latent):
+        return common.nested((noise_v, noise_a))
+
+
+def native_x0(model):
+    """x0 after one Euler step from sigma to 0 through ComfyUI's own guider and sampler."""
+    guider = Guider_Basic(model)
+    guider.set_conds([[text, {}]])
+    latent = {"samples": common.nested((video, audio))}
+    sampler = comfy.samplers.sampler_object("euler")
+    node = SamplerCustomAdvanced()
+    run = getattr(node, "sample", None) or node.execute
+    out = run(FixedNoise(), guider, sampler, torch.tensor([sigma, 0.0]), latent)
+    out = out[0] if isinstance(out, (tuple, list)) else out.result[0]
+    return out["samples"].unbind()
+
+
+def core_x0(model_net):
+    with torch.no_grad():
+        ev, ea = model_net(sigma * noise_v, sigma * noise_a, sigma, sigma, text)
+    return sigma * noise_v - sigma * ev, sigma * noise_a - sigma * ea
+
+
+def max_diff(a, b):
+    return max(float((x - y).abs().max()) for x, y in zip(a, b))
+
+
+calls = [0]
+dispatch = comfy_attention.optimized_attention
+
+
+def counted(*args, **kwargs):
+    calls[0] += 1
+    return dispatch(*args, **kwargs)
+
+
+comfy_attention.optimized_attention = counted
+got = native_x0(patcher)
+comfy_attention.optimized_attention = dispatch
+want = core_x0(net)
+res["attention"] = {"dispatcher": getattr(dispatch, "__name__", str(dispatch)), "calls": calls[0], "blocks": cfg.num_layers}
+res["parity_max_abs_diff"] = max_diff(got, want)
+
+# ---------------------------------------------------------------- LoRA: three key formats
+targets = ["video_model.blocks.0.self_attn.q", "audio_model.blocks.1.cross_attn.k_fusion",
+           "video_model.blocks.2.ffn.0", "audio_model.blocks.0.cross_attn.o"]
+rank, alpha, strength = 2, 1.0, 0.8
+state = net.state_dict()
+merged = {k: v.clone() for k, v in state.items()}
+formats = {"kohya": {}, "lora_unet": {}, "peft": {}}
+for key in targets:
+    w = state[key + ".weight"]
+    down = torch.randn(rank, w.shape[1], generator=g) * 0.1
+    up = torch.randn(w.shape[0], rank, generator=g) * 0.1
+    merged[key + ".weight"] = w + strength * (alpha / rank) * (up @ down)
+    formats["kohya"].update({f"diffusion_model.{key}.lora_down.weight": down, f"diffusion_model.{key}.lora_up.weight": up,
+                             f"diffusion_model.{key}.alpha": torch.tensor(alpha)})
+    flat = "lora_unet_" + key.replace(".", "_")
+    formats["lora_unet"].update({f"{flat}.lora_down.weight": down, f"{flat}.lora_up.weight": up,
+                                 f"{flat}.alpha": torch.tensor(alpha)})
+    formats["peft"].update({f"diffusion_model.{key}.lora_A.weight": down * (alpha / rank),
+                            f"diffusion_model.{key}.lora_B.weight": up})
+ref_net = core.DualStreamModel(cfg)
+ref_net.load_state_dict(merged)
+want_lora = core_x0(ref_net.eval())
+res["lora"] = {}
+from safetensors.torch import save_file  # noqa: E402
+
+lora_dir = folder_paths.get_folder_paths("loras")[0]
+loader = comfy_nodes.LoraLoaderModelOnly()
+for name, tensors in formats.items():
+    save_file(tensors, os.path.join(lora_dir, f"ccl_{name}.safetensors"))
+    lora_model = loader.load_lora_model_only(patcher, f"ccl_{name}.safetensors", strength)[0]
+    res["lora"][name] = {"patched_keys": len(lora_model.patches), "max_abs_diff": max_diff(native_x0(lora_model), want_lora)}
+res["lora"]["base_after"] = max_diff(native_x0(patcher), want)  # the unpatched model is restored
+
+# ---------------------------------------------------------------- lowvram: partial load, patches on the fly
+lora_model = loader.load_lora_model_only(patcher, "ccl_kohya.safetensors", strength)[0]
+mm.unload_all_models()
+lora_model.load(mm.get_torch_device(), lowvram_model_memory=1, force_patch_weights=False, full_load=False)
+layers = [m for m in lora_model.model.diffusion_model.modules() if hasattr(m, "comfy_cast_weights")]
+cast = sum(bool(m.comfy_cast_weights) for m in layers)
+with torch.no_grad():
+    ev, ea = lora_model.model.diffusion_model([sigma * noise_v, sigma * noise_a], torch.tensor([sigma * 1000.0]),
+                                              context=text)
+x0 = (sigma * noise_v - sigma * ev, sigma * noise_a - sigma * ea)
+res["lowvram"] = {"layers": len(layers), "cast_per_call": cast, "max_abs_diff": max_diff(x0, want_lora)}
+lora_model.unpatch_model()
+
+with open(out_path, "w") as f:
+    json.dump(res, f, indent=1)
+print(json.dumps(res))

@@ -1,0 +1,49 @@
+"""The embedded model as a native model in a real ComfyUI (skipped unless COMFYUI_PATH is set).
+
+    COMFYUI_PATH=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/its/python pytest tests/test_comfy_native_real.py
+
+Runs tests/comfy_native_check.py with ComfyUI's Python, once with ComfyUI's default attention and once
+with --use-pytorch-cross-attention: the native sampling path equals ccl_core, LoraLoaderModelOnly
+patches the model in three key formats exactly as merging by hand, partial (lowvram) loading keeps
+the result, and the launch flag picks the attention kernel the model runs through.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pack_loader import ROOT
+
+COMFY = os.environ.get("COMFYUI_PATH")
+pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_PATH is not set")
+MODEL = os.path.join(ROOT, "ccl_core", "assets", "toyav_ccl.safetensors")
+
+
+def _run(tmp_path, *flags):
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    out = tmp_path / "native.json"
+    run = subprocess.run([python, os.path.join(ROOT, "tests", "comfy_native_check.py"), str(out), *flags],
+                         capture_output=True, text=True, timeout=900, env={**os.environ, "COMFYUI_PATH": COMFY},
+                         cwd=str(tmp_path))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.skipif(not os.path.exists(MODEL), reason="the embedded model is not installed")
+@pytest.mark.parametrize("flags,kernel", [((), None), (("--use-pytorch-cross-attention",), "attention_pytorch")])
+def test_native_model_lora_lowvram_and_attention(tmp_path, flags, kernel):
+    res = _run(tmp_path, *flags)
+    # every attention ran through ComfyUI's dispatcher: 3 per tower and block pair
+    assert res["attention"]["calls"] == 2 * res["attention"]["blocks"] * 3, res["attention"]
+    if kernel:
+        assert res["attention"]["dispatcher"] == kernel, res["attention"]
+    assert res["parity_max_abs_diff"] < 1e-5, res
+    for name in ("kohya", "lora_unet", "peft"):
+        assert res["lora"][name]["patched_keys"] == 4, (name, res["lora"])
+        assert res["lora"][name]["max_abs_diff"] < 1e-5, (name, res["lora"])
+    assert res["lora"]["base_after"] < 1e-5, res["lora"]  # the patches leave the base model as it was
+    lv = res["lowvram"]
+    assert lv["cast_per_call"] > 0.8 * lv["layers"] and lv["max_abs_diff"] < 1e-5, lv
