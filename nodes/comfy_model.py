@@ -247,6 +247,58 @@ class CCLBaseModel(comfy.model_base.BaseModel):
         return batch * tokens * per_token * 1.2 + 256 * 2**20
 
 
+BLOCK_SWAP_KEY = "ccl_block_swap"
+
+
+def offload_blocks(diffusion_model: DualStreamModel, resident: int, offload_device) -> int:
+    """Move block pairs from `resident` on to the offload device, their layers cast per call.
+
+    This is ComfyUI's own lowvram mechanism (comfy.ops layers with comfy_cast_weights copy their
+    weights to the compute device at each call, LoRA patches applied on the fly), applied by block
+    pair: the first `resident` pairs, the embeddings and heads stay where ComfyUI loaded them.
+    Returns the number of layers switched to casting.
+    """
+    switched = 0
+    n = diffusion_model.config.num_layers
+    for i in range(max(resident, 0), n):
+        for block in (diffusion_model.video_model.blocks[i], diffusion_model.audio_model.blocks[i]):
+            for m in block.modules():
+                if hasattr(m, "comfy_cast_weights"):
+                    if not hasattr(m, "prev_comfy_cast_weights"):  # ComfyUI restores it when it unloads
+                        m.prev_comfy_cast_weights = m.comfy_cast_weights
+                    m.comfy_cast_weights = True
+                    switched += 1
+                for p in m.parameters(recurse=False):
+                    p.data = p.data.to(offload_device)
+    return switched
+
+
+def with_block_swap(patcher, resident: int):
+    """A clone of the MODEL that keeps only `resident` block pairs on the GPU (-1: ComfyUI decides).
+
+    Runs after every load of the model (CallbacksMP.ON_LOAD), so it holds whatever ComfyUI's
+    memory manager chose for the rest.
+    """
+    import comfy.patcher_extension
+
+    n = patcher.model.diffusion_model.config.num_layers
+    if resident < -1 or resident > n:
+        raise ValueError(f"resident block pairs must be -1 (ComfyUI decides) or 0..{n} for this model, got {resident}")
+    model = patcher.clone()
+    model.remove_callbacks_with_key(comfy.patcher_extension.CallbacksMP.ON_LOAD, BLOCK_SWAP_KEY)
+    if resident in (-1, n):
+        return model
+
+    def on_load(mp, device_to, *_):
+        if device_to is not None and torch.device(device_to) != torch.device(mp.offload_device):
+            swapped = offload_blocks(mp.model.diffusion_model, resident, mp.offload_device)
+            log.info("CCL: block swap keeps %d of %d block pairs on %s (%d layers cast per call)",
+                     resident, n, device_to, swapped)
+
+    model.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_LOAD, BLOCK_SWAP_KEY, on_load)
+    return model
+
+
 def create_model(config: ModelConfig, spec: LatentSpec, shift: float, weight_dtype: torch.dtype):
     """A ModelPatcher around an empty CCLBaseModel, with ComfyUI's choice of compute dtype."""
     mm = comfy.model_management

@@ -175,6 +175,20 @@ x0 = (sigma * noise_v - sigma * ev, sigma * noise_a - sigma * ea)
 res["lowvram"] = {"layers": len(layers), "cast_per_call": cast, "max_abs_diff": max_diff(x0, want_lora)}
 lora_model.unpatch_model()
 
+# ---------------------------------------------------------------- block swap after a full load (LoRA merged in place)
+from ccl_native.nodes.comfy_model import offload_blocks  # noqa: E402
+
+mm.unload_all_models()
+lora_model = loader.load_lora_model_only(patcher, "ccl_kohya.safetensors", strength)[0]
+lora_model.load(mm.get_torch_device(), full_load=True)
+switched = offload_blocks(lora_model.model.diffusion_model, 1, lora_model.offload_device)
+with torch.no_grad():
+    ev, ea = lora_model.model.diffusion_model([sigma * noise_v, sigma * noise_a], torch.tensor([sigma * 1000.0]),
+                                              context=text)
+res["block_swap"] = {"switched": switched, "max_abs_diff": max_diff((sigma * noise_v - sigma * ev,
+                                                                     sigma * noise_a - sigma * ea), want_lora)}
+lora_model.unpatch_model()
+
 with open(out_path, "w") as f:
     json.dump(res, f, indent=1)
 print(json.dumps(res))

@@ -114,3 +114,32 @@ def test_interrupt_lands_between_blocks(net):
     with pytest.raises(comfy.model_management.InterruptProcessingException):
         _call(dm, net)
     assert ran == [0, 1]  # stopped before block pair 1 ran, not at the end of the step
+
+
+def test_block_swap_keeps_the_first_pairs_and_the_output(net):
+    import comfy.patcher_extension
+    patcher = _native(net)
+    with pytest.raises(ValueError, match=r"-1 \(ComfyUI decides\) or 0..2"):
+        native.with_block_swap(patcher, 3)
+    assert native.with_block_swap(patcher, -1).get_all_callbacks(comfy.patcher_extension.CallbacksMP.ON_LOAD) == []
+    swapped = native.with_block_swap(patcher, 1)
+    (on_load,) = swapped.get_all_callbacks(comfy.patcher_extension.CallbacksMP.ON_LOAD)
+    assert patcher.get_all_callbacks(comfy.patcher_extension.CallbacksMP.ON_LOAD) == []  # a clone was patched
+    dm = swapped.model.diffusion_model
+    on_load(swapped, torch.device("cpu"), 0, False, True)  # loaded onto the offload device: nothing to swap
+    assert not any(getattr(m, "comfy_cast_weights", False) for m in dm.modules())
+    on_load(swapped, torch.device("meta"), 0, False, True)  # "the GPU": pairs 1.. cast per call from offload
+    try:
+        resident = [m for m in dm.video_model.blocks[0].modules() if hasattr(m, "comfy_cast_weights")]
+        offloaded = [m for i in (1,) for t in (dm.video_model, dm.audio_model) for m in t.blocks[i].modules()
+                     if hasattr(m, "comfy_cast_weights")]
+        assert resident and not any(m.comfy_cast_weights for m in resident)
+        assert offloaded and all(m.comfy_cast_weights and m.prev_comfy_cast_weights is False for m in offloaded)
+        (gv, ga), (wv, wa) = _call(dm, net)
+        torch.testing.assert_close(gv, wv, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ga, wa, rtol=1e-5, atol=1e-5)
+    finally:
+        for m in dm.modules():
+            if hasattr(m, "prev_comfy_cast_weights"):
+                m.comfy_cast_weights = m.prev_comfy_cast_weights
+                del m.prev_comfy_cast_weights

@@ -47,3 +47,5 @@ def test_native_model_lora_lowvram_and_attention(tmp_path, flags, kernel):
     assert res["lora"]["base_after"] < 1e-5, res["lora"]  # the patches leave the base model as it was
     lv = res["lowvram"]
     assert lv["cast_per_call"] > 0.8 * lv["layers"] and lv["max_abs_diff"] < 1e-5, lv
+    bs = res["block_swap"]  # all but the first block pair cast per call, LoRA kept
+    assert bs["switched"] > 0 and bs["max_abs_diff"] < 1e-5, bs
