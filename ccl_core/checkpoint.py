@@ -192,6 +192,10 @@ def check_keys(header: Header, expected: Dict[str, Tuple[int, ...]], allow_missi
 
 
 def _check_dtypes(header: Header) -> None:
+    if "scaled_fp8" in header.tensors or any(k.endswith(".scale_weight") for k in header.tensors):
+        raise CheckpointError(f"{header.path} is a scaled-fp8 file (per-layer scale_weight tensors); this loader "
+                              "takes plain float8_e4m3fn (Ovi's fp8 release), bf16, fp16 or fp32 weights: use one of "
+                              "those, or load the bf16 file with weight dtype fp8")
     bad = {t.dtype for t in header.tensors.values()} - LOADABLE_FLOATS
     if "F8_E5M2" in bad:
         raise CheckpointError(f"{header.path} stores float8_e5m2 weights; this loader takes float8_e4m3fn "

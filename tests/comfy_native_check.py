@@ -16,55 +16,24 @@ LTS" 0.12 source tree (its comfy package is imported from the venv). Checks, eac
 import json
 import os
 import sys
-import tempfile
 
-COMFY = os.environ["COMFYUI_PATH"]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import torch
+
+from comfy_boot import boot
+
 out_path, flags = sys.argv[1], sys.argv[2:]
-base = tempfile.mkdtemp(prefix="ccl_native_")
-for sub in ("models/loras", "input", "output", "temp", "custom_nodes"):
-    os.makedirs(os.path.join(base, sub), exist_ok=True)
-
-if os.path.exists(os.path.join(COMFY, "main.py")) and not os.path.isdir(os.path.join(COMFY, "comfy", "cmd")):
-    sys.path.insert(0, COMFY)  # upstream layout: top-level folder_paths / nodes modules
-    import comfy.options  # noqa: E402
-
-    comfy.options.enable_args_parsing()
-    sys.argv = [sys.argv[0], "--cpu", "--base-directory", base] + flags
-    import folder_paths  # noqa: E402
-    import nodes as comfy_nodes  # noqa: E402
-    from comfy_extras.nodes_custom_sampler import Guider_Basic, SamplerCustomAdvanced  # noqa: E402
-else:  # ComfyUI LTS (pip-installed): its vanilla environment provides folder_paths / nodes
-    import comfy.options  # noqa: E402
-
-    comfy.options.enable_args_parsing()
-    sys.argv = [sys.argv[0], "--cpu", "--cwd", base] + flags
-    from comfy_compatibility.vanilla import prepare_vanilla_environment  # noqa: E402
-
-    prepare_vanilla_environment()
-    import folder_paths  # noqa: E402
-    import nodes as comfy_nodes  # noqa: E402
-    from comfy_extras.nodes.nodes_custom_sampler import Guider_Basic, SamplerCustomAdvanced  # noqa: E402
-
-import importlib.util  # noqa: E402
-
-import torch  # noqa: E402
-
+folder_paths, comfy_nodes, sampler_nodes, pack = boot(flags)
+Guider_Basic, SamplerCustomAdvanced = sampler_nodes.Guider_Basic, sampler_nodes.SamplerCustomAdvanced
 torch.set_num_threads(2)
 import comfy.ldm.modules.attention as comfy_attention  # noqa: E402
 import comfy.model_management as mm  # noqa: E402
 import comfy.samplers  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("ccl_native", os.path.join(ROOT, "__init__.py"),
-                                              submodule_search_locations=[ROOT])
-pack = importlib.util.module_from_spec(spec)
-sys.modules["ccl_native"] = pack
-spec.loader.exec_module(pack)
 core = pack.ccl_core
-from ccl_native.ccl_core.checkpoint import load_checkpoint, read_header  # noqa: E402
-from ccl_native.ccl_core.toyav.embedded import ASSETS, MODEL_FILE  # noqa: E402
-from ccl_native.nodes import common  # noqa: E402
-from ccl_native.nodes.comfy_model import model_from_file  # noqa: E402
+from ccl_pack.ccl_core.checkpoint import load_checkpoint, read_header  # noqa: E402
+from ccl_pack.ccl_core.toyav.embedded import ASSETS, MODEL_FILE  # noqa: E402
+from ccl_pack.nodes import common  # noqa: E402
+from ccl_pack.nodes.comfy_model import model_from_file  # noqa: E402
 
 res = {"flags": flags}
 path = str(ASSETS / MODEL_FILE)
@@ -176,7 +145,7 @@ res["lowvram"] = {"layers": len(layers), "cast_per_call": cast, "max_abs_diff": 
 lora_model.unpatch_model()
 
 # ---------------------------------------------------------------- block swap after a full load (LoRA merged in place)
-from ccl_native.nodes.comfy_model import offload_blocks  # noqa: E402
+from ccl_pack.nodes.comfy_model import offload_blocks  # noqa: E402
 
 mm.unload_all_models()
 lora_model = loader.load_lora_model_only(patcher, "ccl_kohya.safetensors", strength)[0]
@@ -188,6 +157,22 @@ with torch.no_grad():
 res["block_swap"] = {"switched": switched, "max_abs_diff": max_diff((sigma * noise_v - sigma * ev,
                                                                      sigma * noise_a - sigma * ea), want_lora)}
 lora_model.unpatch_model()
+
+# ---------------------------------------------------------------- TorchCompileModel's wrapper (slow on a CPU: opt-in)
+if os.environ.get("CCL_CHECK_COMPILE"):
+    import time  # noqa: E402
+
+    from comfy_api.torch_helpers import set_torch_compile_wrapper  # noqa: E402
+
+    mm.unload_all_models()
+    compiled = patcher.clone()
+    set_torch_compile_wrapper(model=compiled, backend="inductor")
+    start = time.perf_counter()
+    first = native_x0(compiled)
+    res["compile"] = {"first_s": time.perf_counter() - start, "max_abs_diff": max_diff(first, want)}
+    start = time.perf_counter()
+    res["compile"]["again_max_abs_diff"] = max_diff(native_x0(compiled), want)
+    res["compile"]["again_s"] = time.perf_counter() - start
 
 with open(out_path, "w") as f:
     json.dump(res, f, indent=1)
