@@ -5,7 +5,9 @@
 Runs tests/comfy_native_check.py with ComfyUI's Python, once with ComfyUI's default attention and once
 with --use-pytorch-cross-attention: the native sampling path equals ccl_core, LoraLoaderModelOnly
 patches the model in three key formats exactly as merging by hand, partial (lowvram) loading keeps
-the result, and the launch flag picks the attention kernel the model runs through.
+the result, block swap keeps it, and the launch flag picks the attention kernel the model runs
+through. With CCL_CHECK_COMPILE=1 it also compiles the model with TorchCompileModel's wrapper
+(inductor) and checks the compiled output: 8 minutes on a 2-core CPU, hence opt-in.
 """
 
 import json
@@ -47,5 +49,7 @@ def test_native_model_lora_lowvram_and_attention(tmp_path, flags, kernel):
     assert res["lora"]["base_after"] < 1e-5, res["lora"]  # the patches leave the base model as it was
     lv = res["lowvram"]
     assert lv["cast_per_call"] > 0.8 * lv["layers"] and lv["max_abs_diff"] < 1e-5, lv
+    if "compile" in res:  # CCL_CHECK_COMPILE=1: TorchCompileModel's wrapper (inductor; minutes on a CPU)
+        assert res["compile"]["max_abs_diff"] < 1e-5 and res["compile"]["again_max_abs_diff"] < 1e-5, res["compile"]
     bs = res["block_swap"]  # all but the first block pair cast per call, LoRA kept
     assert bs["switched"] > 0 and bs["max_abs_diff"] < 1e-5, bs
