@@ -72,7 +72,7 @@ def _check_options(args) -> None:
     check_output_path(args.out, overwrite=args.overwrite)
 
 
-def _generate(args) -> int:
+def _generate(args, state: dict) -> int:
     from .generate import ProgressBar, generate
     from .guidance import Guidance
     from .media import read_audio, read_video, write_mp4
@@ -94,9 +94,10 @@ def _generate(args) -> int:
         frames = read_video(args.video, pipe.video_fps, (world.FRAME_SIZE, world.FRAME_SIZE), seconds)
     guidance = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale,
                         video_av_scale=args.video_av_scale, audio_av_scale=args.audio_av_scale)
+    state["bar"] = None if args.quiet else ProgressBar(args.steps)
     result = generate(pipe, args.prompt or "", seed=args.seed, steps=args.steps, sampler=args.sampler,
                       shift=args.shift, guidance=guidance, task=args.task, audio=audio, frames=frames,
-                      progress=None if args.quiet else ProgressBar(args.steps))
+                      progress=state["bar"])
     path = write_mp4(args.out, result.frames, result.fps, result.waveform, result.sample_rate,
                      overwrite=args.overwrite)
     if not args.quiet:
@@ -109,19 +110,26 @@ def run(args) -> int:
     """Run a parsed command; every error the package raises for a bad input becomes one line."""
     from .errors import USER_ERRORS
 
-    warnings.showwarning = _show_warning
+    state = {}
+
+    def say(line):
+        if state.get("bar") is not None:
+            state["bar"].end_line()
+        print(line, file=sys.stderr)
+
     try:
-        with signals_raise():
+        with signals_raise(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # "warning: ..." lines, restored on the way out
             _check_options(args)
-            return _generate(args)
+            return _generate(args, state)
     except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}")
         return 2
     except KeyboardInterrupt:
-        print("interrupted (SIGINT); nothing was written", file=sys.stderr)
+        say("interrupted (SIGINT); nothing was written")
         return 130
     except Terminated:
-        print("terminated (SIGTERM); nothing was written", file=sys.stderr)
+        say("terminated (SIGTERM); nothing was written")
         return 143
     finally:
         if "ccl_core.media" in sys.modules:  # a signal inside a cleanup can skip it: sweep once more

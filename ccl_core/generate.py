@@ -53,15 +53,25 @@ class ProgressBar:
         self.total, self.label, self.width = total, label, width
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
+        self.line_open = False  # a bar is on the line without its newline
+
+    def end_line(self) -> None:
+        """Finish a bar cut short, so that a message printed next starts on its own line."""
+        if self.line_open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.line_open = False
 
     def __call__(self, i: int, total: int, _latents=None) -> None:
         done = i + 1
         filled = round(self.width * done / total)
         rate = (time.perf_counter() - self.start) / done
+        self.line_open = True  # before the write: a signal may land right after it
         self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
                           f"{rate:.2f} s/step")
         if done == total:
             self.stream.write("\n")
+            self.line_open = False
         self.stream.flush()
 
 
