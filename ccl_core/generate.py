@@ -131,7 +131,7 @@ def generate_many(pipe, prompts: Sequence[str], seeds: Sequence[int], steps: int
     if len(prompts) != len(seeds) or not prompts:
         raise ValueError(f"generate_many needs one seed per prompt, got {len(prompts)} prompts and {len(seeds)} seeds")
     for seed in seeds:
-        check_settings(int(seed), steps, shift)
+        check_settings(seed, steps, shift)
     guidance = guidance or Guidance("joint", video_scale=3.0, audio_scale=3.0)
     device = pipe.model.device
     text, _ = pipe.text_encoder.encode(list(prompts))
