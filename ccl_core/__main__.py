@@ -53,11 +53,10 @@ def _check_options(args) -> None:
 
     if args.prompt is None and args.task == "t2av":
         raise ValueError("--task t2av needs --prompt")
-    given = {"a2v": "--audio", "v2a": "--video"}
-    for option, value in (("--audio", args.audio), ("--video", args.video)):
-        if value is not None and given.get(args.task) != option:
-            users = [t for t, o in given.items() if o == option]
-            raise ValueError(f"{option} is only used by --task {users[0]}; --task {args.task} would ignore it")
+    given = {"a2v": "--audio", "v2a": "--video"}  # the task -> the input it takes
+    for task, option in given.items():
+        if getattr(args, option[2:]) is not None and args.task != task:
+            raise ValueError(f"{option} is only used by --task {task}; --task {args.task} would ignore it")
     if args.task in given and getattr(args, given[args.task][2:]) is None:
         raise ValueError(f"--task {args.task} needs {given[args.task]} FILE")
     if not 1 <= args.threads <= MAX_THREADS:
