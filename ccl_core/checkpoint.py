@@ -1,7 +1,9 @@
 """Checkpoints: safetensors files that carry their model config, loaded without a second copy.
 
-Loading reads the header first and checks everything it can (truncation, dtypes, kind of model,
-missing / unexpected keys, shapes) before any large allocation. The model is built on the meta
+Loading reads the header first and checks everything it can before any large allocation: every
+tensor's byte span (inside the file, the size its shape and dtype need, no overlap), dtypes, kind
+of model, the config (field by field, and that the file's tensors can fill it, and that the weights
+fit in memory), then missing / unexpected keys and shapes against a model built on the meta device. The model is built on the meta
 device and every tensor is read straight from the file into its final buffer (plain reads, no
 mmap, so resident memory stays at one copy of the weights plus one tensor in flight).
 """
@@ -9,6 +11,7 @@ mmap, so resident memory stays at one copy of the weights plus one tensor in fli
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -17,6 +20,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 import torch
 
 from .config import ModelConfig
+from .errors import CCLError
+from .jsonconfig import field_problems
 from .model import DualStreamModel
 
 FORMAT_KEY = "ccl_format"
@@ -27,6 +32,7 @@ ST_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
     "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
 }
 TORCH_TO_ST = {v: k for k, v in ST_DTYPES.items()}
 LOADABLE_FLOATS = {"F32", "F16", "BF16", "F8_E4M3"}
@@ -40,7 +46,7 @@ DTYPE_NAMES = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CCLError, ValueError):
     """A checkpoint that cannot be used, with what it is and what was expected."""
 
 
@@ -64,8 +70,45 @@ class Header:
         return sum(t.end - t.start for t in self.tensors.values())
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _tensor_info(path: str, name: str, info, base: int, size: int) -> TensorInfo:
+    """One header entry, checked: a known dtype, a shape of sizes >= 0, and a byte span of exactly
+    the size the shape needs, inside the file."""
+    def bad(what):
+        return CheckpointError(f"{path}: tensor {name!r} {what}; the file is corrupt or was not written "
+                               f"by a safetensors writer")
+
+    if not isinstance(info, dict):
+        raise bad(f"has no dtype / shape / data_offsets entry (got {type(info).__name__})")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in ST_DTYPES:
+        raise bad(f"has unknown dtype {dtype!r} (known: {', '.join(sorted(ST_DTYPES))})")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise bad(f"has an invalid shape {shape!r} (expected a list of sizes >= 0)")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o >= 0 for o in offsets)):
+        raise bad(f"has invalid data_offsets {offsets!r} (expected [start, end] byte offsets)")
+    start, end = offsets
+    if end < start:
+        raise bad(f"has reversed data_offsets [{start}, {end}] (end before start)")
+    need = math.prod(shape) * ST_DTYPES[dtype].itemsize
+    if end - start != need:
+        raise bad(f"spans {end - start} bytes (data_offsets [{start}, {end}]) but its shape {shape} of {dtype} "
+                  f"needs {need}")
+    if base + end > size:
+        raise CheckpointError(f"{path} is truncated: tensor {name!r} ends at byte {base + end} but the file has "
+                              f"{size}; download it again")
+    return TensorInfo(dtype, tuple(shape), base + start, base + end)
+
+
 def read_header(path: Union[str, os.PathLike]) -> Header:
-    """Parse and validate a safetensors header without reading any tensor data."""
+    """Parse and validate a safetensors header without reading any tensor data.
+
+    Every tensor's dtype, shape and byte span are checked (see _tensor_info) and no two spans may
+    overlap, so reading a tensor can never reinterpret, overrun or share another's bytes.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"Checkpoint not found: {path}")
@@ -83,21 +126,19 @@ def read_header(path: Union[str, os.PathLike]) -> Header:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: the safetensors header is not valid JSON ({e}); the file is corrupt") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the safetensors header is a JSON {type(header).__name__}, not an object; "
+                              f"the file is corrupt")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{path}: the header's __metadata__ must map names to strings; the file is corrupt")
     base = 8 + n
-    tensors = {}
-    data_end = 0
-    for name, info in header.items():
-        try:
-            start, end = info["data_offsets"]
-            t = TensorInfo(info["dtype"], tuple(int(s) for s in info["shape"]), base + start, base + end)
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: malformed header entry for tensor {name!r}") from None
-        tensors[name] = t
-        data_end = max(data_end, t.end)
-    if data_end > size:
-        raise CheckpointError(f"{path} is truncated: its header describes {data_end} bytes but the file has "
-                              f"{size}; download it again")
+    tensors = {name: _tensor_info(path, name, info, base, size) for name, info in header.items()}
+    spans = sorted((t.start, t.end, name) for name, t in tensors.items() if t.end > t.start)
+    for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):
+        if s1 < e0:
+            raise CheckpointError(f"{path}: tensors {n0!r} (bytes {s0 - base}-{e0 - base}) and {n1!r} (bytes "
+                                  f"{s1 - base}-{e1 - base}) overlap; the file is corrupt or crafted")
     return Header(path, tensors, metadata)
 
 
@@ -125,19 +166,81 @@ def detect_kind(header: Header) -> Tuple[str, str]:
     return "unknown", f"an unrecognised model ({len(header.tensors)} tensors, e.g. {sorted(keys)[:3]})"
 
 
+def _ccl_config_dict(header: Header) -> dict:
+    """The config a CCL file's metadata carries, as a JSON object (errors name the metadata field)."""
+    version = header.metadata[FORMAT_KEY]
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{header.path}: CCL format {version!r}; this version reads format {FORMAT_VERSION!r} "
+                              f"(a newer release of the pack may read it)")
+    raw = header.metadata.get(CONFIG_KEY)
+    if raw is None:
+        raise CheckpointError(f"{header.path} is marked as a CCL checkpoint ({FORMAT_KEY}) but its metadata has no "
+                              f"{CONFIG_KEY}; it was edited or not written by save_checkpoint")
+    try:
+        cfg = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{header.path}: metadata {CONFIG_KEY} is not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{header.path}: metadata {CONFIG_KEY} is a JSON {type(cfg).__name__}, not an object "
+                              f"of ModelConfig fields")
+    return cfg
+
+
+def min_parameters(config: ModelConfig) -> int:
+    """A lower bound on the parameters a config builds: per tower and block at least the
+    self-attention's four dim x dim projections and the FFN's two dim x ffn_dim matrices (true of
+    every Wan / Ovi block). It lets a config the file cannot fill be refused before anything is built."""
+    d = config.dim
+    return 2 * config.num_layers * (4 * d * d + 2 * d * config.ffn_dim)
+
+
+def check_config_fits(header: Header, config: ModelConfig) -> None:
+    """Refuse a config that needs far more parameters than the file's tensors hold (lying metadata)."""
+    held = sum(math.prod(t.shape) for t in header.tensors.values())
+    need = min_parameters(config)
+    if need > held:
+        raise CheckpointError(
+            f"{header.path}: its config describes a model of at least {need:,} parameters (num_layers="
+            f"{config.num_layers}, dim={config.dim}, ffn_dim={config.ffn_dim}) but the file holds {held:,}; "
+            f"the config does not belong to these weights")
+
+
 def infer_config(header: Header, overrides: Optional[dict] = None) -> ModelConfig:
-    """The model config: from metadata for CCL files, from key shapes (and file name) for Ovi."""
+    """The model config: from metadata for CCL files, from key shapes (and file name) for Ovi.
+
+    Every field is checked (unknown, missing, wrong type, out of range) and so is the config's size
+    against the file's tensors, each error naming what is wrong, before anything is built.
+    """
     overrides = dict(overrides or {})
     kind, what = detect_kind(header)
     if kind == "ccl":
-        cfg = json.loads(header.metadata[CONFIG_KEY])
+        cfg = _ccl_config_dict(header)
         cfg.update(overrides)
-        return ModelConfig.from_dict(cfg)
-    if kind == "ovi":
+        problems = field_problems(ModelConfig, cfg)
+        if problems:
+            raise CheckpointError(f"{header.path}: bad model config in metadata {CONFIG_KEY}"
+                                  f"{' or overrides' if overrides else ''}: " + "; ".join(problems))
+        try:
+            config = ModelConfig.from_dict(cfg)
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{header.path}: metadata {CONFIG_KEY}: {e}") from None
+    elif kind == "ovi":
         from .ovi import ovi_config_from_header  # Ovi specifics live in one place
-        return ovi_config_from_header(header, overrides)
-    raise CheckpointError(f"{header.path} is {what}; expected a CCL or Ovi audio-video checkpoint "
-                          f"(keys video_model.* and audio_model.* with fusion layers)")
+        try:
+            config = ovi_config_from_header(header, overrides)
+        except KeyError as e:
+            raise CheckpointError(f"{header.path} looks like {what} but lacks the tensor {e}; the file is "
+                                  f"incomplete or another model") from None
+        except (IndexError, TypeError, ValueError) as e:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"{header.path} looks like {what} but its tensors do not give a valid "
+                                  f"config: {e}") from None
+    else:
+        raise CheckpointError(f"{header.path} is {what}; expected a CCL or Ovi audio-video checkpoint "
+                              f"(keys video_model.* and audio_model.* with fusion layers)")
+    check_config_fits(header, config)
+    return config
 
 
 # ---------------------------------------------------------------------- save
@@ -250,6 +353,37 @@ def load_weights(model: DualStreamModel, header: Header) -> List[str]:
     return new_params
 
 
+def available_memory(device) -> Optional[int]:
+    """Bytes free for weights on `device`: free memory for CUDA, MemAvailable + SwapFree for the CPU
+    (Linux; elsewhere the free physical pages); None when the system does not say."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.mem_get_info(dev)[0]
+    if dev.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            info = {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in f if ":" in line)}
+        return info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(header: Header, dtype: Optional[torch.dtype], device="cpu") -> None:
+    """Refuse weights that cannot fit: their size after the dtype conversion against free memory."""
+    need = sum(math.prod(t.shape) * storage_dtype(name, dtype, ST_DTYPES[t.dtype]).itemsize
+               for name, t in header.tensors.items())
+    free = available_memory(device)
+    if free is not None and need > free:
+        raise CheckpointError(f"{header.path}: the weights need {need / 2**30:.2f} GiB on {device} but only "
+                              f"{free / 2**30:.2f} GiB are free; free memory or load a smaller weight dtype "
+                              f"(bf16, fp8)")
+
+
 def load_checkpoint(path: Union[str, os.PathLike], dtype: Union[str, torch.dtype, None] = None,
                     device: Union[str, torch.device] = "cpu", overrides: Optional[dict] = None,
                     init_new: Optional[Callable[[DualStreamModel, List[str]], None]] = None) -> DualStreamModel:
@@ -268,6 +402,7 @@ def load_checkpoint(path: Union[str, os.PathLike], dtype: Union[str, torch.dtype
     header = read_header(path)
     config = infer_config(header, overrides)
     _check_dtypes(header)
+    check_memory(header, dtype, device)
     with torch.device("meta"):
         model = DualStreamModel(config)
     new_params = check_keys(header, _expected(model), allow_missing=NEW_PARAMETERS)

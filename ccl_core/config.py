@@ -63,6 +63,13 @@ class ModelConfig(JsonConfig):
     # ------------------------------------------------------------------ checks and derived sizes
     def validate(self) -> None:
         problems = []
+        sizes = ("dim", "ffn_dim", "num_heads", "num_layers", "freq_dim", "text_dim", "text_len",
+                 "video_channels", "audio_channels", "audio_embed_kernel")
+        small = [f"{k} must be >= 1, got {getattr(self, k)}" for k in sizes if not getattr(self, k) >= 1]
+        if self.audio_embed_hidden is not None and not self.audio_embed_hidden >= 1:
+            small.append(f"audio_embed_hidden must be None or >= 1, got {self.audio_embed_hidden}")
+        if small:  # the checks below divide by these
+            raise ValueError("Invalid ModelConfig: " + "; ".join(small))
         if self.fusion not in FUSION_MODES:
             problems.append(f"fusion must be one of {FUSION_MODES}, got {self.fusion!r}")
         if self.dim % self.num_heads:

@@ -6,6 +6,8 @@ ComfyUI the native samplers drive the model instead.
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 import time
 from dataclasses import dataclass
@@ -15,6 +17,23 @@ import torch
 
 from .guidance import Guidance, guided_velocity
 from .sampling import flow_sigmas, sample
+
+
+# torch's CPU generator seeds its Mersenne Twister with the seed's low 32 bits only: seeds s and
+# s + 2**32 give the same noise. Seeds are therefore taken in [0, 2**32), where each one is distinct.
+SEED_RANGE = (0, 2**32 - 1)
+STEPS_RANGE = (1, 1000)  # more steps than this change nothing a flow sampler can show, and take hours
+
+
+def check_settings(seed: int = 0, steps: int = 25, shift: float = 3.0) -> None:
+    """Refuse a seed, step count or shift outside what generation can honour, naming the range."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ValueError(f"seed must be an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]} (2**32 - 1; larger seeds "
+                         f"would repeat the noise of smaller ones), got {seed}")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not STEPS_RANGE[0] <= steps <= STEPS_RANGE[1]:
+        raise ValueError(f"steps must be in {STEPS_RANGE[0]}..{STEPS_RANGE[1]}, got {steps}")
+    if not (math.isfinite(shift) and shift > 0):
+        raise ValueError(f"shift must be a finite number > 0, got {shift}")
 
 
 @dataclass
@@ -34,15 +53,25 @@ class ProgressBar:
         self.total, self.label, self.width = total, label, width
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
+        self.line_open = False  # a bar is on the line without its newline
+
+    def end_line(self) -> None:
+        """Finish a bar cut short, so that a message printed next starts on its own line."""
+        if self.line_open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.line_open = False
 
     def __call__(self, i: int, total: int, _latents=None) -> None:
         done = i + 1
         filled = round(self.width * done / total)
         rate = (time.perf_counter() - self.start) / done
+        self.line_open = True  # before the write: a signal may land right after it
         self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
                           f"{rate:.2f} s/step")
         if done == total:
             self.stream.write("\n")
+            self.line_open = False
         self.stream.flush()
 
 
@@ -53,6 +82,7 @@ def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "
              progress: Optional[Callable] = None) -> Result:
     """One clip. For task "a2v" pass `audio` (waveform [S] at the pipeline's rate); for "v2a" pass
     `frames` ([T, H, W, 3] at the pipeline's fps and size). The given stream is held clean."""
+    check_settings(seed, steps, shift)
     if task not in ("t2av", "a2v", "v2a"):
         raise ValueError(f"task must be 't2av', 'a2v' or 'v2a', got {task!r}")
     if task == "a2v" and audio is None:
@@ -100,6 +130,8 @@ def generate_many(pipe, prompts: Sequence[str], seeds: Sequence[int], steps: int
     rounding; batching is what makes benchmarks over many prompts fast on a GPU."""
     if len(prompts) != len(seeds) or not prompts:
         raise ValueError(f"generate_many needs one seed per prompt, got {len(prompts)} prompts and {len(seeds)} seeds")
+    for seed in seeds:
+        check_settings(seed, steps, shift)
     guidance = guidance or Guidance("joint", video_scale=3.0, audio_scale=3.0)
     device = pipe.model.device
     text, _ = pipe.text_encoder.encode(list(prompts))

@@ -2,22 +2,68 @@
 
 Inputs of another sample rate, channel count, frame size or frame rate are converted (torchaudio
 resamples audio), never rejected for that alone; a file that cannot be decoded gets one clear error.
+An input much shorter or longer than the clip is padded or cut with a MediaWarning saying so, and
+one that covers under MIN_INPUT_FRACTION of the clip is refused.
+
+Outputs are never lost: they are written to a unique temp file in the target folder and published
+under their name with an atomic step that fails if the name exists (`publish`), so two writers to
+one name cannot both "succeed"; `overwrite=True` replaces atomically, `next_free=True` takes the
+next free name (name-1.mp4, name-2.mp4, ...).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import itertools
 import json
 import os
+import secrets
+import warnings
 from fractions import Fraction
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import CCLError
 
-class MediaError(ValueError):
+# An input that covers less of the clip than this is refused: the result would be mostly padding.
+MIN_INPUT_FRACTION = 0.1
+# An input within this fraction of the clip's length is fitted without a word (codec padding, rounding).
+LENGTH_TOLERANCE = 0.05
+
+
+class MediaError(CCLError, ValueError):
     """A media file that cannot be read or written, with the reason."""
+
+
+class OutputExistsError(MediaError):
+    """The output name is taken (before the write, or by another writer during it); nothing was replaced."""
+
+
+class MediaWarning(UserWarning):
+    """An input was changed to fit the clip (padded or cut); the message says how."""
+
+
+def _fit_note(path, have: float, want: float, fill: str) -> None:
+    """Refuse an input far too short for the clip; warn when padding or cutting changes it noticeably."""
+    if have < MIN_INPUT_FRACTION * want:
+        raise MediaError(f"{path} lasts {have:.3g} s, under {MIN_INPUT_FRACTION:.0%} of the {want:g} s clip, so "
+                         f"the result would be mostly {fill}; give an input of about {want:g} s")
+    if have < want * (1 - LENGTH_TOLERANCE):
+        warnings.warn(f"{path} lasts {have:.2f} s but the clip is {want:g} s: its last {want - have:.2f} s "
+                      f"are {fill}", MediaWarning, stacklevel=3)
+    elif have > want * (1 + LENGTH_TOLERANCE):
+        warnings.warn(f"{path} lasts {have:.2f} s but the clip is {want:g} s: only its first {want:g} s are "
+                      f"used, the rest is cut", MediaWarning, stacklevel=3)
+
+
+def _container_seconds(container) -> float:
+    import av
+
+    return float(container.duration / av.time_base) if container.duration else 0.0
 
 
 def _open(path):
@@ -32,13 +78,21 @@ def _open(path):
 
 
 def read_audio(path, sample_rate: int, seconds: Optional[float] = None) -> torch.Tensor:
-    """Mono float waveform [S] at `sample_rate` (down-mixed and resampled), cut or zero-padded to `seconds`."""
+    """Mono float waveform [S] at `sample_rate` (down-mixed and resampled), cut or zero-padded to `seconds`.
+
+    With `seconds`, decoding stops soon after the clip's length (a long file costs no more), an input
+    under MIN_INPUT_FRACTION of it is refused and a noticeable pad or cut is reported (MediaWarning).
+    """
     import torchaudio.functional as AF
 
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(f"{path} has no audio stream")
         stream = container.streams.audio[0]
+        src_rate = stream.rate or stream.codec_context.sample_rate
+        # enough source samples to tell "a little long" from "long", then stop
+        enough = None if seconds is None else int(seconds * (1 + 2 * LENGTH_TOLERANCE) * src_rate) + 1
+        got = 0
         chunks = []
         try:
             for frame in container.decode(stream):
@@ -52,44 +106,60 @@ def read_audio(path, sample_rate: int, seconds: Optional[float] = None) -> torch
                 elif frame.format.name.startswith("s32"):
                     a = a / 2147483648.0
                 chunks.append(a)
+                got += a.shape[-1]
+                if enough is not None and got >= enough:
+                    break
         except Exception as e:
             raise MediaError(f"cannot decode the audio of {path}: {e}") from None
-        src_rate = stream.rate or stream.codec_context.sample_rate
+        total = _container_seconds(container)
     if not chunks:
         raise MediaError(f"{path} has an empty audio stream")
     wave = torch.from_numpy(np.concatenate(chunks, axis=1)).mean(0)  # down-mix
     if src_rate != sample_rate:
         wave = AF.resample(wave, src_rate, sample_rate)
     if seconds is not None:
+        have = got / src_rate
+        _fit_note(path, max(have, total) if enough is not None and got >= enough else have, seconds, "silence")
         wave = fit_length(wave, round(seconds * sample_rate))
     return wave
 
 
 def read_video(path, fps: float, size: Tuple[int, int], seconds: Optional[float] = None) -> torch.Tensor:
-    """Frames [T, H, W, 3] in 0..1 at `fps` and `size` (H, W), cut or padded (last frame held)."""
+    """Frames [T, H, W, 3] in 0..1 at `fps` and `size` (H, W), cut or padded (last frame held).
+
+    With `seconds`, decoding stops soon after the clip's length, an input under MIN_INPUT_FRACTION
+    of it is refused and a noticeable pad or cut is reported (MediaWarning).
+    """
     with _open(path) as container:
         if not container.streams.video:
             raise MediaError(f"{path} has no video stream")
         stream = container.streams.video[0]
+        src_rate = float(stream.average_rate or fps)
+        enough = None if seconds is None else seconds * (1 + 2 * LENGTH_TOLERANCE)
         frames, times = [], []
         try:
             for frame in container.decode(stream):
                 frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
-                times.append(float(frame.pts * stream.time_base) if frame.pts is not None else len(times) / float(stream.average_rate or fps))
+                times.append(float(frame.pts * stream.time_base) if frame.pts is not None else len(times) / src_rate)
+                if enough is not None and times[-1] - times[0] >= enough:
+                    break
         except Exception as e:
             raise MediaError(f"cannot decode the video of {path}: {e}") from None
+        total = _container_seconds(container)
     if not frames:
         raise MediaError(f"{path} has no video frames")
-    x = torch.stack(frames).float().div(255.0)  # [N, h, w, 3]
     t0 = times[0]
     times = torch.tensor([t - t0 for t in times])
-    count = len(frames) if seconds is None else round(seconds * fps)
     if seconds is None:
         count = max(1, round(float(times[-1]) * fps) + 1)
+    else:
+        count = round(seconds * fps)
+        have = float(times[-1]) + 1 / src_rate  # the last frame lasts one source frame
+        _fit_note(path, max(have, total) if have >= enough else have, seconds, "the last frame, held")
     want = torch.arange(count) / fps
     # nearest earlier source frame for each output time (frame-rate conversion)
     idx = (torch.searchsorted(times, want + 1e-6, right=True) - 1).clamp(0, len(frames) - 1)
-    x = x[idx]
+    x = torch.stack([frames[i] for i in idx.tolist()]).float().div(255.0)  # [count, h, w, 3], only those used
     if tuple(x.shape[1:3]) != tuple(size):
         x = F.interpolate(x.permute(0, 3, 1, 2), size=size, mode="bilinear", antialias=True,
                           align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
@@ -115,18 +185,128 @@ AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000
 H264_OPTIONS = {"x264-params": "mbtree=0"}
 
 
+# Temp files being written in this process; the command line removes any left by a signal.
+_PARTIAL: set = set()
+MAX_NUMBERED = 100000
+
+
+def check_output_path(path, overwrite: bool = False, ext: Optional[str] = ".mp4") -> str:
+    """Fail fast, naming the path, on an output name that could not be published: the wrong
+    extension, a folder, a missing or read-only folder, or (unless overwrite) an existing file."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise MediaError(f"{path} is a folder; give a file name, e.g. {os.path.join(path, 'clip' + (ext or ''))}")
+    if ext is not None and os.path.splitext(path)[1].lower() != ext:
+        raise MediaError(f"{path}: the output is an {ext[1:]} file, so its name must end in {ext}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise MediaError(f"cannot write {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise MediaError(f"cannot write {path}: the folder {folder} is not writable")
+    if not overwrite and os.path.lexists(path):
+        raise OutputExistsError(f"{path} exists; nothing was overwritten: choose another name or allow "
+                                f"overwriting (--overwrite)")
+    return path
+
+
+def partial_path(path) -> str:
+    """A new, unique, empty temp file next to `path` (same folder, so publishing is a link, not a copy)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    stem, ext = os.path.splitext(os.path.basename(path))
+    while True:
+        tmp = os.path.join(folder, f".{stem}.{secrets.token_hex(6)}.part{ext}")
+        try:  # O_EXCL: ours alone; mode 0o666 less the umask, as the published file should be (mkstemp gives 0o600)
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        _PARTIAL.add(tmp)
+        return tmp
+
+
+def remove_partial_files() -> None:
+    """Remove this process's unfinished temp files (after a signal cut a write short)."""
+    for tmp in list(_PARTIAL):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        _PARTIAL.discard(tmp)
+
+
+def numbered_path(path, n: int) -> str:
+    """name.mp4 -> name-n.mp4: the next names `publish(next_free=True)` tries."""
+    stem, ext = os.path.splitext(os.fspath(path))
+    return f"{stem}-{n}{ext}"
+
+
+def _link_new(tmp: str, path: str) -> None:
+    """Give `tmp` the name `path` only if no file has it, atomically (FileExistsError otherwise)."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError as e:  # a file system without hard links (FAT, some network shares)
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV):
+            raise
+    # reserve the name with O_EXCL (fails if it exists), then move the data onto our own placeholder
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    os.replace(tmp, path)
+
+
+def publish(tmp, path, overwrite: bool = False,
+            next_free: Union[bool, Callable[[int], str]] = False) -> str:
+    """Give the finished temp file `tmp` its name `path` and return the name it got.
+
+    Never replaces a file unless `overwrite` (then atomically, with os.replace): if `path` exists,
+    even one created by another writer a moment ago, OutputExistsError, or with `next_free` the
+    first free name of numbered_path(path, 1), (path, 2), ... (or next_free(1), next_free(2), ...).
+    `tmp` must be in the same folder (partial_path makes one).
+    """
+    tmp, path = os.fspath(tmp), os.fspath(path)
+    try:
+        if os.path.isdir(path):
+            raise MediaError(f"{path} is a folder; give a file name")
+        if overwrite:
+            os.replace(tmp, path)
+            return path
+        name = (lambda n: numbered_path(path, n)) if next_free is True else next_free
+        for n in itertools.count():
+            candidate = path if n == 0 else name(n)
+            try:
+                _link_new(tmp, candidate)
+            except FileExistsError:
+                if not next_free:
+                    raise OutputExistsError(f"{path} was created by another writer while this one was being "
+                                            f"written; nothing was overwritten and this output was not saved: "
+                                            f"choose another name") from None
+                if n >= MAX_NUMBERED:
+                    raise OutputExistsError(f"{path} and its {MAX_NUMBERED} numbered names are all taken") from None
+                continue
+            return candidate
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        _PARTIAL.discard(tmp)
+
+
 def write_mp4(path, frames, fps, waveform=None, sample_rate: Optional[int] = None, crf: int = 18,
-              metadata: Optional[dict] = None, on_frame: Optional[Callable[[], None]] = None) -> str:
+              metadata: Optional[dict] = None, on_frame: Optional[Callable[[], None]] = None,
+              overwrite: bool = False, next_free: Union[bool, Callable[[int], str]] = False) -> str:
     """Write frames [T, H, W, 3] (0..1 float or uint8) and a waveform ([S] or [C, S]) as H.264 + AAC mp4.
 
     The same frames always give the same file (see H264_OPTIONS). The audio is cut or padded to the
     video's duration, so both streams last T / fps seconds; mono and stereo are kept, more channels
     are mixed down to mono. Odd frame sizes are padded to even (H.264 4:2:0 needs it); a sample rate
     AAC lacks is resampled to the next one it has. `metadata` values go into the file's tags (non-
-    strings as JSON); `on_frame` is called before each frame is encoded (progress, cancel). Written
-    to a temp name, then renamed: a failed write leaves nothing behind.
+    strings as JSON); `on_frame` is called before each frame is encoded (progress, cancel).
+
+    Written to a unique temp file next to `path`, then published (see `publish`): an existing file
+    is never replaced unless `overwrite`, `next_free` picks the next free name, and a failed write
+    leaves nothing behind. Returns the name written.
     """
     import av
+
+    check_output_path(path, overwrite=overwrite or bool(next_free))
 
     frames = torch.as_tensor(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -139,9 +319,9 @@ def write_mp4(path, frames, fps, waveform=None, sample_rate: Optional[int] = Non
         frames = F.pad(frames.permute(0, 3, 1, 2), (0, w % 2, 0, h % 2), mode="replicate").permute(0, 2, 3, 1)
     rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(1000)
     path = os.fspath(path)
-    tmp = path + ".part.mp4"
+    tmp = partial_path(path)
     try:
-        with av.open(tmp, mode="w", options={"movflags": "faststart+use_metadata_tags"}) as out:
+        with av.open(tmp, mode="w", format="mp4", options={"movflags": "faststart+use_metadata_tags"}) as out:
             for key, value in (metadata or {}).items():
                 out.metadata[key] = value if isinstance(value, str) else json.dumps(value)
             vs = out.add_stream("libx264", rate=rate)
@@ -182,8 +362,8 @@ def write_mp4(path, frames, fps, waveform=None, sample_rate: Optional[int] = Non
                         out.mux(packet)
                 for packet in ast.encode():
                     out.mux(packet)
-        os.replace(tmp, path)
+        return publish(tmp, path, overwrite=overwrite, next_free=next_free)
     finally:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
-    return path
+        _PARTIAL.discard(tmp)

@@ -8,7 +8,8 @@ import os
 import folder_paths
 import torch
 
-from ..ccl_core.checkpoint import DTYPE_NAMES, ST_DTYPES, CheckpointError, detect_kind, infer_config, read_header
+from ..ccl_core.checkpoint import (DTYPE_NAMES, ST_DTYPES, CheckpointError, check_memory, detect_kind, infer_config,
+                                   read_header)
 from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec, tip
 from .comfy_model import model_from_file
 from .toyav import EMBEDDED_MODELS, embedded_model_path
@@ -89,7 +90,9 @@ class CCLModelLoader:
         except ValueError:
             shift = default_shift
         spec = model_spec(config, header.metadata)
-        model = model_from_file(header, config, spec, shift, weight_dtype_of(header, weight_dtype))
+        dtype = weight_dtype_of(header, weight_dtype)
+        check_memory(header, dtype)  # the weights are read into CPU memory first (ComfyUI's offload device)
+        model = model_from_file(header, config, spec, shift, dtype)
         log.info("CCL: loaded %s (%s, %s, %d blocks, width %d)", os.path.basename(path), kind,
                  config.name or "unnamed", config.num_layers, config.dim)
         return (model,)

@@ -10,7 +10,7 @@ import torch
 
 from ccl_core.checkpoint import save_checkpoint
 from ccl_core.generate import generate
-from ccl_core.media import MediaError, read_audio, read_video, write_mp4
+from ccl_core.media import MediaError, MediaWarning, read_audio, read_video, write_mp4
 from ccl_core.model import DualStreamModel
 from ccl_core.toyav import world
 from ccl_core.toyav.autoencoders import AudioAE, VideoAE, save_autoencoder
@@ -72,7 +72,8 @@ def test_inputs_of_other_formats_are_converted(tmp_path):
     t = np.arange(44100 * 3) / 44100
     stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 440 * t)], 1) * 0.5
     _write_wav(tmp_path / "s.wav", stereo.reshape(-1), 44100, 2)
-    wav = read_audio(tmp_path / "s.wav", 16000, 2.0)
+    with pytest.warns(MediaWarning, match="lasts 3.00 s but the clip is 2 s: only its first 2 s are used"):
+        wav = read_audio(tmp_path / "s.wav", 16000, 2.0)
     assert wav.shape == (32000,)
     spectrum = torch.fft.rfft(wav).abs()
     assert abs(int(spectrum.argmax()) / 2.0 - 440) < 2  # same pitch after resampling

@@ -57,7 +57,7 @@ def main() -> int:
         if name.endswith(".wav"):
             write_wav(path, clip.waveform, w.SAMPLE_RATE)
         else:
-            write_mp4(path, clip.frames, w.FPS, clip.waveform, w.SAMPLE_RATE, crf=18)
+            write_mp4(path, clip.frames, w.FPS, clip.waveform, w.SAMPLE_RATE, crf=18, overwrite=True)
         size = os.path.getsize(path)
         print(f"{path}: {size} bytes, '{clip.prompt}', events at {[round(t, 3) for t in clip.events]} s")
         if size > MAX_BYTES:
