@@ -10,7 +10,8 @@ import folder_paths
 import comfy.utils
 
 from ..ccl_core.checkpoint import CheckpointError, detect_kind, load_checkpoint, read_header
-from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec, tip
+from .api import io
+from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec
 from .comfy_model import build_model
 from .toyav import EMBEDDED_MODELS, embedded_model_path
 
@@ -18,17 +19,17 @@ log = logging.getLogger("ccl")
 
 FOLDER = "ccl"  # models/ccl, registered by the pack's __init__
 SEARCH = (FOLDER, "diffusion_models")
+FOLDER_EXTENSIONS = (".safetensors", ".sft")  # a new folder lists every file; models/ccl shows only these
 WEIGHT_DTYPES = ["default", "bf16", "fp16", "fp8"]
 DEFAULT_SHIFT = 5.0  # Ovi's; ModelSamplingSD3 overrides it
 
 
 def register_folder() -> None:
-    """models/ccl with .safetensors files (extra_model_paths.yaml may add `ccl: path`)."""
-    path = os.path.join(folder_paths.models_dir, FOLDER)
-    paths, _ = folder_paths.folder_names_and_paths.get(FOLDER, ([], set()))
-    if path not in paths:
-        paths = [path] + list(paths)
-    folder_paths.folder_names_and_paths[FOLDER] = (paths, {".safetensors", ".sft"})
+    """models/ccl as the first folder of the "ccl" model list (extra_model_paths.yaml may add `ccl: path`).
+
+    Through folder_paths' functions only: ComfyUI LTS keeps its folder table in an object of its own.
+    """
+    folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER), is_default=True)
 
 
 def list_checkpoints():
@@ -36,9 +37,12 @@ def list_checkpoints():
     names = []
     for folder in SEARCH:
         try:
-            names.extend(folder_paths.get_filename_list(folder))
+            found = folder_paths.get_filename_list(folder)
         except KeyError:
             continue
+        if folder == FOLDER:
+            found = [n for n in found if os.path.splitext(n)[1].lower() in FOLDER_EXTENSIONS]
+        names.extend(found)
     return list(EMBEDDED_MODELS) + sorted(set(names))
 
 
@@ -55,52 +59,57 @@ def resolve(name: str) -> str:
     raise FileNotFoundError(f"CCL checkpoint {name!r} not found in models/{FOLDER} or models/diffusion_models")
 
 
-class CCLModelLoader:
-    DESCRIPTION = ("Loads a CCL or Ovi audio-video diffusion model (safetensors from models/ccl or "
-                   "models/diffusion_models, or the embedded ToyAV model shipped with the pack) as a native MODEL "
-                   "for SamplerCustomAdvanced, KSampler and the CCL guider. The kind of file is recognised from "
-                   "its keys and metadata.")
-    CATEGORY = f"{CATEGORY}/loaders"
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The dual-stream audio-video model (flow matching, shift from the file or 5.0).",)
-    FUNCTION = "load"
+def load_model(ckpt_name: str, weight_dtype: str = "default"):
+    """The checkpoint `ckpt_name` as a native MODEL (ModelPatcher) with weights stored in `weight_dtype`."""
+    path = resolve(ckpt_name)
+    header = read_header(path)
+    kind, what = detect_kind(header)
+    if kind not in ("ccl", "ovi"):
+        raise CheckpointError(f"{os.path.basename(path)} is {what}, not a CCL or Ovi audio-video model; "
+                              "load it with the loader made for it")
+    pbar = comfy.utils.ProgressBar(2)
+    pbar.update(1)
+    net = load_checkpoint(path, dtype=None if weight_dtype == "default" else weight_dtype, device="cpu")
+    pbar.update(1)
+    default_shift = DEFAULT_SHIFTS.get(net.config.name, DEFAULT_SHIFT)
+    try:
+        shift = float(header.metadata.get(SHIFT_METADATA_KEY, default_shift))
+    except ValueError:
+        shift = default_shift
+    spec = model_spec(net.config, header.metadata)
+    log.info("CCL: loaded %s (%s, %s, %d blocks, width %d)", os.path.basename(path), kind,
+             net.config.name or "unnamed", net.config.num_layers, net.config.dim)
+    return build_model(net, spec, shift=shift)
+
+
+class CCLModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLModelLoader",
+            display_name="CCL Model Loader",
+            category=f"{CATEGORY}/loaders",
+            description=("Loads a CCL or Ovi audio-video diffusion model (safetensors from models/ccl or "
+                         "models/diffusion_models, or the embedded ToyAV model shipped with the pack) as a native "
+                         "MODEL for SamplerCustomAdvanced, KSampler and the CCL guider. The kind of file is "
+                         "recognised from its keys and metadata."),
+            inputs=[
+                io.Combo.Input("ckpt_name", options=list_checkpoints(), tooltip=(
+                    "CCL or Ovi checkpoint (.safetensors) from models/ccl or models/diffusion_models; Ovi's "
+                    "file is model.safetensors (720x720, 5 s) or model_960x960*.safetensors. '(embedded) "
+                    "toyav_ccl' is the small ToyAV model shipped inside the pack (64x64, 16 fps, 2 s, 16 kHz; "
+                    "use it with the CCL/ToyAV nodes)")),
+                io.Combo.Input("weight_dtype", options=WEIGHT_DTYPES, default="default", tooltip=(
+                    "Weight storage: default keeps the file's dtype; bf16/fp16 convert; fp8 stores the block "
+                    "matrices as float8_e4m3fn (about half the memory of bf16) and computes in bf16")),
+            ],
+            outputs=[io.Model.Output(display_name="model", tooltip=(
+                "The dual-stream audio-video model (flow matching, shift from the file or 5.0)."))],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "ckpt_name": (list_checkpoints(), tip(
-                "CCL or Ovi checkpoint (.safetensors) from models/ccl or models/diffusion_models; Ovi's "
-                "file is model.safetensors (720x720, 5 s) or model_960x960*.safetensors. '(embedded) "
-                "toyav_ccl' is the small ToyAV model shipped inside the pack (64x64, 16 fps, 2 s, 16 kHz; "
-                "use it with the CCL/ToyAV nodes)")),
-            "weight_dtype": (WEIGHT_DTYPES, tip(
-                "Weight storage: default keeps the file's dtype; bf16/fp16 convert; fp8 stores the block "
-                "matrices as float8_e4m3fn (about half the memory of bf16) and computes in bf16",
-                default="default")),
-        }}
-
-    def load(self, ckpt_name, weight_dtype="default"):
-        path = resolve(ckpt_name)
-        header = read_header(path)
-        kind, what = detect_kind(header)
-        if kind not in ("ccl", "ovi"):
-            raise CheckpointError(f"{os.path.basename(path)} is {what}, not a CCL or Ovi audio-video model; "
-                                  "load it with the loader made for it")
-        pbar = comfy.utils.ProgressBar(2)
-        pbar.update(1)
-        net = load_checkpoint(path, dtype=None if weight_dtype == "default" else weight_dtype, device="cpu")
-        pbar.update(1)
-        default_shift = DEFAULT_SHIFTS.get(net.config.name, DEFAULT_SHIFT)
-        try:
-            shift = float(header.metadata.get(SHIFT_METADATA_KEY, default_shift))
-        except ValueError:
-            shift = default_shift
-        spec = model_spec(net.config, header.metadata)
-        log.info("CCL: loaded %s (%s, %s, %d blocks, width %d)", os.path.basename(path), kind,
-                 net.config.name or "unnamed", net.config.num_layers, net.config.dim)
-        return (build_model(net, spec, shift=shift),)
+    def execute(cls, ckpt_name, weight_dtype="default"):
+        return io.NodeOutput(load_model(ckpt_name, weight_dtype))
 
 
-NODE_CLASS_MAPPINGS = {"CCLModelLoader": CCLModelLoader}
-NODE_DISPLAY_NAME_MAPPINGS = {"CCLModelLoader": "CCL Model Loader"}
+NODES = [CCLModelLoader]
