@@ -19,7 +19,7 @@ log = logging.getLogger("ccl")
 
 FOLDER = "ccl"  # models/ccl, registered by the pack's __init__
 SEARCH = (FOLDER, "diffusion_models")
-FOLDER_EXTENSIONS = (".safetensors", ".sft")  # a new folder lists every file; models/ccl shows only these
+FOLDER_EXTENSIONS = (".safetensors", ".sft")  # the files listed from models/ccl
 WEIGHT_DTYPES = ["default", "bf16", "fp16", "fp8"]
 DEFAULT_SHIFT = 5.0  # Ovi's; ModelSamplingSD3 overrides it
 
@@ -32,17 +32,32 @@ def register_folder() -> None:
     folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER), is_default=True)
 
 
+def _folder_files(folder: str):
+    """The .safetensors / .sft files under a registered folder's paths, relative to their path.
+
+    Read from the folder's paths (get_folder_paths) rather than get_filename_list, whose answer for a
+    folder registered without extensions differs: every file on upstream ComfyUI, none on ComfyUI LTS.
+    """
+    try:
+        roots = folder_paths.get_folder_paths(folder)
+    except KeyError:
+        return []
+    names = []
+    for root in roots:
+        for dirpath, dirnames, files in os.walk(root, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            names.extend(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/") for f in files
+                         if os.path.splitext(f)[1].lower() in FOLDER_EXTENSIONS)
+    return names
+
+
 def list_checkpoints():
     """The embedded models first (listed even before their file exists), then the user's files."""
-    names = []
-    for folder in SEARCH:
-        try:
-            found = folder_paths.get_filename_list(folder)
-        except KeyError:
-            continue
-        if folder == FOLDER:
-            found = [n for n in found if os.path.splitext(n)[1].lower() in FOLDER_EXTENSIONS]
-        names.extend(found)
+    names = _folder_files(FOLDER)
+    try:
+        names.extend(folder_paths.get_filename_list("diffusion_models"))
+    except KeyError:
+        pass
     return list(EMBEDDED_MODELS) + sorted(set(names))
 
 

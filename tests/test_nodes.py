@@ -97,6 +97,23 @@ def test_loader_lists_both_folders_and_loads(base, model):
     assert m.memory_required([2, 1, 4 * 8 * 8 * 8 + 3 * 32]) > 0
 
 
+def test_folder_registration_goes_through_folder_paths(base, monkeypatch):
+    """models/ccl is added with add_model_folder_path as the first path; its .safetensors / .sft files are
+    listed from get_folder_paths (subfolders too), other files stay out, whatever get_filename_list says."""
+    os.makedirs(os.path.join(base, "models", "ccl", "sub"), exist_ok=True)
+    for f in ("notes.txt", os.path.join("sub", "b.sft")):
+        open(os.path.join(base, "models", "ccl", f), "w").close()
+    names = node_info(N["CCLModelLoader"])["input"]["required"]["ckpt_name"][1]["options"]
+    assert "sub/b.sft" in names and "notes.txt" not in names
+    real = folder_paths.get_filename_list
+    monkeypatch.setattr(folder_paths, "get_filename_list", lambda f: [] if f == "ccl" else real(f))  # ComfyUI LTS
+    assert "sub/b.sft" in pack.nodes.model_loading.list_checkpoints()
+    calls = []
+    monkeypatch.setattr(folder_paths, "add_model_folder_path", lambda *a, **k: calls.append((a, k)))
+    pack.nodes.model_loading.register_folder()
+    assert calls == [(("ccl", os.path.join(folder_paths.models_dir, "ccl")), {"is_default": True})]
+
+
 def test_loader_errors_are_clear(base):
     with pytest.raises(core.checkpoint.CheckpointError, match="autoencoder.*not a CCL or Ovi"):
         N["CCLModelLoader"].execute("a_vae.safetensors", "default")

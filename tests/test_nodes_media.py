@@ -2,6 +2,7 @@
 
 import os
 from fractions import Fraction
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +13,6 @@ pack = load_pack()
 N = node_classes(pack)
 common = pack.nodes.common
 core = pack.ccl_core
-io = pack.nodes.api.io
 import comfy.model_management  # noqa: E402
 import comfy.utils  # noqa: E402
 import folder_paths  # noqa: E402
@@ -205,9 +205,9 @@ def test_save_video_writes_numbered_faststart_mp4(tmp_path):
     audio = {"waveform": torch.randn(1, 1, 8000) * 0.1, "sample_rate": 16000}  # 0.5 s for a 1 s video
     (video,) = N["CCLCreateVideo"].execute(images, 12.0, audio)
     saver = N["CCLSaveVideo"]
-    # as ComfyUI's executor runs it: a copy of the class holding this run's hidden inputs
-    run = saver.PREPARE_CLASS_CLONE({io.Hidden.prompt: {"1": {"class_type": "X"}},
-                                     io.Hidden.extra_pnginfo: {"workflow": {}}})
+    # as ComfyUI's executor runs it: a copy of the class whose `hidden` holds this run's prompt and workflow
+    hidden = SimpleNamespace(prompt={"1": {"class_type": "X"}}, extra_pnginfo={"workflow": {}})
+    run = type("CCLSaveVideoRun", (saver,), {"hidden": hidden})
     res1 = run.execute(video, "clips/test", 23).ui.as_dict()
     res2 = saver.execute(video, "clips/test", 23).ui.as_dict()
     names = [r["images"][0]["filename"] for r in (res1, res2)]

@@ -4,8 +4,8 @@ Mimics ComfyUI 0.3.68: a type is a class with an `io_type` string and nested Inp
 inputs and outputs describe themselves with `as_dict()` (None values left out); a node is an
 `io.ComfyNode` subclass with classmethods `define_schema()` and `execute()`; `GET_SCHEMA()` is what
 ComfyUI calls when it registers a node (validate, then finalize: default output ids, hidden inputs of
-output nodes); `PREPARE_CLASS_CLONE(hidden)` is the copy of the class the executor runs, with
-`cls.hidden` filled in.
+output nodes). The executor runs a copy of the class whose `hidden` holds the run's hidden inputs
+(`cls.hidden.prompt`); on the class itself `hidden` is None.
 """
 from __future__ import annotations
 
@@ -191,21 +191,6 @@ class Hidden(str, Enum):
     dynprompt = "DYNPROMPT"
 
 
-class HiddenHolder:
-    """The hidden inputs of one run; a name the node did not ask for reads None."""
-
-    def __init__(self, values: dict):
-        for h in Hidden:
-            setattr(self, h.name, values.get(h, values.get(h.value)))
-
-    def __getattr__(self, key):
-        return None
-
-    @classmethod
-    def from_dict(cls, d):
-        return cls(d or {})
-
-
 @dataclass
 class Schema:
     node_id: str
@@ -250,7 +235,7 @@ class Schema:
 
 
 class ComfyNode(ABC):
-    hidden: HiddenHolder = None
+    hidden = None  # the executor's copy of the class gets the run's hidden inputs here
 
     @classmethod
     @abstractmethod
@@ -271,10 +256,6 @@ class ComfyNode(ABC):
         schema.finalize()
         schema.validate()
         return schema
-
-    @classmethod
-    def PREPARE_CLASS_CLONE(cls, hidden_inputs: dict):
-        return type(cls.__name__, (cls,), {"hidden": HiddenHolder.from_dict(hidden_inputs)})
 
 
 class NodeOutput:
