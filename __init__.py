@@ -98,7 +98,8 @@ else:
             """The pack's nodes for ComfyUI's V3 loader."""
             return CCLExtension()
 
-        __all__ = ["comfy_entrypoint"]
+        WEB_DIRECTORY = "./web"  # web/docs/<NodeId>.md: the help page the frontend shows for each node
+        __all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]
         if _loader_reads_both():
             NODE_CLASS_MAPPINGS = {}
             __all__.append("NODE_CLASS_MAPPINGS")

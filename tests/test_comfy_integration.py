@@ -162,6 +162,9 @@ def test_pack_imports_fast_and_registers_every_node(server):
     templates = _get(server["url"] + "/workflow_templates")
     shipped = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")))
     assert "toyav_t2av" in shipped and sorted(templates.get(PACK_DIR, [])) == shipped
+    for name in classes:  # the help pages the frontend shows (WEB_DIRECTORY/docs/<NodeId>.md)
+        with urllib.request.urlopen(f"{server['url']}/extensions/{PACK_DIR}/docs/{name}.md", timeout=30) as r:
+            assert r.read().decode() == open(os.path.join(ROOT, "web", "docs", name + ".md")).read(), name
 
 
 FRONTEND = os.path.join(ROOT, "tests", "frontend")

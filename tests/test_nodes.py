@@ -65,6 +65,19 @@ def test_registration_metadata():
             assert all(info["output_tooltips"]) and info["output_name"] != info["output"], node_id
 
 
+def test_every_node_has_a_help_page_naming_its_sockets():
+    """web/docs/<NodeId>.md (shown by the frontend) exists for every node and names every input and output."""
+    assert os.path.isdir(os.path.join(ROOT, pack.WEB_DIRECTORY, "docs"))
+    pages = {f[:-3] for f in os.listdir(os.path.join(ROOT, "web", "docs")) if f.endswith(".md")}
+    assert pages == set(N), pages ^ set(N)
+    for node_id, cls in N.items():
+        text = open(os.path.join(ROOT, "web", "docs", node_id + ".md")).read()
+        info = node_info(cls)
+        assert text.startswith(f"# {info['display_name']}\n"), node_id
+        for name in list(info["input"]["required"]) + list(info["input"].get("optional", {})) + info["output_name"]:
+            assert f"**{name}**" in text, (node_id, name)
+
+
 def test_entrypoint_ids_match_the_shipped_api_workflows():
     """Every CCL class_type the shipped API workflows use is registered under that id, and the reverse."""
     import glob
