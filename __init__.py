@@ -30,22 +30,24 @@ _REQUIRED = {
 
 
 def _missing_piece():
-    """Name of the first missing ComfyUI module or attribute, or None."""
+    """What the first missing ComfyUI module or attribute is, as words, or None."""
     for module, attrs in _REQUIRED.items():
         try:
             mod = importlib.import_module(module)
         except ImportError:
-            return module
+            return f"{module} is missing"
+        except Exception as e:  # noqa: BLE001  (a module that fails as it imports counts as missing)
+            return f"{module} fails to import: {type(e).__name__}: {e}"
         for attr in attrs:
             if not hasattr(mod, attr):
-                return f"{module}.{attr}"
+                return f"{module}.{attr} is missing"
     return None
 
 
 def _inside_comfyui():
     try:
         return importlib.util.find_spec("folder_paths") is not None and importlib.util.find_spec("comfy") is not None
-    except (ImportError, ValueError):
+    except Exception:  # noqa: BLE001
         return False
 
 
@@ -53,7 +55,7 @@ def _loader_reads_both():
     """True on ComfyUI LTS (the pip-installable fork; its commands live in comfy.cmd)."""
     try:
         return importlib.util.find_spec("comfy.cmd") is not None
-    except (ImportError, ValueError):
+    except Exception:  # noqa: BLE001
         return False
 
 
@@ -61,8 +63,7 @@ def _load_nodes():
     """(node classes, None), or (None, the reason as one line) for any failure while importing them."""
     missing = _missing_piece()
     if missing is not None:
-        return None, (f"[CCL audio-video] needs ComfyUI >= {MIN_COMFYUI} ({missing} is missing): update ComfyUI; "
-                      "no CCL nodes loaded.")
+        return None, f"[CCL audio-video] needs ComfyUI >= {MIN_COMFYUI} ({missing}): update ComfyUI; no CCL nodes loaded."
     try:
         from .nodes import NODES
     except ImportError as e:

@@ -267,9 +267,10 @@ def test_old_comfyui_one_line():
 def test_any_error_at_import_is_one_line():
     """Not only an ImportError: whatever a ComfyUI lacking something raises while the nodes import gives one
     line naming it and the minimum version, no traceback, no nodes."""
-    stdout, lines = _load_in_subprocess("comfy_api.v0_0_2", "RuntimeError('the API broke')")
-    assert stdout == "nodes 0 False"
-    assert len(lines) == 1 and "ComfyUI >= 0.3.68" in lines[0] and "RuntimeError: the API broke" in lines[0], lines
+    for block in ("comfy_api.v0_0_2", "comfy.samplers"):  # while the nodes import; while the pack checks ComfyUI
+        stdout, lines = _load_in_subprocess(block, "RuntimeError('it broke')")
+        assert stdout == "nodes 0 False", block
+        assert len(lines) == 1 and "ComfyUI >= 0.3.68" in lines[0] and "RuntimeError: it broke" in lines[0], lines
 
 
 def test_api_falls_back_to_latest_and_comfyui_lts_gets_an_empty_mapping():
