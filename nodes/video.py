@@ -161,7 +161,7 @@ class CCLSaveVideo(io.ComfyNode):
 
 def _hidden(cls, name):
     """A hidden input ComfyUI filled in for this run (None when the node runs outside ComfyUI's executor)."""
-    return getattr(cls.hidden, name, None) if cls.hidden is not None else None
+    return getattr(cls.hidden, name, None)
 
 
 NODES = [CCLCreateVideo, CCLSaveVideo]
