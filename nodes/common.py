@@ -256,12 +256,6 @@ def fit_batch(x: torch.Tensor, b: int, what: str) -> torch.Tensor:
     raise ValueError(f"{what} has batch {x.shape[0]} but the latent has batch {b}")
 
 
-def tip(text: str, **extra) -> dict:
-    d = {"tooltip": text}
-    d.update(extra)
-    return d
-
-
 def check_interrupt() -> None:
     import comfy.model_management
     comfy.model_management.throw_exception_if_processing_interrupted()

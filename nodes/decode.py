@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 import comfy.utils
 
-from .common import CATEGORY, CCL_KEY, check_interrupt, fit_length, latent_spec, split_joint, tip, to_vae_space
+from .api import io
+from .common import CATEGORY, CCL_KEY, check_interrupt, fit_length, latent_spec, split_joint, to_vae_space
 from .latents import restore_held
 
 
@@ -46,26 +47,34 @@ def _video_frames(spec, t: int) -> int:
     return spec.pixel_frames(t)
 
 
-class CCLDecode:
-    DESCRIPTION = ("Decodes a joint latent to video frames (IMAGE) and sound (AUDIO) with the model's VAEs (Ovi: "
-                   "Wan 2.2 VAE and MMAudio VAE from VAELoader). The sound is trimmed or padded to the video's "
-                   "duration; streams a task left out (t2v, t2a) decode to silence or black frames.")
-    CATEGORY = f"{CATEGORY}/decode"
-    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
-    RETURN_NAMES = ("images", "audio", "fps")
-    OUTPUT_TOOLTIPS = ("Video frames of every clip, one after the other.", "Soundtrack [batch, channels, samples].",
-                       "Frame rate of the video.")
-    FUNCTION = "decode"
+def decode_outputs(images_tip, audio_tip):
+    """The outputs of the two decoders: frames, sound, frame rate."""
+    return [io.Image.Output(display_name="images", tooltip=images_tip),
+            io.Audio.Output(display_name="audio", tooltip=audio_tip),
+            io.Float.Output(display_name="fps", tooltip="Frame rate of the video.")]
+
+
+class CCLDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLDecode",
+            display_name="CCL Decode",
+            category=f"{CATEGORY}/decode",
+            description=("Decodes a joint latent to video frames (IMAGE) and sound (AUDIO) with the model's VAEs "
+                         "(Ovi: Wan 2.2 VAE and MMAudio VAE from VAELoader). The sound is trimmed or padded to the "
+                         "video's duration; streams a task left out (t2v, t2a) decode to silence or black frames."),
+            inputs=[
+                io.Latent.Input("latent", tooltip="Joint latent from the sampler."),
+                io.Vae.Input("video_vae", tooltip="Video VAE (Ovi: wan2.2_vae.safetensors)."),
+                io.Vae.Input("audio_vae", tooltip="Audio VAE (Ovi: the MMAudio 16 kHz VAE)."),
+            ],
+            outputs=decode_outputs("Video frames of every clip, one after the other.",
+                                   "Soundtrack [batch, channels, samples]."),
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "latent": ("LATENT", tip("Joint latent from the sampler.")),
-            "video_vae": ("VAE", tip("Video VAE (Ovi: wan2.2_vae.safetensors).")),
-            "audio_vae": ("VAE", tip("Audio VAE (Ovi: the MMAudio 16 kHz VAE).")),
-        }}
-
-    def decode(self, latent, video_vae, audio_vae):
+    def execute(cls, latent, video_vae, audio_vae):
         video, audio = split_joint(latent, "CCL Decode")
         spec = latent_spec(latent)
         meta = latent.get(CCL_KEY, {})
@@ -98,25 +107,25 @@ class CCLDecode:
             pbar.update(1)
         channels = max(w.shape[1] for w in waves)
         waves = [w.expand(-1, channels, -1) if w.shape[1] == 1 else w for w in waves]
-        return (torch.cat(images), {"waveform": torch.cat(waves), "sample_rate": rate}, float(spec.fps))
+        return io.NodeOutput(torch.cat(images), {"waveform": torch.cat(waves), "sample_rate": rate}, float(spec.fps))
 
 
-class CCLLatentPreview:
-    DESCRIPTION = ("A rough look and listen without any VAE: latent channels projected to colours and enlarged "
-                   "to the video size, and a waveform traced from the audio latent. For quick checks and smoke "
-                   "tests only; it is not a decoder (use CCL Decode for real output).")
-    CATEGORY = f"{CATEGORY}/decode"
-    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
-    RETURN_NAMES = ("images", "audio", "fps")
-    OUTPUT_TOOLTIPS = ("Preview frames.", "Preview sound (not speech or music: a trace of the latent).",
-                       "Frame rate of the video.")
-    FUNCTION = "preview"
+class CCLLatentPreview(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLLatentPreview",
+            display_name="CCL Latent Preview (no VAE)",
+            category=f"{CATEGORY}/decode",
+            description=("A rough look and listen without any VAE: latent channels projected to colours and "
+                         "enlarged to the video size, and a waveform traced from the audio latent. For quick checks "
+                         "and smoke tests only; it is not a decoder (use CCL Decode for real output)."),
+            inputs=[io.Latent.Input("latent", tooltip="Joint latent from the sampler.")],
+            outputs=decode_outputs("Preview frames.", "Preview sound (not speech or music: a trace of the latent)."),
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"latent": ("LATENT", tip("Joint latent from the sampler."))}}
-
-    def preview(self, latent):
+    def execute(cls, latent):
         video, audio = split_joint(latent, "CCL Latent Preview")
         spec = latent_spec(latent)
         video, audio = restore_held(video, audio, latent.get(CCL_KEY, {}))
@@ -141,7 +150,7 @@ class CCLLatentPreview:
                                  align_corners=False)
             waves.append(fit_length(wave, samples) if wave.shape[-1] else wave)
             pbar.update(1)
-        return (torch.cat(images), {"waveform": torch.cat(waves), "sample_rate": rate}, float(spec.fps))
+        return io.NodeOutput(torch.cat(images), {"waveform": torch.cat(waves), "sample_rate": rate}, float(spec.fps))
 
 
 def _latent_index(spec, frame: int) -> int:
@@ -166,5 +175,4 @@ def _to_rgb(x: torch.Tensor, spec) -> torch.Tensor:
     return ((rgb - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1)
 
 
-NODE_CLASS_MAPPINGS = {"CCLDecode": CCLDecode, "CCLLatentPreview": CCLLatentPreview}
-NODE_DISPLAY_NAME_MAPPINGS = {"CCLDecode": "CCL Decode", "CCLLatentPreview": "CCL Latent Preview (no VAE)"}
+NODES = [CCLDecode, CCLLatentPreview]

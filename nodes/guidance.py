@@ -16,7 +16,8 @@ import comfy.samplers
 import comfy.utils
 
 from ..ccl_core.guidance import FORMS, Guidance
-from .common import CATEGORY, null_text_for, null_text_like, spec_of, tip
+from .api import io
+from .common import CATEGORY, null_text_for, null_text_like, spec_of
 
 TASK_KEYS = ("ccl_task", "ccl_clean_video", "ccl_clean_audio")
 
@@ -78,45 +79,47 @@ class CCLGuider(comfy.samplers.CFGGuider):
                          "model from 'CCL Model Loader'")
 
 
-class CCLGuiderNode:
-    DESCRIPTION = ("Unconditional context guidance (UCG) for CCL / Ovi models, as a GUIDER for "
-                   "SamplerCustomAdvanced. Its unconditional branch is the context-tokens-only route, with "
-                   "separate scales for video and audio. Forms: joint u + w(c_full - u); decoupled "
-                   "u + w_text(c_text - u) + w_av(c_full - c_text); cfg (null/negative text, full route); ovi "
-                   "(Ovi's own: negative text, full route, one fusion block skipped); none.")
-    CATEGORY = f"{CATEGORY}/sampling"
-    RETURN_TYPES = ("GUIDER",)
-    RETURN_NAMES = ("guider",)
-    OUTPUT_TOOLTIPS = ("Guider for SamplerCustomAdvanced.",)
-    FUNCTION = "get_guider"
+class CCLGuiderNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        scale = dict(min=0.0, max=30.0, step=0.1, round=0.01)
+        return io.Schema(
+            node_id="CCLGuider",
+            display_name="CCL UCG Guider",
+            category=f"{CATEGORY}/sampling",
+            description=("Unconditional context guidance (UCG) for CCL / Ovi models, as a GUIDER for "
+                         "SamplerCustomAdvanced. Its unconditional branch is the context-tokens-only route, with "
+                         "separate scales for video and audio. Forms: joint u + w(c_full - u); decoupled "
+                         "u + w_text(c_text - u) + w_av(c_full - c_text); cfg (null/negative text, full route); ovi "
+                         "(Ovi's own: negative text, full route, one fusion block skipped); none."),
+            inputs=[
+                io.Model.Input("model", tooltip="CCL / Ovi model."),
+                io.Conditioning.Input("positive", tooltip=(
+                    "Prompt conditioning (through a CCL task node for a2v, v2a, t2v, t2a).")),
+                io.Combo.Input("form", options=list(FORMS), default="joint", tooltip=(
+                    "joint / decoupled: UCG (unconditional = context tokens only); cfg: classic CFG with the full "
+                    "route; ovi: Ovi's guidance with skip-layer; none: no guidance (one model call per step).")),
+                io.Float.Input("video_scale", default=4.0, **scale, tooltip=(
+                    "Guidance scale of the video stream (w, or w_text for decoupled). Ovi: 4.0.")),
+                io.Float.Input("audio_scale", default=3.0, **scale, tooltip=(
+                    "Guidance scale of the audio stream (w, or w_text for decoupled). Ovi: 3.0.")),
+                io.Float.Input("video_av_scale", default=2.0, **scale, tooltip=(
+                    "Decoupled form only: cross-modal scale w_av of the video stream (how strongly the video "
+                    "follows the audio).")),
+                io.Float.Input("audio_av_scale", default=2.0, **scale, tooltip=(
+                    "Decoupled form only: cross-modal scale w_av of the audio stream.")),
+                io.Int.Input("skip_block", default=11, min=0, max=200, tooltip=(
+                    "ovi form only: fusion block skipped in the negative branch (Ovi: 11).")),
+                io.Conditioning.Input("negative", optional=True, tooltip=(
+                    "Optional negative prompt used in place of the null text in the unconditional branch (left "
+                    "empty: the null text, zeros for Ovi, the empty prompt's encoding for ToyAV).")),
+            ],
+            outputs=[io.Guider.Output(display_name="guider", tooltip="Guider for SamplerCustomAdvanced.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        scale = dict(min=0.0, max=30.0, step=0.1, round=0.01)
-        return {"required": {
-            "model": ("MODEL", tip("CCL / Ovi model.")),
-            "positive": ("CONDITIONING", tip("Prompt conditioning (through a CCL task node for a2v, v2a, t2v, t2a).")),
-            "form": (list(FORMS), tip("joint / decoupled: UCG (unconditional = context tokens only); cfg: "
-                                      "classic CFG with the full route; ovi: Ovi's guidance with skip-layer; none: "
-                                      "no guidance (one model call per step).", default="joint")),
-            "video_scale": ("FLOAT", tip("Guidance scale of the video stream (w, or w_text for decoupled). "
-                                         "Ovi: 4.0.", default=4.0, **scale)),
-            "audio_scale": ("FLOAT", tip("Guidance scale of the audio stream (w, or w_text for decoupled). "
-                                         "Ovi: 3.0.", default=3.0, **scale)),
-            "video_av_scale": ("FLOAT", tip("Decoupled form only: cross-modal scale w_av of the video stream "
-                                            "(how strongly the video follows the audio).", default=2.0, **scale)),
-            "audio_av_scale": ("FLOAT", tip("Decoupled form only: cross-modal scale w_av of the audio stream.",
-                                            default=2.0, **scale)),
-            "skip_block": ("INT", tip("ovi form only: fusion block skipped in the negative branch (Ovi: 11).",
-                                      default=11, min=0, max=200)),
-        }, "optional": {
-            "negative": ("CONDITIONING", tip("Optional negative prompt used in place of the null text in the "
-                                             "unconditional branch (left empty: the null text, zeros for Ovi, "
-                                             "the empty prompt's encoding for ToyAV).")),
-        }}
-
-    def get_guider(self, model, positive, form, video_scale, audio_scale, video_av_scale, audio_av_scale,
-                   skip_block, negative=None):
+    def execute(cls, model, positive, form, video_scale, audio_scale, video_av_scale, audio_av_scale, skip_block,
+                negative=None):
         spec = spec_of(model)  # a clear error for a non-CCL model
         layers = model.model.ccl_config.num_layers
         if form == "ovi" and not 0 <= skip_block < layers:
@@ -124,27 +127,29 @@ class CCLGuiderNode:
         guidance = Guidance(form, video_scale, audio_scale, video_av_scale, audio_av_scale, skip_block)
         guider = CCLGuider(model)
         guider.set_guidance(guidance, positive, negative, spec)
-        return (guider,)
+        return io.NodeOutput(guider)
 
 
-class CCLNullText:
-    DESCRIPTION = ("The null text of a CCL / Ovi model (zero embeddings; for the embedded ToyAV model the "
-                   "encoding of the empty prompt): the unconditional text of UCG and of training's text dropout. "
-                   "Use it as a negative for native guiders, or as the prompt for an unconditional sample.")
-    CATEGORY = f"{CATEGORY}/conditioning"
-    RETURN_TYPES = ("CONDITIONING",)
-    RETURN_NAMES = ("conditioning",)
-    OUTPUT_TOOLTIPS = ("The model's null text embeddings (zeros of its text width; ToyAV: the empty prompt).",)
-    FUNCTION = "make"
+class CCLNullText(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLNullText",
+            display_name="CCL Null Text",
+            category=f"{CATEGORY}/conditioning",
+            description=("The null text of a CCL / Ovi model (zero embeddings; for the embedded ToyAV model the "
+                         "encoding of the empty prompt): the unconditional text of UCG and of training's text "
+                         "dropout. Use it as a negative for native guiders, or as the prompt for an unconditional "
+                         "sample."),
+            inputs=[io.Model.Input("model", tooltip="CCL / Ovi model (gives the text width).")],
+            outputs=[io.Conditioning.Output(display_name="conditioning", tooltip=(
+                "The model's null text embeddings (zeros of its text width; ToyAV: the empty prompt)."))],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL", tip("CCL / Ovi model (gives the text width)."))}}
-
-    def make(self, model):
+    def execute(cls, model):
         spec = spec_of(model)
-        return ([[null_text_for(spec, torch.zeros(1, 1, spec.text_dim)), {}]],)
+        return io.NodeOutput([[null_text_for(spec, torch.zeros(1, 1, spec.text_dim)), {}]])
 
 
-NODE_CLASS_MAPPINGS = {"CCLGuider": CCLGuiderNode, "CCLNullText": CCLNullText}
-NODE_DISPLAY_NAME_MAPPINGS = {"CCLGuider": "CCL UCG Guider", "CCLNullText": "CCL Null Text"}
+NODES = [CCLGuiderNode, CCLNullText]

@@ -6,59 +6,69 @@ import torch
 
 import comfy.model_management
 
-from .common import (CATEGORY, CCL_KEY, latent_spec, make_joint_latent, spec_of, split_joint, tip,
-                     to_model_space, to_vae_space)
+from .api import io
+from .common import (CATEGORY, CCL_KEY, latent_spec, make_joint_latent, spec_of, split_joint, to_model_space,
+                     to_vae_space)
 
 
-class CCLEmptyJointLatent:
-    DESCRIPTION = ("An empty joint audio-video latent for a CCL / Ovi model. The video and the audio latent "
-                   "cover the same duration at the model's own rates, so picture and sound stay aligned; the "
-                   "frame rate is the model's (Ovi: 24 fps) and is given out for CreateVideo / CCL Save Video.")
-    CATEGORY = f"{CATEGORY}/latent"
-    RETURN_TYPES = ("LATENT", "FLOAT", "INT")
-    RETURN_NAMES = ("latent", "fps", "frames")
-    OUTPUT_TOOLTIPS = ("Joint latent (video and audio) for the sampler.",
-                       "Frame rate of the decoded video (the model's).",
-                       "Number of video frames after decoding.")
-    FUNCTION = "make"
+class CCLEmptyJointLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLEmptyJointLatent",
+            display_name="CCL Empty Joint Latent",
+            category=f"{CATEGORY}/latent",
+            description=("An empty joint audio-video latent for a CCL / Ovi model. The video and the audio latent "
+                         "cover the same duration at the model's own rates, so picture and sound stay aligned; "
+                         "the frame rate is the model's (Ovi: 24 fps) and is given out for CreateVideo / CCL Save "
+                         "Video."),
+            inputs=[
+                io.Model.Input("model", tooltip="The CCL / Ovi model: its latent rates and channels size the latent."),
+                io.Int.Input("width", default=704, min=16, max=4096, step=16, tooltip=(
+                    "Video width in pixels; rounded down to a multiple of the model's latent cell (Ovi: 32 px).")),
+                io.Int.Input("height", default=704, min=16, max=4096, step=16,
+                             tooltip="Video height in pixels; rounded down like the width."),
+                io.Float.Input("seconds", default=5.0, min=0.1, max=60.0, step=0.1, tooltip=(
+                    "Clip duration in seconds (Ovi was trained on 5 s, or 10 s for its 10 s file). Sets both the "
+                    "frame count and the audio length.")),
+                io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Number of clips generated together."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="latent", tooltip="Joint latent (video and audio) for the sampler."),
+                io.Float.Output(display_name="fps", tooltip="Frame rate of the decoded video (the model's)."),
+                io.Int.Output(display_name="frames", tooltip="Number of video frames after decoding."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", tip("The CCL / Ovi model: its latent rates and channels size the latent.")),
-            "width": ("INT", tip("Video width in pixels; rounded down to a multiple of the model's latent cell "
-                                 "(Ovi: 32 px).", default=704, min=16, max=4096, step=16)),
-            "height": ("INT", tip("Video height in pixels; rounded down like the width.",
-                                  default=704, min=16, max=4096, step=16)),
-            "seconds": ("FLOAT", tip("Clip duration in seconds (Ovi was trained on 5 s, or 10 s for its 10 s "
-                                     "file). Sets both the frame count and the audio length.",
-                                     default=5.0, min=0.1, max=60.0, step=0.1)),
-            "batch_size": ("INT", tip("Number of clips generated together.", default=1, min=1, max=64)),
-        }}
-
-    def make(self, model, width, height, seconds, batch_size=1):
+    def execute(cls, model, width, height, seconds, batch_size=1):
         spec = spec_of(model)
         t, h, w, length, frames, _, _ = spec.sizes(seconds, width, height)
         device = comfy.model_management.intermediate_device()
         video = torch.zeros(batch_size, spec.video_channels, t, h, w, device=device)
         audio = torch.zeros(batch_size, spec.audio_channels, length, device=device)
-        return (make_joint_latent(video, audio, spec), float(spec.fps), int(frames))
+        return io.NodeOutput(make_joint_latent(video, audio, spec), float(spec.fps), int(frames))
 
 
-class CCLSplitLatent:
-    DESCRIPTION = ("Splits a joint latent into a video LATENT and an audio LATENT (type 'audio') in the VAEs' "
-                   "raw space, for native VAE Decode and VAE Decode Audio (Ovi: Wan 2.2 VAE, MMAudio VAE).")
-    CATEGORY = f"{CATEGORY}/latent"
-    RETURN_TYPES = ("LATENT", "LATENT")
-    RETURN_NAMES = ("video", "audio")
-    OUTPUT_TOOLTIPS = ("Video latent [B, C, T, H, W] for VAE Decode.", "Audio latent [B, C, L] for VAE Decode Audio.")
-    FUNCTION = "split"
+class CCLSplitLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLSplitLatent",
+            display_name="CCL Split Latent",
+            category=f"{CATEGORY}/latent",
+            description=("Splits a joint latent into a video LATENT and an audio LATENT (type 'audio') in the "
+                         "VAEs' raw space, for native VAE Decode and VAE Decode Audio (Ovi: Wan 2.2 VAE, MMAudio "
+                         "VAE)."),
+            inputs=[io.Latent.Input("latent", tooltip="Joint latent from the sampler.")],
+            outputs=[
+                io.Latent.Output(display_name="video", tooltip="Video latent [B, C, T, H, W] for VAE Decode."),
+                io.Latent.Output(display_name="audio", tooltip="Audio latent [B, C, L] for VAE Decode Audio."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"latent": ("LATENT", tip("Joint latent from the sampler."))}}
-
-    def split(self, latent):
+    def execute(cls, latent):
         video, audio = split_joint(latent, "CCL Split Latent")
         spec = latent_spec(latent) if CCL_KEY in latent else None
         meta = latent.get(CCL_KEY, {})
@@ -66,27 +76,28 @@ class CCLSplitLatent:
         if spec is not None:
             video = to_vae_space(spec.video_space, video)
             audio = to_vae_space(spec.audio_space, audio)
-        return ({"samples": video}, {"samples": audio, "type": "audio"})
+        return io.NodeOutput({"samples": video}, {"samples": audio, "type": "audio"})
 
 
-class CCLJoinLatents:
-    DESCRIPTION = ("Joins a video LATENT and an audio LATENT (raw VAE space, e.g. from VAE Encode and VAE Encode "
-                   "Audio) into a joint latent for this model. Lengths must cover the same duration.")
-    CATEGORY = f"{CATEGORY}/latent"
-    RETURN_TYPES = ("LATENT",)
-    RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("Joint latent in the model's space.",)
-    FUNCTION = "join"
+class CCLJoinLatents(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLJoinLatents",
+            display_name="CCL Join Latents",
+            category=f"{CATEGORY}/latent",
+            description=("Joins a video LATENT and an audio LATENT (raw VAE space, e.g. from VAE Encode and VAE "
+                         "Encode Audio) into a joint latent for this model. Lengths must cover the same duration."),
+            inputs=[
+                io.Model.Input("model", tooltip="The CCL / Ovi model the latent is for (its latent spaces and rates)."),
+                io.Latent.Input("video", tooltip="Video latent [B, C, T, H, W] in the video VAE's raw space."),
+                io.Latent.Input("audio", tooltip="Audio latent [B, C, L] in the audio VAE's raw space."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent", tooltip="Joint latent in the model's space.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", tip("The CCL / Ovi model the latent is for (its latent spaces and rates).")),
-            "video": ("LATENT", tip("Video latent [B, C, T, H, W] in the video VAE's raw space.")),
-            "audio": ("LATENT", tip("Audio latent [B, C, L] in the audio VAE's raw space.")),
-        }}
-
-    def join(self, model, video, audio):
+    def execute(cls, model, video, audio):
         spec = spec_of(model)
         v, a = video["samples"], audio["samples"]
         if getattr(v, "is_nested", False) or getattr(a, "is_nested", False):
@@ -110,7 +121,7 @@ class CCLJoinLatents:
                              f"({a.shape[2]} latents); trim them to the same duration")
         v = to_model_space(spec.video_space, v.float())
         a = to_model_space(spec.audio_space, a.float())
-        return (make_joint_latent(v.contiguous(), a.contiguous(), spec),)
+        return io.NodeOutput(make_joint_latent(v.contiguous(), a.contiguous(), spec))
 
 
 def restore_held(video, audio, meta):
@@ -123,13 +134,4 @@ def restore_held(video, audio, meta):
     return video, audio
 
 
-NODE_CLASS_MAPPINGS = {
-    "CCLEmptyJointLatent": CCLEmptyJointLatent,
-    "CCLSplitLatent": CCLSplitLatent,
-    "CCLJoinLatents": CCLJoinLatents,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "CCLEmptyJointLatent": "CCL Empty Joint Latent",
-    "CCLSplitLatent": "CCL Split Latent",
-    "CCLJoinLatents": "CCL Join Latents",
-}
+NODES = [CCLEmptyJointLatent, CCLSplitLatent, CCLJoinLatents]

@@ -6,35 +6,59 @@ import logging
 import os
 
 import folder_paths
+
 import torch
 
 from ..ccl_core.checkpoint import (DTYPE_NAMES, ST_DTYPES, CheckpointError, check_memory, detect_kind, infer_config,
                                    read_header)
-from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec, tip
-from .comfy_model import model_from_file
+from .api import io
+from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec
+from .comfy_model import model_from_file, with_block_swap
 from .toyav import EMBEDDED_MODELS, embedded_model_path
 
 log = logging.getLogger("ccl")
 
 FOLDER = "ccl"  # models/ccl, registered by the pack's __init__
 SEARCH = (FOLDER, "diffusion_models")
+FOLDER_EXTENSIONS = (".safetensors", ".sft")  # the files listed from models/ccl
 WEIGHT_DTYPES = ["default", "bf16", "fp16", "fp8"]
 DEFAULT_SHIFT = 5.0  # Ovi's; ModelSamplingSD3 overrides it
 
 
 def register_folder() -> None:
-    """models/ccl (extra_model_paths.yaml may add `ccl: path`), through folder_paths' functions only."""
-    folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
+    """models/ccl as the first folder of the "ccl" model list (extra_model_paths.yaml may add `ccl: path`).
+
+    Through folder_paths' functions only: ComfyUI LTS keeps its folder table in an object of its own.
+    """
+    folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER), is_default=True)
+
+
+def _folder_files(folder: str):
+    """The .safetensors / .sft files under a registered folder's paths, relative to their path.
+
+    Read from the folder's paths (get_folder_paths) rather than get_filename_list, whose answer for a
+    folder registered without extensions differs: every file on upstream ComfyUI, none on ComfyUI LTS.
+    """
+    try:
+        roots = folder_paths.get_folder_paths(folder)
+    except KeyError:
+        return []
+    names = []
+    for root in roots:
+        for dirpath, dirnames, files in os.walk(root, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            names.extend(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/") for f in files
+                         if os.path.splitext(f)[1].lower() in FOLDER_EXTENSIONS)
+    return names
 
 
 def list_checkpoints():
     """The embedded models first (listed even before their file exists), then the user's files."""
-    names = []
-    for folder in SEARCH:
-        try:
-            names.extend(folder_paths.get_filename_list(folder))
-        except KeyError:
-            continue
+    names = _folder_files(FOLDER)
+    try:
+        names.extend(folder_paths.get_filename_list("diffusion_models"))
+    except KeyError:
+        pass
     return list(EMBEDDED_MODELS) + sorted(set(names))
 
 
@@ -51,51 +75,31 @@ def resolve(name: str) -> str:
     raise FileNotFoundError(f"CCL checkpoint {name!r} not found in models/{FOLDER} or models/diffusion_models")
 
 
-class CCLModelLoader:
-    DESCRIPTION = ("Loads a CCL or Ovi audio-video diffusion model (safetensors from models/ccl or "
-                   "models/diffusion_models, or the embedded ToyAV model shipped with the pack) as a native MODEL "
-                   "for SamplerCustomAdvanced, KSampler and the CCL guider. The kind of file is recognised from "
-                   "its keys and metadata.")
-    CATEGORY = f"{CATEGORY}/loaders"
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The dual-stream audio-video model (flow matching, shift from the file or 5.0).",)
-    FUNCTION = "load"
+def load_model(ckpt_name: str, weight_dtype: str = "default", resident_blocks: int = -1):
+    """The checkpoint `ckpt_name` as a native MODEL (ModelPatcher) with weights stored in `weight_dtype`.
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "ckpt_name": (list_checkpoints(), tip(
-                "CCL or Ovi checkpoint (.safetensors) from models/ccl or models/diffusion_models; Ovi's "
-                "file is model.safetensors (720x720, 5 s) or model_960x960*.safetensors. '(embedded) "
-                "toyav_ccl' is the small ToyAV model shipped inside the pack (64x64, 16 fps, 2 s, 16 kHz; "
-                "use it with the CCL/ToyAV nodes)")),
-            "weight_dtype": (WEIGHT_DTYPES, tip(
-                "Weight storage: default keeps the file's dtype; bf16/fp16 convert; fp8 stores the block "
-                "matrices as float8_e4m3fn (about half the memory of bf16) and computes in bf16",
-                default="default")),
-        }}
-
-    def load(self, ckpt_name, weight_dtype="default"):
-        path = resolve(ckpt_name)
-        header = read_header(path)
-        kind, what = detect_kind(header)
-        if kind not in ("ccl", "ovi"):
-            raise CheckpointError(f"{os.path.basename(path)} is {what}, not a CCL or Ovi audio-video model; "
-                                  "load it with the loader made for it")
-        config = infer_config(header)
-        default_shift = DEFAULT_SHIFTS.get(config.name, DEFAULT_SHIFT)
-        try:
-            shift = float(header.metadata.get(SHIFT_METADATA_KEY, default_shift))
-        except ValueError:
-            shift = default_shift
-        spec = model_spec(config, header.metadata)
-        dtype = weight_dtype_of(header, weight_dtype)
-        check_memory(header, dtype)  # the weights are read into CPU memory first (ComfyUI's offload device)
-        model = model_from_file(header, config, spec, shift, dtype)
-        log.info("CCL: loaded %s (%s, %s, %d blocks, width %d)", os.path.basename(path), kind,
-                 config.name or "unnamed", config.num_layers, config.dim)
-        return (model,)
+    ComfyUI builds the model (comfy.ops layers, its attention) and the file's tensors are streamed
+    into it; `resident_blocks` >= 0 keeps only that many block pairs on the GPU (with_block_swap).
+    """
+    path = resolve(ckpt_name)
+    header = read_header(path)
+    kind, what = detect_kind(header)
+    if kind not in ("ccl", "ovi"):
+        raise CheckpointError(f"{os.path.basename(path)} is {what}, not a CCL or Ovi audio-video model; "
+                              "load it with the loader made for it")
+    config = infer_config(header)
+    default_shift = DEFAULT_SHIFTS.get(config.name, DEFAULT_SHIFT)
+    try:
+        shift = float(header.metadata.get(SHIFT_METADATA_KEY, default_shift))
+    except ValueError:
+        shift = default_shift
+    spec = model_spec(config, header.metadata)
+    dtype = weight_dtype_of(header, weight_dtype)
+    check_memory(header, dtype)  # the weights are read into CPU memory first (ComfyUI's offload device)
+    model = model_from_file(header, config, spec, shift, dtype)
+    log.info("CCL: loaded %s (%s, %s, %d blocks, width %d)", os.path.basename(path), kind,
+             config.name or "unnamed", config.num_layers, config.dim)
+    return model if resident_blocks == -1 else with_block_swap(model, resident_blocks)
 
 
 def weight_dtype_of(header, choice: str) -> torch.dtype:
@@ -106,5 +110,38 @@ def weight_dtype_of(header, choice: str) -> torch.dtype:
     return ST_DTYPES[probe.dtype]
 
 
-NODE_CLASS_MAPPINGS = {"CCLModelLoader": CCLModelLoader}
-NODE_DISPLAY_NAME_MAPPINGS = {"CCLModelLoader": "CCL Model Loader"}
+class CCLModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLModelLoader",
+            display_name="CCL Model Loader",
+            category=f"{CATEGORY}/loaders",
+            description=("Loads a CCL or Ovi audio-video diffusion model (safetensors from models/ccl or "
+                         "models/diffusion_models, or the embedded ToyAV model shipped with the pack) as a native "
+                         "MODEL for SamplerCustomAdvanced, KSampler and the CCL guider. The kind of file is "
+                         "recognised from its keys and metadata."),
+            inputs=[
+                io.Combo.Input("ckpt_name", options=list_checkpoints(), tooltip=(
+                    "CCL or Ovi checkpoint (.safetensors) from models/ccl or models/diffusion_models; Ovi's "
+                    "file is model.safetensors (720x720, 5 s) or model_960x960*.safetensors. '(embedded) "
+                    "toyav_ccl' is the small ToyAV model shipped inside the pack (64x64, 16 fps, 2 s, 16 kHz; "
+                    "use it with the CCL/ToyAV nodes)")),
+                io.Combo.Input("weight_dtype", options=WEIGHT_DTYPES, default="default", tooltip=(
+                    "Weight storage: default keeps the file's dtype; bf16/fp16 convert; fp8 stores the block "
+                    "matrices as float8_e4m3fn (about half the memory of bf16) and computes in bf16")),
+                io.Int.Input("resident_blocks", default=-1, min=-1, max=1024, optional=True, tooltip=(
+                    "Block swap: how many block pairs stay on the GPU; the others are copied in layer by layer "
+                    "while they run (ComfyUI's lowvram casting). -1: ComfyUI's memory manager decides (it also "
+                    "offloads on its own when the model does not fit; --reserve-vram leaves room)")),
+            ],
+            outputs=[io.Model.Output(display_name="model", tooltip=(
+                "The dual-stream audio-video model (flow matching, shift from the file or 5.0)."))],
+        )
+
+    @classmethod
+    def execute(cls, ckpt_name, weight_dtype="default", resident_blocks=-1):
+        return io.NodeOutput(load_model(ckpt_name, weight_dtype, resident_blocks))
+
+
+NODES = [CCLModelLoader]

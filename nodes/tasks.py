@@ -12,8 +12,9 @@ import math
 
 import torch
 
+from .api import io
 from .common import (CATEGORY, CCL_KEY, fit_batch, fit_length, latent_spec, nested, null_text_like, pack_mask,
-                     split_joint, tip, to_model_space)
+                     split_joint, to_model_space)
 
 # task -> (video denoised, audio denoised)
 DENOISED = {"t2av": (True, True), "t2v": (True, False), "t2a": (False, True), "a2v": (True, False),
@@ -56,17 +57,30 @@ def apply_task(positive, negative, latent, task, clean=None):
     return with_task(positive, task, clean), with_task(neg, task, clean), out
 
 
-COND_INPUTS = {
-    "positive": ("CONDITIONING", tip("Text conditioning of the prompt.")),
-    "latent": ("LATENT", tip("Joint latent from 'CCL Empty Joint Latent'.")),
-}
-NEG_INPUT = {"negative": ("CONDITIONING", tip(
-    "Optional negative prompt. When left empty the negative output is the null text, UCG's unconditional "
-    "text (zeros for Ovi; the empty prompt's encoding for the embedded ToyAV model)."))}
-OUTPUTS = ("CONDITIONING", "CONDITIONING", "LATENT")
-OUT_NAMES = ("positive", "negative", "latent")
-OUT_TIPS = ("Positive conditioning carrying the task.", "Negative conditioning carrying the task.",
-            "Joint latent with the conditioning stream filled in and held by a noise mask.")
+def cond_inputs():
+    """The inputs every task node starts with (fresh objects for each schema)."""
+    return [io.Conditioning.Input("positive", tooltip="Text conditioning of the prompt."),
+            io.Latent.Input("latent", tooltip="Joint latent from 'CCL Empty Joint Latent'.")]
+
+
+def negative_input():
+    """The optional negative, the last input of every task node."""
+    return io.Conditioning.Input("negative", optional=True, tooltip=(
+        "Optional negative prompt. When left empty the negative output is the null text, UCG's unconditional "
+        "text (zeros for Ovi; the empty prompt's encoding for the embedded ToyAV model)."))
+
+
+def task_outputs():
+    return [io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning carrying the task."),
+            io.Conditioning.Output(display_name="negative", tooltip="Negative conditioning carrying the task."),
+            io.Latent.Output(display_name="latent", tooltip=(
+                "Joint latent with the conditioning stream filled in and held by a noise mask."))]
+
+
+def task_schema(node_id, display_name, description, inputs):
+    return io.Schema(node_id=node_id, display_name=display_name, category=f"{CATEGORY}/tasks",
+                     description=description, inputs=cond_inputs() + inputs + [negative_input()],
+                     outputs=task_outputs())
 
 
 def _channels_for(vae):
@@ -135,89 +149,72 @@ def encode_video(vae, images: torch.Tensor, fps: float, spec, shape) -> torch.Te
     return fit_length(lat, t, dim=2)
 
 
-class CCLAudioToVideo:
-    DESCRIPTION = ("Audio-to-video (a2v): the given sound is the clean audio stream the video is generated "
-                   "for. Encodes the AUDIO with the audio VAE (resampled, trimmed or padded with silence to the "
-                   "latent's duration), holds it fixed during sampling and routes the model's a2v task.")
-    CATEGORY = f"{CATEGORY}/tasks"
-    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = OUTPUTS, OUT_NAMES, OUT_TIPS
-    FUNCTION = "apply"
+class CCLAudioToVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return task_schema(
+            "CCLAudioToVideo", "CCL Task: Audio to Video",
+            "Audio-to-video (a2v): the given sound is the clean audio stream the video is generated for. Encodes "
+            "the AUDIO with the audio VAE (resampled, trimmed or padded with silence to the latent's duration), "
+            "holds it fixed during sampling and routes the model's a2v task.",
+            [io.Vae.Input("audio_vae", tooltip="Audio VAE of the model (Ovi: MMAudio 16 kHz)."),
+             io.Audio.Input("audio", tooltip="The soundtrack to make a video for.")])
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {**COND_INPUTS,
-                             "audio_vae": ("VAE", tip("Audio VAE of the model (Ovi: MMAudio 16 kHz).")),
-                             "audio": ("AUDIO", tip("The soundtrack to make a video for."))},
-                "optional": NEG_INPUT}
-
-    def apply(self, positive, latent, audio_vae, audio, negative=None):
+    def execute(cls, positive, latent, audio_vae, audio, negative=None):
         _, a = split_joint(latent, "CCL Audio to Video")
         spec = latent_spec(latent)
         clean = encode_audio(audio_vae, audio, spec, a.shape[2])
         clean = fit_batch(clean, a.shape[0], "the audio")
-        return apply_task(positive, negative, latent, "a2v", {"audio": clean})
+        return io.NodeOutput(*apply_task(positive, negative, latent, "a2v", {"audio": clean}))
 
 
-class CCLVideoToAudio:
-    DESCRIPTION = ("Video-to-audio (v2a): the given frames are the clean video stream the sound is generated "
-                   "for. Encodes the IMAGE frames with the video VAE (resampled in time to the model's fps, "
-                   "resized to the latent's size, trimmed or padded), holds them fixed and routes v2a.")
-    CATEGORY = f"{CATEGORY}/tasks"
-    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = OUTPUTS, OUT_NAMES, OUT_TIPS
-    FUNCTION = "apply"
+class CCLVideoToAudio(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return task_schema(
+            "CCLVideoToAudio", "CCL Task: Video to Audio",
+            "Video-to-audio (v2a): the given frames are the clean video stream the sound is generated for. "
+            "Encodes the IMAGE frames with the video VAE (resampled in time to the model's fps, resized to the "
+            "latent's size, trimmed or padded), holds them fixed and routes v2a.",
+            [io.Vae.Input("video_vae", tooltip="Video VAE of the model (Ovi: Wan 2.2 VAE)."),
+             io.Image.Input("images", tooltip="The video frames to make a soundtrack for."),
+             io.Float.Input("fps", default=24.0, min=1.0, max=240.0, step=0.001,
+                            tooltip="Frame rate of the given frames.")])
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {**COND_INPUTS,
-                             "video_vae": ("VAE", tip("Video VAE of the model (Ovi: Wan 2.2 VAE).")),
-                             "images": ("IMAGE", tip("The video frames to make a soundtrack for.")),
-                             "fps": ("FLOAT", tip("Frame rate of the given frames.", default=24.0, min=1.0,
-                                                  max=240.0, step=0.001))},
-                "optional": NEG_INPUT}
-
-    def apply(self, positive, latent, video_vae, images, fps, negative=None):
+    def execute(cls, positive, latent, video_vae, images, fps, negative=None):
         v, _ = split_joint(latent, "CCL Video to Audio")
         spec = latent_spec(latent)
         clean = encode_video(video_vae, images, fps, spec, v.shape)
         clean = fit_batch(clean, v.shape[0], "the video")
-        return apply_task(positive, negative, latent, "v2a", {"video": clean})
+        return io.NodeOutput(*apply_task(positive, negative, latent, "v2a", {"video": clean}))
 
 
-class _Only:
-    TASK = ""
-    CATEGORY = f"{CATEGORY}/tasks"
-    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = OUTPUTS, OUT_NAMES, OUT_TIPS
-    FUNCTION = "apply"
+class CCLVideoOnly(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return task_schema(
+            "CCLVideoOnly", "CCL Task: Video Only",
+            "Text-to-video only (t2v): the audio stream is absent; the video reads only the context tokens and the "
+            "audio tower is not run. Decoding gives silence.", [])
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": dict(COND_INPUTS), "optional": NEG_INPUT}
-
-    def apply(self, positive, latent, negative=None):
-        return apply_task(positive, negative, latent, self.TASK)
+    def execute(cls, positive, latent, negative=None):
+        return io.NodeOutput(*apply_task(positive, negative, latent, "t2v"))
 
 
-class CCLVideoOnly(_Only):
-    TASK = "t2v"
-    DESCRIPTION = ("Text-to-video only (t2v): the audio stream is absent; the video reads only the context "
-                   "tokens and the audio tower is not run. Decoding gives silence.")
+class CCLAudioOnly(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return task_schema(
+            "CCLAudioOnly", "CCL Task: Audio Only",
+            "Text-to-audio only (t2a): the video stream is absent; the audio reads only the context tokens and the "
+            "video tower is not run. Decoding gives black frames.", [])
+
+    @classmethod
+    def execute(cls, positive, latent, negative=None):
+        return io.NodeOutput(*apply_task(positive, negative, latent, "t2a"))
 
 
-class CCLAudioOnly(_Only):
-    TASK = "t2a"
-    DESCRIPTION = ("Text-to-audio only (t2a): the video stream is absent; the audio reads only the context "
-                   "tokens and the video tower is not run. Decoding gives black frames.")
-
-
-NODE_CLASS_MAPPINGS = {
-    "CCLAudioToVideo": CCLAudioToVideo,
-    "CCLVideoToAudio": CCLVideoToAudio,
-    "CCLVideoOnly": CCLVideoOnly,
-    "CCLAudioOnly": CCLAudioOnly,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "CCLAudioToVideo": "CCL Task: Audio to Video",
-    "CCLVideoToAudio": "CCL Task: Video to Audio",
-    "CCLVideoOnly": "CCL Task: Video Only",
-    "CCLAudioOnly": "CCL Task: Audio Only",
-}
+NODES = [CCLAudioToVideo, CCLVideoToAudio, CCLVideoOnly, CCLAudioOnly]

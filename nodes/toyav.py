@@ -29,13 +29,15 @@ import torch
 
 import folder_paths
 
-from .common import CATEGORY, NULL_TEXT_KEY, TOYAV_SPACES, tip
+from .api import io
+from .common import CATEGORY, NULL_TEXT_KEY, TOYAV_SPACES
 
 log = logging.getLogger("ccl")
 
 FAMILY = f"{CATEGORY}/ToyAV"
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ccl_core", "assets")
 TEXT_ENCODER_TYPE = "CCL_TEXT_ENCODER"
+TextEncoder = io.Custom(TEXT_ENCODER_TYPE)  # the socket type between the text encoder loader and Text Encode
 
 EMBEDDED_MODEL = "(embedded) toyav_ccl"
 EMBEDDED_TEXT = "(embedded) toyav_text"
@@ -99,50 +101,54 @@ def embedded_null_text(batch: int = 1) -> torch.Tensor:
     return _null_of_file(embedded_path(EMBEDDED_TEXT)).expand(batch, -1, -1).clone()
 
 
-class CCLToyAVTextEncoderLoader:
-    DESCRIPTION = ("Loads the ToyAV text encoder (the embedded one shipped with the pack, or a ToyAV text "
-                   "encoder file of yours from models/text_encoders) for CCL ToyAV Text Encode. Prompts read "
-                   "'a {colour} {shape} {motion}', e.g. 'a red circle bouncing'.")
-    CATEGORY = FAMILY
-    RETURN_TYPES = (TEXT_ENCODER_TYPE,)
-    RETURN_NAMES = ("text_encoder",)
-    OUTPUT_TOOLTIPS = ("The ToyAV text encoder (fixed 64-dim token and position embeddings, 5 tokens).",)
-    FUNCTION = "load"
+class CCLToyAVTextEncoderLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLToyAVTextEncoderLoader",
+            display_name="CCL ToyAV Text Encoder Loader",
+            category=FAMILY,
+            description=("Loads the ToyAV text encoder (the embedded one shipped with the pack, or a ToyAV text "
+                         "encoder file of yours from models/text_encoders) for CCL ToyAV Text Encode. Prompts read "
+                         "'a {colour} {shape} {motion}', e.g. 'a red circle bouncing'."),
+            inputs=[io.Combo.Input(
+                "encoder_name", options=[EMBEDDED_TEXT] + _user_files("text_encoders"), default=EMBEDDED_TEXT,
+                tooltip=("'(embedded) toyav_text' is the encoder the embedded model was trained with; files of your "
+                         "own (models/text_encoders, names containing 'toyav') must be ToyAV text encoder files"))],
+            outputs=[TextEncoder.Output(display_name="text_encoder", tooltip=(
+                "The ToyAV text encoder (fixed 64-dim token and position embeddings, 5 tokens)."))],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"encoder_name": ([EMBEDDED_TEXT] + _user_files("text_encoders"), tip(
-            "'(embedded) toyav_text' is the encoder the embedded model was trained with; files of your own "
-            "(models/text_encoders, names containing 'toyav') must be ToyAV text encoder files",
-            default=EMBEDDED_TEXT))}}
-
-    def load(self, encoder_name=EMBEDDED_TEXT):
+    def execute(cls, encoder_name=EMBEDDED_TEXT):
         from ..ccl_core.toyav.text import load_text_encoder
-        return (load_text_encoder(_resolve(encoder_name, "text_encoders")),)
+        return io.NodeOutput(load_text_encoder(_resolve(encoder_name, "text_encoders")))
 
 
-class CCLToyAVTextEncode:
-    DESCRIPTION = ("Encodes a ToyAV prompt ('a {colour} {shape} {motion}': colours red green blue yellow, shapes "
-                   "circle square triangle, motions bouncing sliding blinking) into a CONDITIONING for the "
-                   "embedded ToyAV model. The empty prompt is the null text: use it as the negative (UCG's "
-                   "unconditional text). An unknown word stops with the list of known words.")
-    CATEGORY = FAMILY
-    RETURN_TYPES = ("CONDITIONING",)
-    RETURN_NAMES = ("conditioning",)
-    OUTPUT_TOOLTIPS = ("Text embeddings [1, 5, 64] (padding positions are zeros), carrying the encoder's null "
-                       "text for the guider and task nodes.",)
-    FUNCTION = "encode"
+class CCLToyAVTextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLToyAVTextEncode",
+            display_name="CCL ToyAV Text Encode",
+            category=FAMILY,
+            description=("Encodes a ToyAV prompt ('a {colour} {shape} {motion}': colours red green blue yellow, "
+                         "shapes circle square triangle, motions bouncing sliding blinking) into a CONDITIONING for "
+                         "the embedded ToyAV model. The empty prompt is the null text: use it as the negative (UCG's "
+                         "unconditional text). An unknown word stops with the list of known words."),
+            inputs=[
+                TextEncoder.Input("text_encoder", tooltip="From CCL ToyAV Text Encoder Loader."),
+                io.String.Input("text", default=DEFAULT_PROMPT, multiline=True, dynamic_prompts=False, tooltip=(
+                    "The prompt, e.g. 'a red circle bouncing' (case and a final full stop are ignored). Leave "
+                    "empty for the null text (the negative of UCG).")),
+            ],
+            outputs=[io.Conditioning.Output(display_name="conditioning", tooltip=(
+                "Text embeddings [1, 5, 64] (padding positions are zeros), carrying the encoder's null text for "
+                "the guider and task nodes."))],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "text_encoder": (TEXT_ENCODER_TYPE, tip("From CCL ToyAV Text Encoder Loader.")),
-            "text": ("STRING", tip("The prompt, e.g. 'a red circle bouncing' (case and a final full stop are "
-                                   "ignored). Leave empty for the null text (the negative of UCG).",
-                                   default=DEFAULT_PROMPT, multiline=True, dynamicPrompts=False)),
-        }}
-
-    def encode(self, text_encoder, text):
+    def execute(cls, text_encoder, text):
         if not hasattr(text_encoder, "encode") or not hasattr(text_encoder, "null"):
             raise ValueError("CCL ToyAV Text Encode needs the text encoder from 'CCL ToyAV Text Encoder Loader'")
         try:
@@ -150,7 +156,7 @@ class CCLToyAVTextEncode:
         except ValueError as e:
             raise ValueError(f"CCL ToyAV Text Encode: {e}") from None
         null = text_encoder.null(1).detach().float().cpu()
-        return ([[emb.detach().float().cpu(), {NULL_TEXT_KEY: null}]],)
+        return io.NodeOutput([[emb.detach().float().cpu(), {NULL_TEXT_KEY: null}]])
 
 
 # ---------------------------------------------------------------------- autoencoders
@@ -234,45 +240,41 @@ def check_against_spec(video: ToyAVVideoVAE, audio: ToyAVAudioVAE) -> None:
                     "decoded lengths or sizes will be wrong", differ)
 
 
-class CCLToyAVAutoencoderLoader:
-    DESCRIPTION = ("Loads the ToyAV video and audio autoencoders (the embedded ones shipped with the pack, or "
-                   "ToyAV autoencoder files of yours from models/vae) as two VAEs for CCL Decode and the CCL "
-                   "task nodes (Audio to Video, Video to Audio). Video: 64x64 at 16 fps, x2 time, x8 space; "
-                   "audio: 16 kHz mono, 256 samples per latent.")
-    CATEGORY = FAMILY
-    RETURN_TYPES = ("VAE", "VAE")
-    RETURN_NAMES = ("video_vae", "audio_vae")
-    OUTPUT_TOOLTIPS = ("ToyAV video autoencoder (for CCL Decode's video_vae and CCL Task: Video to Audio).",
-                       "ToyAV audio autoencoder, 16 kHz (for CCL Decode's audio_vae and CCL Task: Audio to Video).")
-    FUNCTION = "load"
+class CCLToyAVAutoencoderLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        files = _user_files("vae")
+        return io.Schema(
+            node_id="CCLToyAVAutoencoderLoader",
+            display_name="CCL ToyAV Autoencoder Loader",
+            category=FAMILY,
+            description=("Loads the ToyAV video and audio autoencoders (the embedded ones shipped with the pack, or "
+                         "ToyAV autoencoder files of yours from models/vae) as two VAEs for CCL Decode and the CCL "
+                         "task nodes (Audio to Video, Video to Audio). Video: 64x64 at 16 fps, x2 time, x8 space; "
+                         "audio: 16 kHz mono, 256 samples per latent."),
+            inputs=[
+                io.Combo.Input("video_ae", options=[EMBEDDED_VIDEO_AE] + files, default=EMBEDDED_VIDEO_AE, tooltip=(
+                    "Video autoencoder: the embedded one, or a ToyAV video autoencoder file from models/vae (names "
+                    "containing 'toyav')")),
+                io.Combo.Input("audio_ae", options=[EMBEDDED_AUDIO_AE] + files, default=EMBEDDED_AUDIO_AE, tooltip=(
+                    "Audio autoencoder: the embedded one, or a ToyAV audio autoencoder file from models/vae (names "
+                    "containing 'toyav')")),
+            ],
+            outputs=[
+                io.Vae.Output(display_name="video_vae", tooltip=(
+                    "ToyAV video autoencoder (for CCL Decode's video_vae and CCL Task: Video to Audio).")),
+                io.Vae.Output(display_name="audio_vae", tooltip=(
+                    "ToyAV audio autoencoder, 16 kHz (for CCL Decode's audio_vae and CCL Task: Audio to Video).")),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        files = _user_files("vae")
-        return {"required": {
-            "video_ae": ([EMBEDDED_VIDEO_AE] + files, tip(
-                "Video autoencoder: the embedded one, or a ToyAV video autoencoder file from models/vae "
-                "(names containing 'toyav')", default=EMBEDDED_VIDEO_AE)),
-            "audio_ae": ([EMBEDDED_AUDIO_AE] + files, tip(
-                "Audio autoencoder: the embedded one, or a ToyAV audio autoencoder file from models/vae "
-                "(names containing 'toyav')", default=EMBEDDED_AUDIO_AE)),
-        }}
-
-    def load(self, video_ae=EMBEDDED_VIDEO_AE, audio_ae=EMBEDDED_AUDIO_AE):
+    def execute(cls, video_ae=EMBEDDED_VIDEO_AE, audio_ae=EMBEDDED_AUDIO_AE):
         from ..ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
         video = ToyAVVideoVAE(load_video_ae(_resolve(video_ae, "vae")))
         audio = ToyAVAudioVAE(load_audio_ae(_resolve(audio_ae, "vae")))
         check_against_spec(video, audio)
-        return video, audio
+        return io.NodeOutput(video, audio)
 
 
-NODE_CLASS_MAPPINGS = {
-    "CCLToyAVTextEncoderLoader": CCLToyAVTextEncoderLoader,
-    "CCLToyAVTextEncode": CCLToyAVTextEncode,
-    "CCLToyAVAutoencoderLoader": CCLToyAVAutoencoderLoader,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "CCLToyAVTextEncoderLoader": "CCL ToyAV Text Encoder Loader",
-    "CCLToyAVTextEncode": "CCL ToyAV Text Encode",
-    "CCLToyAVAutoencoderLoader": "CCL ToyAV Autoencoder Loader",
-}
+NODES = [CCLToyAVTextEncoderLoader, CCLToyAVTextEncode, CCLToyAVAutoencoderLoader]

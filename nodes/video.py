@@ -18,17 +18,10 @@ import comfy.utils
 import folder_paths
 
 from ..ccl_core.media import write_mp4
-from .common import CATEGORY, check_interrupt, tip
+from .api import InputImpl, Types, io, ui
+from .common import CATEGORY, check_interrupt
 
 log = logging.getLogger("ccl")
-
-
-def _video_api():
-    try:
-        from comfy_api.latest import InputImpl, Types
-    except ImportError as e:  # ComfyUI before the VIDEO type
-        raise RuntimeError(f"the VIDEO type needs ComfyUI >= 0.3.68 (comfy_api.latest is missing: {e})") from None
-    return InputImpl, Types
 
 
 def frame_rate(fps) -> Fraction:
@@ -72,29 +65,30 @@ def fit_audio(audio, frames: int, rate: Fraction):
     return {"waveform": wave.contiguous(), "sample_rate": sr}
 
 
-class CCLCreateVideo:
-    DESCRIPTION = ("Makes a native VIDEO from frames, a soundtrack and a frame rate, ready for SaveVideo or "
-                   "CCL Save Video: odd sizes are padded to even, the audio fitted to the video's duration.")
-    CATEGORY = f"{CATEGORY}/video"
-    RETURN_TYPES = ("VIDEO",)
-    RETURN_NAMES = ("video",)
-    OUTPUT_TOOLTIPS = ("Video with its soundtrack.",)
-    FUNCTION = "create"
+class CCLCreateVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLCreateVideo",
+            display_name="CCL Create Video",
+            category=f"{CATEGORY}/video",
+            description=("Makes a native VIDEO from frames, a soundtrack and a frame rate, ready for SaveVideo or "
+                         "CCL Save Video: odd sizes are padded to even, the audio fitted to the video's duration."),
+            inputs=[
+                io.Image.Input("images", tooltip="Video frames [frames, H, W, 3]."),
+                io.Float.Input("fps", default=24.0, min=1.0, max=240.0, step=0.001, tooltip=(
+                    "Frame rate (connect the fps output of CCL Decode or CCL Empty Joint Latent).")),
+                io.Audio.Input("audio", optional=True, tooltip="Soundtrack; the first clip of a batch is used."),
+            ],
+            outputs=[io.Video.Output(display_name="video", tooltip="Video with its soundtrack.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "images": ("IMAGE", tip("Video frames [frames, H, W, 3].")),
-            "fps": ("FLOAT", tip("Frame rate (connect the fps output of CCL Decode or CCL Empty Joint Latent).",
-                                 default=24.0, min=1.0, max=240.0, step=0.001)),
-        }, "optional": {"audio": ("AUDIO", tip("Soundtrack; the first clip of a batch is used."))}}
-
-    def create(self, images, fps, audio=None):
-        InputImpl, Types = _video_api()
+    def execute(cls, images, fps, audio=None):
         rate = frame_rate(fps)
         images = even_frames(images)
-        return (InputImpl.VideoFromComponents(Types.VideoComponents(
-            images=images, audio=fit_audio(audio, images.shape[0], rate), frame_rate=rate)),)
+        return io.NodeOutput(InputImpl.VideoFromComponents(Types.VideoComponents(
+            images=images, audio=fit_audio(audio, images.shape[0], rate), frame_rate=rate)))
 
 
 def unique_path(folder: str, filename: str, counter: int, ext: str = "mp4"):
@@ -114,27 +108,31 @@ def _metadata_enabled() -> bool:
         return True
 
 
-class CCLSaveVideo:
-    DESCRIPTION = ("Saves a VIDEO as mp4 (H.264 + AAC, index at the front for streaming) in ComfyUI's output "
-                   "folder with a numbered name that never overwrites, and shows it in the UI. The workflow is "
-                   "stored in the file's metadata, like SaveVideo. The same video and workflow give the same file, "
-                   "byte for byte.")
-    CATEGORY = f"{CATEGORY}/video"
-    RETURN_TYPES = ()
-    OUTPUT_NODE = True
-    FUNCTION = "save"
+class CCLSaveVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLSaveVideo",
+            display_name="CCL Save Video (mp4)",
+            category=f"{CATEGORY}/video",
+            description=("Saves a VIDEO as mp4 (H.264 + AAC, index at the front for streaming) in ComfyUI's output "
+                         "folder with a numbered name that never overwrites, and shows it in the UI. The workflow "
+                         "is stored in the file's metadata, like SaveVideo. The same video and workflow give the "
+                         "same file, byte for byte."),
+            inputs=[
+                io.Video.Input("video", tooltip="Video to save (from CCL Create Video, CreateVideo or Load Video)."),
+                io.String.Input("filename_prefix", default="video/CCL", tooltip=(
+                    "File name prefix; may contain a subfolder (video/CCL) and %date:yyyy-MM-dd% style fields.")),
+                io.Int.Input("crf", default=19, min=0, max=51, tooltip=(
+                    "H.264 quality: lower is better and larger (0 lossless, 19 visually clean, 28 small).")),
+            ],
+            outputs=[],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "video": ("VIDEO", tip("Video to save (from CCL Create Video, CreateVideo or Load Video).")),
-            "filename_prefix": ("STRING", tip("File name prefix; may contain a subfolder (video/CCL) and "
-                                              "%date:yyyy-MM-dd% style fields.", default="video/CCL")),
-            "crf": ("INT", tip("H.264 quality: lower is better and larger (0 lossless, 19 visually clean, "
-                               "28 small).", default=19, min=0, max=51)),
-        }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
-
-    def save(self, video, filename_prefix="video/CCL", crf=19, prompt=None, extra_pnginfo=None):
+    def execute(cls, video, filename_prefix="video/CCL", crf=19):
         comp = video.get_components()
         rate = Fraction(comp.frame_rate).limit_denominator(1_000_000)
         images = even_frames(comp.images)
@@ -145,6 +143,7 @@ class CCLSaveVideo:
         path, name = unique_path(folder, filename, counter)
         meta = {}
         if _metadata_enabled():
+            prompt, extra_pnginfo = _hidden(cls, "prompt"), _hidden(cls, "extra_pnginfo")
             if prompt is not None:
                 meta["prompt"] = prompt
             for k, v in (extra_pnginfo or {}).items():
@@ -157,9 +156,12 @@ class CCLSaveVideo:
 
         waveform, sample_rate = (audio["waveform"][0], audio["sample_rate"]) if audio is not None else (None, None)
         write_mp4(path, images, rate, waveform, sample_rate, crf=crf, metadata=meta, on_frame=on_frame)
-        return {"ui": {"images": [{"filename": name, "subfolder": subfolder, "type": "output"}],
-                       "animated": (True,)}}
+        return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(name, subfolder, io.FolderType.output)]))
 
 
-NODE_CLASS_MAPPINGS = {"CCLCreateVideo": CCLCreateVideo, "CCLSaveVideo": CCLSaveVideo}
-NODE_DISPLAY_NAME_MAPPINGS = {"CCLCreateVideo": "CCL Create Video", "CCLSaveVideo": "CCL Save Video (mp4)"}
+def _hidden(cls, name):
+    """A hidden input ComfyUI filled in for this run (None when the node runs outside ComfyUI's executor)."""
+    return getattr(cls.hidden, name, None)
+
+
+NODES = [CCLCreateVideo, CCLSaveVideo]

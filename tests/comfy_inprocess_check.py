@@ -9,6 +9,7 @@ CCL Decode, which restore it); that a native VAE (pixel_space) decodes a split v
 the results as JSON for tests/test_comfy_integration.py.
 """
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -34,7 +35,9 @@ spec = importlib.util.spec_from_file_location("ccl_inproc", os.path.join(ROOT, "
 pack = importlib.util.module_from_spec(spec)
 sys.modules["ccl_inproc"] = pack
 spec.loader.exec_module(pack)
-N = pack.NODE_CLASS_MAPPINGS
+N = {}  # node id -> class, registered the way ComfyUI does: comfy_entrypoint() -> get_node_list()
+for _cls in asyncio.run(pack.comfy_entrypoint().get_node_list()):
+    N[_cls.GET_SCHEMA().node_id] = _cls
 core = pack.ccl_core
 
 torch.manual_seed(0)
@@ -44,7 +47,7 @@ with torch.no_grad():
         if not name.endswith("ctx_logit_bias"):
             p.copy_(torch.randn_like(p) * 0.2 + (1.0 if "norm" in name and p.ndim == 1 else 0.0))
 model = pack.nodes.comfy_model.build_model(net, pack.nodes.common.model_spec(net.config))
-lat, fps, frames = N["CCLEmptyJointLatent"]().make(model, 16, 16, 2.0, 1)
+lat, fps, frames = N["CCLEmptyJointLatent"].execute(model, 16, 16, 2.0, 1)
 pos = [[torch.randn(1, 5, 16), {}]]
 sampler = comfy.samplers.sampler_object("euler")
 sigmas = BasicScheduler().get_sigmas(model, "simple", 4, 1.0)[0]
@@ -65,7 +68,7 @@ class FakeAudioVAE:
 
 
 for form in ("joint", "decoupled", "cfg", "ovi", "none"):
-    g = N["CCLGuider"]().get_guider(model, pos, form, 4.0, 3.0, 2.0, 2.0, 1)[0]
+    g = N["CCLGuider"].execute(model, pos, form, 4.0, 3.0, 2.0, 2.0, 1)[0]
     out = SamplerCustomAdvanced().sample(Noise_RandomNoise(1), g, sampler, sigmas, lat)[0]
     shapes = [list(t.shape) for t in out["samples"].unbind()]
     res["forms"][form] = {"shapes": shapes, "finite": bool(all(torch.isfinite(t).all() for t in out["samples"].unbind()))}
@@ -74,15 +77,15 @@ px = comfy_nodes.VAELoader().load_vae("pixel_space")[0]  # native identity image
 audio = {"waveform": torch.randn(1, 2, 44100 * 3), "sample_rate": 44100}
 frames_in = torch.rand(20, 16, 16, 3)
 for task, (p, n, l2) in {
-    "a2v": N["CCLAudioToVideo"]().apply(pos, lat, FakeAudioVAE(), audio),
-    "v2a": N["CCLVideoToAudio"]().apply(pos, lat, px, frames_in, 10.0),
+    "a2v": N["CCLAudioToVideo"].execute(pos, lat, FakeAudioVAE(), audio),
+    "v2a": N["CCLVideoToAudio"].execute(pos, lat, px, frames_in, 10.0),
 }.items():
     stream = 1 if task == "a2v" else 0
     clean = l2["ccl"]["clean"]["audio" if task == "a2v" else "video"]
-    g = N["CCLGuider"]().get_guider(model, p, "joint", 4.0, 3.0, 2.0, 2.0, 1)[0]
+    g = N["CCLGuider"].execute(model, p, "joint", 4.0, 3.0, 2.0, 2.0, 1)[0]
     out = SamplerCustomAdvanced().sample(Noise_RandomNoise(3), g, sampler, sigmas, l2)[0]
     ks = comfy_nodes.common_ksampler(model, 5, 3, 3.0, "euler", "simple", p, n, l2)[0]
-    split = N["CCLSplitLatent"]().split(out)[stream]["samples"]
+    split = N["CCLSplitLatent"].execute(out)[stream]["samples"]
     other = out["samples"].unbind()[1 - stream]
     res[task] = {
         "sampler_max_abs_diff": float((out["samples"].unbind()[stream] - clean).abs().max()),
@@ -90,10 +93,10 @@ for task, (p, n, l2) in {
         "split_exact": bool(torch.equal(split, clean)),
         "generated_stream_changed": bool((other - lat["samples"].unbind()[1 - stream]).abs().max() > 0.01),
     }
-    images, aud, _ = N["CCLDecode"]().decode(out, px, FakeAudioVAE())
+    images, aud, _ = N["CCLDecode"].execute(out, px, FakeAudioVAE())
     res[task]["decode"] = {"images": list(images.shape), "audio": list(aud["waveform"].shape), "rate": aud["sample_rate"]}
 
-v_half, a_half = N["CCLSplitLatent"]().split(out)
+v_half, a_half = N["CCLSplitLatent"].execute(out)
 img = comfy_nodes.VAEDecode().decode(px, {"samples": v_half["samples"][:, :, 0]})[0]  # one frame: an image latent
 res["native_vae_decode_of_split_frame"] = list(img.shape)
 with open(out_path, "w") as f:

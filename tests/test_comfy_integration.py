@@ -143,14 +143,28 @@ def test_pack_imports_fast_and_registers_every_node(server):
     assert ours, "ComfyUI printed no import time for the pack:\n" + log[-3000:]
     assert ours[0] < 0.5, f"pack import took {ours[0]} s"
     info = _get(server["url"] + "/object_info")
-    from pack_loader import load_pack
-    expected = set(load_pack().NODE_CLASS_MAPPINGS)
-    assert expected <= set(info), expected - set(info)
-    for name in expected:
-        assert info[name]["category"].startswith("CCL") and info[name]["description"]
+    from pack_loader import node_classes, node_info
+    classes = node_classes()
+    assert set(classes) <= set(info), set(classes) - set(info)
+    for name, cls in classes.items():
+        real, ours = info[name], node_info(cls)  # what ComfyUI serves vs what the stub-side helper reads
+        assert real["category"].startswith("CCL") and real["description"]
+        for key in ("display_name", "category", "description", "output", "output_name", "output_tooltips",
+                    "output_node"):
+            assert real[key] == ours[key], (name, key, real[key], ours[key])
+        for section in ("required", "optional"):
+            assert real["input_order"].get(section, []) == ours["input_order"].get(section, []), (name, section)
+            for k, (kind, opts) in ours["input"].get(section, {}).items():
+                rkind, ropts = real["input"][section][k][:2]
+                assert rkind == kind, (name, k, rkind, kind)
+                same = {o: v for o, v in opts.items() if o != "options"}  # file lists differ from the stub's
+                assert {o: ropts.get(o) for o in same} == same, (name, k, ropts, opts)
     templates = _get(server["url"] + "/workflow_templates")
     shipped = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")))
     assert "toyav_t2av" in shipped and sorted(templates.get(PACK_DIR, [])) == shipped
+    for name in classes:  # the help pages the frontend shows (WEB_DIRECTORY/docs/<NodeId>.md)
+        with urllib.request.urlopen(f"{server['url']}/extensions/{PACK_DIR}/docs/{name}.md", timeout=30) as r:
+            assert r.read().decode() == open(os.path.join(ROOT, "web", "docs", name + ".md")).read(), name
 
 
 FRONTEND = os.path.join(ROOT, "tests", "frontend")

@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from pack_loader import ROOT, STUB, load_pack
+from pack_loader import ROOT, STUB, load_pack, node_classes, node_info
 
 pack = load_pack()
-N = pack.NODE_CLASS_MAPPINGS
+N = node_classes(pack)
 core = pack.ccl_core
 import comfy.samplers  # noqa: E402  (the stub, on sys.path after load_pack)
 import comfy.utils  # noqa: E402
@@ -44,27 +44,57 @@ def base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(base):
-    return N["CCLModelLoader"]().load("tiny.safetensors", "default")[0]
+    return N["CCLModelLoader"].execute("tiny.safetensors", "default")[0]
 
 
 def test_registration_metadata():
     assert len(N) >= 14
+    assert not hasattr(pack, "NODE_CLASS_MAPPINGS")  # it would make ComfyUI ignore comfy_entrypoint
     for node_id, cls in N.items():
+        info = node_info(cls)
         assert node_id.startswith("CCL"), node_id
-        assert cls.CATEGORY.startswith("CCL/"), node_id
-        assert len(cls.DESCRIPTION) > 40, node_id
-        assert node_id in pack.NODE_DISPLAY_NAME_MAPPINGS
-        assert callable(getattr(cls, cls.FUNCTION))
-        types = cls.INPUT_TYPES()
+        assert info["category"].startswith("CCL/"), node_id
+        assert len(info["description"]) > 40, node_id
+        assert info["display_name"] and info["display_name"].startswith("CCL "), node_id
+        assert "execute" in vars(cls) and "define_schema" in vars(cls), node_id
         for section in ("required", "optional"):
-            for name, spec in types.get(section, {}).items():
+            for name, spec in info["input"].get(section, {}).items():
                 assert len(spec) == 2 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
-        if cls.RETURN_TYPES:
-            assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES) == len(cls.OUTPUT_TOOLTIPS), node_id
+        if info["output"]:
+            assert len(info["output_name"]) == len(info["output"]) == len(info["output_tooltips"]), node_id
+            assert all(info["output_tooltips"]) and info["output_name"] != info["output"], node_id
+
+
+def test_every_node_has_a_help_page_naming_its_sockets():
+    """web/docs/<NodeId>.md (shown by the frontend) exists for every node and names every input and output."""
+    assert os.path.isdir(os.path.join(ROOT, pack.WEB_DIRECTORY, "docs"))
+    pages = {f[:-3] for f in os.listdir(os.path.join(ROOT, "web", "docs")) if f.endswith(".md")}
+    assert pages == set(N), pages ^ set(N)
+    for node_id, cls in N.items():
+        text = open(os.path.join(ROOT, "web", "docs", node_id + ".md")).read()
+        info = node_info(cls)
+        assert text.startswith(f"# {info['display_name']}\n"), node_id
+        for name in list(info["input"]["required"]) + list(info["input"].get("optional", {})) + info["output_name"]:
+            assert f"**{name}**" in text, (node_id, name)
+
+
+def test_entrypoint_ids_match_the_shipped_api_workflows():
+    """Every CCL class_type the shipped API workflows use is registered under that id, and the reverse."""
+    import glob
+    import json
+
+    used = set()
+    for path in glob.glob(os.path.join(ROOT, "workflows", "api", "*.json")):
+        used |= {n["class_type"] for n in json.load(open(path)).values() if n["class_type"].startswith("CCL")}
+    assert used and used <= set(N), sorted(used - set(N))
+    assert set(N) == {"CCLModelLoader", "CCLEmptyJointLatent", "CCLSplitLatent", "CCLJoinLatents", "CCLAudioToVideo",
+                      "CCLVideoToAudio", "CCLVideoOnly", "CCLAudioOnly", "CCLGuider", "CCLNullText", "CCLDecode",
+                      "CCLLatentPreview", "CCLCreateVideo", "CCLSaveVideo", "CCLToyAVTextEncoderLoader",
+                      "CCLToyAVTextEncode", "CCLToyAVAutoencoderLoader"}
 
 
 def test_loader_lists_both_folders_and_loads(base, model):
-    names = N["CCLModelLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
+    names = node_info(N["CCLModelLoader"])["input"]["required"]["ckpt_name"][1]["options"]
     assert "tiny.safetensors" in names and "tiny_dm.safetensors" in names
     m = model.model
     assert m.model_type.name == "FLOW"
@@ -75,9 +105,9 @@ def test_loader_lists_both_folders_and_loads(base, model):
     assert isinstance(m.diffusion_model, core.DualStreamModel) and "video_model.blocks.0.self_attn.q.weight" in \
         m.diffusion_model.state_dict()
     assert type(m.diffusion_model.video_model.blocks[0].self_attn.q).__module__ == "comfy.ops"
-    m2 = N["CCLModelLoader"]().load("tiny_dm.safetensors", "bf16")[0].model
+    m2 = N["CCLModelLoader"].execute("tiny_dm.safetensors", "bf16")[0].model
     assert m2.get_dtype() == torch.bfloat16
-    m8 = N["CCLModelLoader"]().load("tiny.safetensors", "fp8")[0].model
+    m8 = N["CCLModelLoader"].execute("tiny.safetensors", "fp8")[0].model
     assert m8.get_dtype() == torch.float8_e4m3fn  # storage; the inputs go in the compute dtype, never fp8
     assert m8.manual_cast_dtype == torch.float32
     assert m8.diffusion_model.video_model.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
@@ -85,15 +115,32 @@ def test_loader_lists_both_folders_and_loads(base, model):
     assert m.memory_required([2, 1, 4 * 8 * 8 * 8 + 3 * 32]) > 0
 
 
+def test_folder_registration_goes_through_folder_paths(base, monkeypatch):
+    """models/ccl is added with add_model_folder_path as the first path; its .safetensors / .sft files are
+    listed from get_folder_paths (subfolders too), other files stay out, whatever get_filename_list says."""
+    os.makedirs(os.path.join(base, "models", "ccl", "sub"), exist_ok=True)
+    for f in ("notes.txt", os.path.join("sub", "b.sft")):
+        open(os.path.join(base, "models", "ccl", f), "w").close()
+    names = node_info(N["CCLModelLoader"])["input"]["required"]["ckpt_name"][1]["options"]
+    assert "sub/b.sft" in names and "notes.txt" not in names
+    real = folder_paths.get_filename_list
+    monkeypatch.setattr(folder_paths, "get_filename_list", lambda f: [] if f == "ccl" else real(f))  # ComfyUI LTS
+    assert "sub/b.sft" in pack.nodes.model_loading.list_checkpoints()
+    calls = []
+    monkeypatch.setattr(folder_paths, "add_model_folder_path", lambda *a, **k: calls.append((a, k)))
+    pack.nodes.model_loading.register_folder()
+    assert calls == [(("ccl", os.path.join(folder_paths.models_dir, "ccl")), {"is_default": True})]
+
+
 def test_loader_errors_are_clear(base):
     with pytest.raises(core.checkpoint.CheckpointError, match="autoencoder.*not a CCL or Ovi"):
-        N["CCLModelLoader"]().load("a_vae.safetensors", "default")
+        N["CCLModelLoader"].execute("a_vae.safetensors", "default")
     with pytest.raises(FileNotFoundError, match="models/ccl"):
-        N["CCLModelLoader"]().load("nope.safetensors", "default")
+        N["CCLModelLoader"].execute("nope.safetensors", "default")
 
 
 def _packed(model, batch=2, seed=0):
-    lat = N["CCLEmptyJointLatent"]().make(model, 8, 8, 2.0, batch)[0]
+    lat = N["CCLEmptyJointLatent"].execute(model, 8, 8, 2.0, batch)[0]
     v, a = lat["samples"].unbind()
     g = torch.Generator().manual_seed(seed)
     v, a = torch.randn(v.shape, generator=g), torch.randn(a.shape, generator=g)
@@ -149,7 +196,7 @@ def test_model_rejects_plain_latent(model):
 
 
 def test_empty_latent_sizes(model):
-    lat, fps, frames = N["CCLEmptyJointLatent"]().make(model, 16, 12, 2.0, 3)
+    lat, fps, frames = N["CCLEmptyJointLatent"].execute(model, 16, 12, 2.0, 3)
     v, a = lat["samples"].unbind()
     assert list(v.shape) == [3, 4, 8, 12, 16] and list(a.shape) == [3, 3, 32]
     assert fps == 4.0 and frames == 8
@@ -165,14 +212,14 @@ def test_empty_latent_sizes(model):
 def test_guider_matches_core_guidance(model, form, with_negative):
     """One Euler step from sigma to 0 returns the guided x0: compare with ccl_core.guided_velocity."""
     net = core_twin(model)
-    lat = N["CCLEmptyJointLatent"]().make(model, 8, 8, 1.0, 1)[0]
+    lat = N["CCLEmptyJointLatent"].execute(model, 8, 8, 1.0, 1)[0]
     v0, a0 = lat["samples"].unbind()
     g = torch.Generator().manual_seed(3)
     nv, na = torch.randn(v0.shape, generator=g), torch.randn(a0.shape, generator=g)
     text, neg = torch.randn(1, 5, 16, generator=g), torch.randn(1, 3, 16, generator=g)
     positive = [[text, {}]]
     negative = [[neg, {}]] if with_negative else None
-    guider = N["CCLGuider"]().get_guider(model, positive, form, 4.0, 3.0, 2.0, 1.5, 1, negative=negative)[0]
+    guider = N["CCLGuider"].execute(model, positive, form, 4.0, 3.0, 2.0, 1.5, 1, negative=negative)[0]
     comfy.samplers.CALLS.clear()
     s = 0.6
     out = guider.sample(pack.nodes.common.nested((nv, na)), lat["samples"], None, torch.tensor([s, 0.0]))
@@ -187,33 +234,65 @@ def test_guider_matches_core_guidance(model, form, with_negative):
 
 
 def test_null_text_node(model):
-    (cond,) = N["CCLNullText"]().make(model)
+    (cond,) = N["CCLNullText"].execute(model)
     assert cond[0][0].shape == (1, 1, 16) and not cond[0][0].any()
 
 
 def test_guider_checks_skip_block(model):
     with pytest.raises(ValueError, match="outside this model's 2 fusion blocks"):
-        N["CCLGuider"]().get_guider(model, [[torch.zeros(1, 2, 16), {}]], "ovi", 4.0, 3.0, 2.0, 2.0, 11)
+        N["CCLGuider"].execute(model, [[torch.zeros(1, 2, 16), {}]], "ovi", 4.0, 3.0, 2.0, 2.0, 11)
 
 
-def test_old_comfyui_one_line():
-    """Without comfy.nested_tensor (ComfyUI < 0.3.68) the pack loads with no nodes and one log line."""
+def _load_in_subprocess(block: str, fail, extra_setup: str = ""):
+    """Load the pack against the stub in a fresh Python where importing a module named `block` raises
+    `fail`; return (stdout, stderr lines)."""
     code = (
         "import sys, importlib.util, logging\n"
         "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
         f"sys.path.insert(0, {STUB!r})\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'comfy.nested_tensor':\n"
-        "            raise ImportError('no ' + name)\n"
+        f"        if name == {block!r}:\n"
+        f"            raise {fail}\n"
         "sys.meta_path.insert(0, Block())\n"
+        + extra_setup +
         f"spec = importlib.util.spec_from_file_location('oldpack', {os.path.join(ROOT, '__init__.py')!r}, "
         f"submodule_search_locations=[{ROOT!r}])\n"
         "m = importlib.util.module_from_spec(spec); sys.modules['oldpack'] = m; spec.loader.exec_module(m)\n"
-        "print('nodes', len(m.NODE_CLASS_MAPPINGS))\n"
+        "print('nodes', len(m.NODE_CLASS_MAPPINGS) if hasattr(m, 'NODE_CLASS_MAPPINGS') else 'absent',\n"
+        "      hasattr(m, 'comfy_entrypoint'))\n"
+        "if hasattr(m, 'comfy_entrypoint'):\n"
+        "    import asyncio\n"
+        "    print('entrypoint', len(asyncio.run(m.comfy_entrypoint().get_node_list())))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "nodes 0"
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    return out.stdout.strip(), [line for line in out.stderr.splitlines() if line.strip()]
+
+
+def test_old_comfyui_one_line():
+    """Without comfy.nested_tensor (ComfyUI < 0.3.68) the pack loads with no nodes and one log line."""
+    stdout, lines = _load_in_subprocess("comfy.nested_tensor", "ImportError('no ' + name)")
+    assert stdout == "nodes 0 False"
     assert len(lines) == 1 and "ComfyUI >= 0.3.68" in lines[0] and "comfy.nested_tensor" in lines[0], lines
+
+
+def test_any_error_at_import_is_one_line():
+    """Not only an ImportError: whatever a ComfyUI lacking something raises while the nodes import gives one
+    line naming it and the minimum version, no traceback, no nodes."""
+    for block in ("comfy_api.v0_0_2", "comfy.samplers"):  # while the nodes import; while the pack checks ComfyUI
+        stdout, lines = _load_in_subprocess(block, "RuntimeError('it broke')")
+        assert stdout == "nodes 0 False", block
+        assert len(lines) == 1 and "ComfyUI >= 0.3.68" in lines[0] and "RuntimeError: it broke" in lines[0], lines
+
+
+def test_api_falls_back_to_latest_and_comfyui_lts_gets_an_empty_mapping():
+    """Without comfy_api.v0_0_2 the nodes take comfy_api.latest; ComfyUI LTS (comfy.cmd present) also gets an
+    empty NODE_CLASS_MAPPINGS next to comfy_entrypoint (its loader reads both)."""
+    stdout, lines = _load_in_subprocess("comfy_api.v0_0_2", "ImportError('no ' + name)")
+    assert stdout.splitlines() == ["nodes absent True", "entrypoint 17"] and lines == [], (stdout, lines)
+    lts = ("import types, importlib.machinery, comfy\n"
+           "cmd = types.ModuleType('comfy.cmd'); cmd.__spec__ = importlib.machinery.ModuleSpec('comfy.cmd', None)\n"
+           "sys.modules['comfy.cmd'] = cmd\n")
+    stdout, lines = _load_in_subprocess("no.such.module", "ImportError", lts)
+    assert stdout.splitlines() == ["nodes 0 True", "entrypoint 17"] and lines == [], (stdout, lines)

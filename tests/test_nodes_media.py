@@ -2,14 +2,15 @@
 
 import os
 from fractions import Fraction
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from pack_loader import load_pack
+from pack_loader import load_pack, node_classes
 
 pack = load_pack()
-N = pack.NODE_CLASS_MAPPINGS
+N = node_classes(pack)
 common = pack.nodes.common
 core = pack.ccl_core
 import comfy.model_management  # noqa: E402
@@ -66,7 +67,7 @@ class FakeImageVAE:
 
 
 def tiny_latent(batch=1, seconds=2.0):
-    return N["CCLEmptyJointLatent"]().make(FakePatcher(TINY), 16, 8, seconds, batch)
+    return N["CCLEmptyJointLatent"].execute(FakePatcher(TINY), 16, 8, seconds, batch)
 
 
 def test_audio_to_video_sets_routes_and_mask():
@@ -74,7 +75,7 @@ def test_audio_to_video_sets_routes_and_mask():
     pos = [[torch.randn(1, 5, 16), {"pooled_output": None}]]
     audio = {"waveform": torch.randn(1, 2, 22050 * 3), "sample_rate": 22050}
     vae = FakeAudioVAE(hop=2756)  # 44100 / 16 latents per second
-    p, n, out = N["CCLAudioToVideo"]().apply(pos, lat, vae, audio)
+    p, n, out = N["CCLAudioToVideo"].execute(pos, lat, vae, audio)
     assert vae.seen == [(1, 88200, 2)]  # resampled to 44.1 kHz, trimmed to the latent's 2 s, [B, S, C]
     v, a = out["samples"].unbind()
     clean = out["ccl"]["clean"]["audio"]
@@ -90,7 +91,7 @@ def test_audio_to_video_pads_short_audio_with_silence():
     lat, _, _ = tiny_latent()
     vae = FakeAudioVAE(hop=2756)
     audio = {"waveform": torch.ones(1, 1, 44100), "sample_rate": 44100}  # 1 s for a 2 s latent
-    _, _, out = N["CCLAudioToVideo"]().apply([[torch.zeros(1, 2, 16), {}]], lat, vae, audio)
+    _, _, out = N["CCLAudioToVideo"].execute([[torch.zeros(1, 2, 16), {}]], lat, vae, audio)
     clean = out["ccl"]["clean"]["audio"][0, 0]
     assert vae.seen == [(1, 88200, 2)]  # mono repeated for a stereo VAE, padded to 2 s
     assert clean[:15].min() > 0.9 and clean[-15:].abs().max() == 0
@@ -99,7 +100,7 @@ def test_audio_to_video_pads_short_audio_with_silence():
 def test_video_to_audio_resamples_frames():
     lat, _, _ = tiny_latent()
     frames = torch.stack([torch.full((8, 16, 3), i / 20) for i in range(20)])  # 20 frames at 10 fps
-    p, n, out = N["CCLVideoToAudio"]().apply([[torch.zeros(1, 2, 16), {}]], lat, FakeImageVAE(), frames, 10.0)
+    p, n, out = N["CCLVideoToAudio"].execute([[torch.zeros(1, 2, 16), {}]], lat, FakeImageVAE(), frames, 10.0)
     clean = out["ccl"]["clean"]["video"]  # 8 frames at the model's 4 fps: source frames 0, 2, 5, 7, ...
     assert clean.shape == (1, 4, 8, 8, 16)
     expect = torch.tensor([int(k * 10 / 4) for k in range(8)]) / 20
@@ -114,7 +115,7 @@ def test_video_to_audio_resamples_frames():
 def test_only_tasks(node, task, keep_video, keep_audio):
     lat, _, _ = tiny_latent()
     neg = [[torch.ones(1, 3, 16), {}]]
-    p, n, out = N[node]().apply([[torch.zeros(1, 2, 16), {}]], lat, negative=neg)
+    p, n, out = N[node].execute([[torch.zeros(1, 2, 16), {}]], lat, negative=neg)
     assert p[0][1]["ccl_task"] == n[0][1]["ccl_task"] == task and n[0][0].all()
     mv, ma = comfy.utils.unpack_latents(out["noise_mask"], [s.shape for s in out["samples"].unbind()])
     assert bool(mv.max() == 0) == keep_video and bool(ma.max() == 0) == keep_audio
@@ -122,34 +123,34 @@ def test_only_tasks(node, task, keep_video, keep_audio):
 
 def test_split_join_roundtrip_with_wan22_space():
     model = FakePatcher(OVIISH)
-    lat, fps, frames = N["CCLEmptyJointLatent"]().make(model, 64, 32, 1.0, 1)
+    lat, fps, frames = N["CCLEmptyJointLatent"].execute(model, 64, 32, 1.0, 1)
     assert fps == 24.0 and frames == 25
     v, a = lat["samples"].unbind()
     assert v.shape == (1, 48, 7, 2, 4) and a.shape == (1, 20, 32)
     lat["samples"] = common.nested((torch.randn(v.shape), torch.randn(a.shape)))
-    sv, sa = N["CCLSplitLatent"]().split(lat)
+    sv, sa = N["CCLSplitLatent"].execute(lat)
     assert sa["type"] == "audio" and torch.equal(sa["samples"], lat["samples"].unbind()[1])  # audio: identity
     assert not torch.allclose(sv["samples"], lat["samples"].unbind()[0])  # video: to the VAE's raw space
-    (joined,) = N["CCLJoinLatents"]().join(model, sv, sa)
+    (joined,) = N["CCLJoinLatents"].execute(model, sv, sa)
     torch.testing.assert_close(joined["samples"].unbind()[0], lat["samples"].unbind()[0], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="covers 1.17 s"):
-        N["CCLJoinLatents"]().join(model, sv, {"samples": torch.zeros(1, 20, 64)})
+        N["CCLJoinLatents"].execute(model, sv, {"samples": torch.zeros(1, 20, 64)})
 
 
 def test_split_restores_held_stream_exactly():
     lat, _, _ = tiny_latent()
-    _, _, out = N["CCLAudioToVideo"]().apply([[torch.zeros(1, 2, 16), {}]], lat, FakeAudioVAE(hop=2756),
+    _, _, out = N["CCLAudioToVideo"].execute([[torch.zeros(1, 2, 16), {}]], lat, FakeAudioVAE(hop=2756),
                                              {"waveform": torch.randn(1, 1, 88200), "sample_rate": 44100})
     clean = out["ccl"]["clean"]["audio"]
     sampled = dict(out)
     v, a = out["samples"].unbind()
     sampled["samples"] = common.nested((v, a + 1e-7))  # what a sampler gives back: equal up to rounding
-    assert torch.equal(N["CCLSplitLatent"]().split(sampled)[1]["samples"], clean)
+    assert torch.equal(N["CCLSplitLatent"].execute(sampled)[1]["samples"], clean)
 
 
 def test_plain_latent_is_refused():
     with pytest.raises(ValueError, match="joint audio-video LATENT"):
-        N["CCLSplitLatent"]().split({"samples": torch.zeros(1, 4, 8, 8)})
+        N["CCLSplitLatent"].execute({"samples": torch.zeros(1, 4, 8, 8)})
 
 
 def test_decode_fits_audio_to_video_and_reports_progress():
@@ -157,7 +158,7 @@ def test_decode_fits_audio_to_video_and_reports_progress():
     v, a = lat["samples"].unbind()
     lat["samples"] = common.nested((torch.rand(v.shape), torch.randn(a.shape)))
     comfy.utils.PROGRESS.clear()
-    images, audio, out_fps = N["CCLDecode"]().decode(lat, FakeImageVAE(), FakeAudioVAE(hop=1000))
+    images, audio, out_fps = N["CCLDecode"].execute(lat, FakeImageVAE(), FakeAudioVAE(hop=1000))
     assert images.shape == (2 * frames, 8, 16, 3) and out_fps == fps == 4.0
     assert audio["sample_rate"] == 44100 and audio["waveform"].shape == (2, 2, round(frames / fps * 44100))
     assert comfy.utils.PROGRESS[-1] == (4, 4)
@@ -165,8 +166,8 @@ def test_decode_fits_audio_to_video_and_reports_progress():
 
 def test_decode_t2v_gives_silence():
     lat, _, frames = tiny_latent()
-    _, _, out = N["CCLVideoOnly"]().apply([[torch.zeros(1, 2, 16), {}]], lat)
-    images, audio, fps = N["CCLDecode"]().decode(out, FakeImageVAE(), FakeAudioVAE())
+    _, _, out = N["CCLVideoOnly"].execute([[torch.zeros(1, 2, 16), {}]], lat)
+    images, audio, fps = N["CCLDecode"].execute(out, FakeImageVAE(), FakeAudioVAE())
     assert images.shape[0] == frames and not audio["waveform"].any()
     assert audio["waveform"].shape[-1] == round(frames / fps * 44100)
 
@@ -175,14 +176,14 @@ def test_decode_stops_on_interrupt():
     lat, _, _ = tiny_latent(batch=2)
     comfy.model_management.interrupt_current_processing(True)
     with pytest.raises(comfy.model_management.InterruptProcessingException):
-        N["CCLDecode"]().decode(lat, FakeImageVAE(), FakeAudioVAE())
+        N["CCLDecode"].execute(lat, FakeImageVAE(), FakeAudioVAE())
 
 
 def test_latent_preview():
-    lat, fps, frames = N["CCLEmptyJointLatent"]().make(FakePatcher(OVIISH), 64, 32, 1.0, 1)
+    lat, fps, frames = N["CCLEmptyJointLatent"].execute(FakePatcher(OVIISH), 64, 32, 1.0, 1)
     v, a = lat["samples"].unbind()
     lat["samples"] = common.nested((torch.randn(v.shape), torch.randn(a.shape)))
-    images, audio, out_fps = N["CCLLatentPreview"]().preview(lat)
+    images, audio, out_fps = N["CCLLatentPreview"].execute(lat)
     assert images.shape == (frames, 32, 64, 3) and 0 <= images.min() and images.max() <= 1
     assert audio["waveform"].shape == (1, 1, round(frames / 24 * 44100)) and out_fps == 24.0
 
@@ -190,7 +191,7 @@ def test_latent_preview():
 def test_create_video_pads_and_fits_audio():
     images = torch.rand(10, 9, 15, 4)
     audio = {"waveform": torch.randn(2, 6, 30000), "sample_rate": 16000}
-    (video,) = N["CCLCreateVideo"]().create(images, 25.0, audio)
+    (video,) = N["CCLCreateVideo"].execute(images, 25.0, audio)
     comp = video.get_components()
     assert comp.images.shape == (10, 10, 16, 3) and comp.frame_rate == Fraction(25)
     torch.testing.assert_close(comp.images[:, 9, :15], comp.images[:, 8, :15])  # edge repeated
@@ -202,13 +203,16 @@ def test_save_video_writes_numbered_faststart_mp4(tmp_path):
     folder_paths.set_output_directory(str(tmp_path))
     images = torch.rand(12, 33, 47, 3)
     audio = {"waveform": torch.randn(1, 1, 8000) * 0.1, "sample_rate": 16000}  # 0.5 s for a 1 s video
-    (video,) = N["CCLCreateVideo"]().create(images, 12.0, audio)
-    saver = N["CCLSaveVideo"]()
-    res1 = saver.save(video, "clips/test", 23, prompt={"1": {"class_type": "X"}}, extra_pnginfo={"workflow": {}})
-    res2 = saver.save(video, "clips/test", 23)
-    names = [r["ui"]["images"][0]["filename"] for r in (res1, res2)]
-    assert names == ["test_00001_.mp4", "test_00002_.mp4"] and res1["ui"]["animated"] == (True,)
-    assert res1["ui"]["images"][0] == {"filename": names[0], "subfolder": "clips", "type": "output"}
+    (video,) = N["CCLCreateVideo"].execute(images, 12.0, audio)
+    saver = N["CCLSaveVideo"]
+    # as ComfyUI's executor runs it: a copy of the class whose `hidden` holds this run's prompt and workflow
+    hidden = SimpleNamespace(prompt={"1": {"class_type": "X"}}, extra_pnginfo={"workflow": {}})
+    run = type("CCLSaveVideoRun", (saver,), {"hidden": hidden})
+    res1 = run.execute(video, "clips/test", 23).ui.as_dict()
+    res2 = saver.execute(video, "clips/test", 23).ui.as_dict()
+    names = [r["images"][0]["filename"] for r in (res1, res2)]
+    assert names == ["test_00001_.mp4", "test_00002_.mp4"] and res1["animated"] == (True,)
+    assert res1["images"][0] == {"filename": names[0], "subfolder": "clips", "type": "output"}
     path = os.path.join(str(tmp_path), "clips", names[0])
     head = open(path, "rb").read(4096)
     assert 0 < head.find(b"moov") < max(head.find(b"mdat"), 4096)  # faststart: index before the data

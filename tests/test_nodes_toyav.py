@@ -11,10 +11,10 @@ import os
 import pytest
 import torch
 
-from pack_loader import load_pack
+from pack_loader import load_pack, node_classes, node_info
 
 pack = load_pack()
-N = pack.NODE_CLASS_MAPPINGS
+N = node_classes(pack)
 common = pack.nodes.common
 toyav = pack.nodes.toyav
 core = pack.ccl_core
@@ -57,17 +57,17 @@ def base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(base):
-    return N["CCLModelLoader"]().load(MODEL_FILE, "default")[0]
+    return N["CCLModelLoader"].execute(MODEL_FILE, "default")[0]
 
 
 @pytest.fixture(scope="module")
 def vaes(base):
-    return N["CCLToyAVAutoencoderLoader"]().load("toyav_video_test.safetensors", "toyav_audio_test.safetensors")
+    return N["CCLToyAVAutoencoderLoader"].execute("toyav_video_test.safetensors", "toyav_audio_test.safetensors")
 
 
 @pytest.fixture(scope="module")
 def encoder():
-    return N["CCLToyAVTextEncoderLoader"]().load("(embedded) toyav_text")[0]
+    return N["CCLToyAVTextEncoderLoader"].execute("(embedded) toyav_text")[0]
 
 
 def test_embedded_entries_follow_core_names():
@@ -79,22 +79,22 @@ def test_embedded_entries_follow_core_names():
                                     "(embedded) toyav_audio_ae": AE.AUDIO_AE_FILE}
     assert toyav.DEFAULT_PROMPT in __import__("ccl_core.toyav.world", fromlist=["PROMPTS"]).PROMPTS
     for cls in (N["CCLToyAVTextEncoderLoader"], N["CCLToyAVTextEncode"], N["CCLToyAVAutoencoderLoader"]):
-        assert cls.CATEGORY == "CCL/ToyAV"
+        assert node_info(cls)["category"] == "CCL/ToyAV"
 
 
 def test_model_loader_lists_embedded_model_and_explains_a_missing_file(base, monkeypatch, tmp_path):
-    names = N["CCLModelLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
+    names = node_info(N["CCLModelLoader"])["input"]["required"]["ckpt_name"][1]["options"]
     assert names[0] == "(embedded) toyav_ccl" and MODEL_FILE in names
     monkeypatch.setattr(toyav, "ASSETS", str(tmp_path))  # as before the trained file is installed
     with pytest.raises(FileNotFoundError, match=r"embedded ToyAV .*not installed.*toyav_ccl\.safetensors.*"
                                                 r"train_embedded"):
-        N["CCLModelLoader"]().load("(embedded) toyav_ccl", "default")
+        N["CCLModelLoader"].execute("(embedded) toyav_ccl", "default")
 
 
 def test_embedded_model_loads_when_installed(base, monkeypatch, tmp_path):
     os.symlink(os.path.join(base, "models", "ccl", MODEL_FILE), tmp_path / "toyav_ccl.safetensors")
     monkeypatch.setattr(toyav, "ASSETS", str(tmp_path))
-    m = N["CCLModelLoader"]().load("(embedded) toyav_ccl", "default")[0]
+    m = N["CCLModelLoader"].execute("(embedded) toyav_ccl", "default")[0]
     assert m.model.ccl_spec.name == "toyav-ccl"
 
 
@@ -102,7 +102,7 @@ def test_toyav_spec_shift_and_latent(model):
     spec = model.model.ccl_spec
     assert (spec.fps, spec.spatial_factor, spec.audio_sample_rate, spec.null_text) == (16.0, 8, 16000, "toyav")
     assert model.model.model_sampling.shift == 3.0  # ccl_core.generate's shift for ToyAV
-    lat, fps, frames = N["CCLEmptyJointLatent"]().make(model, 64, 64, 2.0, 1)
+    lat, fps, frames = N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
     v, a = lat["samples"].unbind()
     assert list(v.shape) == [1, 8, 16, 8, 8] and list(a.shape) == [1, 8, 125] and (fps, frames) == (16.0, 32)
 
@@ -126,13 +126,13 @@ def test_spec_matches_the_autoencoders():
 
 
 def test_text_encode_gives_plain_conditioning(encoder):
-    (cond,) = N["CCLToyAVTextEncode"]().encode(encoder, "A Red circle bouncing.")
+    (cond,) = N["CCLToyAVTextEncode"].execute(encoder, "A Red circle bouncing.")
     emb, d = cond[0]
     assert len(cond) == 1 and emb.shape == (1, 5, 64) and emb.dtype == torch.float32
     torch.testing.assert_close(emb, encoder.encode(["a red circle bouncing"])[0])
     assert not emb[0, 4].any()  # padding positions are zeros
     torch.testing.assert_close(d[common.NULL_TEXT_KEY], encoder.null(1))
-    (empty,) = N["CCLToyAVTextEncode"]().encode(encoder, "")
+    (empty,) = N["CCLToyAVTextEncode"].execute(encoder, "")
     torch.testing.assert_close(empty[0][0], encoder.null(1))  # the empty prompt is the null text
     assert empty[0][0].any()  # ... which is not zeros
 
@@ -140,9 +140,9 @@ def test_text_encode_gives_plain_conditioning(encoder):
 def test_text_encode_unknown_word_lists_the_vocabulary(encoder):
     with pytest.raises(ValueError, match=r"CCL ToyAV Text Encode: unknown ToyAV word.*'purple'.*vocabulary.*"
                                          r"yellow.*triangle.*blinking"):
-        N["CCLToyAVTextEncode"]().encode(encoder, "a purple circle bouncing")
+        N["CCLToyAVTextEncode"].execute(encoder, "a purple circle bouncing")
     with pytest.raises(ValueError, match="CCL ToyAV Text Encoder Loader"):
-        N["CCLToyAVTextEncode"]().encode(object(), "a red circle bouncing")
+        N["CCLToyAVTextEncode"].execute(object(), "a red circle bouncing")
 
 
 def test_null_text_is_the_same_everywhere(model, encoder):
@@ -150,15 +150,15 @@ def test_null_text_is_the_same_everywhere(model, encoder):
     ccl_null_text flag all give the ToyAV encoder's null text (not zeros)."""
     null = encoder.null(1)
     torch.testing.assert_close(toyav.embedded_null_text(1), null)
-    (nt,) = N["CCLNullText"]().make(model)
+    (nt,) = N["CCLNullText"].execute(model)
     torch.testing.assert_close(nt[0][0], null)
-    (pos,) = N["CCLToyAVTextEncode"]().encode(encoder, "a green square sliding")
+    (pos,) = N["CCLToyAVTextEncode"].execute(encoder, "a green square sliding")
     plain = [[pos[0][0], {}]]  # a conditioning without the encoder's null: the model's spec supplies it
-    lat, _, _ = N["CCLEmptyJointLatent"]().make(model, 64, 64, 2.0, 1)
+    lat, _, _ = N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
     for positive in (pos, plain):
-        _, neg, _ = N["CCLVideoOnly"]().apply(positive, lat)
+        _, neg, _ = N["CCLVideoOnly"].execute(positive, lat)
         torch.testing.assert_close(neg[0][0], null)
-        guider = N["CCLGuider"]().get_guider(model, positive, "decoupled", 3.0, 3.0, 2.0, 2.0, 2)[0]
+        guider = N["CCLGuider"].execute(model, positive, "decoupled", 3.0, 3.0, 2.0, 2.0, 2)[0]
         u = guider.original_conds["u"][0]
         torch.testing.assert_close(u["cross_attn"], null)
         assert u["ccl_ctx_only"] and torch.equal(guider.original_conds["c_full"][0]["cross_attn"], pos[0][0])
@@ -175,11 +175,11 @@ def test_autoencoder_loader_and_decode(model, vaes):
     video_vae, audio_vae = vaes
     assert isinstance(video_vae, toyav.ToyAVVideoVAE) and isinstance(audio_vae, toyav.ToyAVAudioVAE)
     assert (video_vae.fps, audio_vae.audio_sample_rate, audio_vae.audio_channels) == (16.0, 16000, 1)
-    lat, fps, frames = N["CCLEmptyJointLatent"]().make(model, 64, 64, 2.0, 1)
+    lat, fps, frames = N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
     g = torch.Generator().manual_seed(0)
     v, a = (torch.randn(t.shape, generator=g) for t in lat["samples"].unbind())
     lat["samples"] = common.nested((v, a))
-    images, audio, out_fps = N["CCLDecode"]().decode(lat, video_vae, audio_vae)
+    images, audio, out_fps = N["CCLDecode"].execute(lat, video_vae, audio_vae)
     assert images.shape == (32, 64, 64, 3) and out_fps == 16.0
     assert audio["sample_rate"] == 16000 and audio["waveform"].shape == (1, 1, 32000)
     with torch.no_grad():
@@ -188,21 +188,21 @@ def test_autoencoder_loader_and_decode(model, vaes):
 
 
 def test_autoencoder_loader_lists_embedded_and_user_files(base):
-    req = N["CCLToyAVAutoencoderLoader"].INPUT_TYPES()["required"]
-    assert req["video_ae"][0][0] == "(embedded) toyav_video_ae" and req["audio_ae"][0][0] == "(embedded) toyav_audio_ae"
-    assert "toyav_video_test.safetensors" in req["video_ae"][0]
+    req = {k: v[1]["options"] for k, v in node_info(N["CCLToyAVAutoencoderLoader"])["input"]["required"].items()}
+    assert req["video_ae"][0] == "(embedded) toyav_video_ae" and req["audio_ae"][0] == "(embedded) toyav_audio_ae"
+    assert "toyav_video_test.safetensors" in req["video_ae"]
     with pytest.raises(ValueError, match="expected a 'ccl-toyav-video-ae'"):
-        N["CCLToyAVAutoencoderLoader"]().load("toyav_audio_test.safetensors", "toyav_audio_test.safetensors")
+        N["CCLToyAVAutoencoderLoader"].execute("toyav_audio_test.safetensors", "toyav_audio_test.safetensors")
 
 
 def test_audio_to_video_with_toyav_audio_vae(model, vaes, encoder):
     import torchaudio
     _, audio_vae = vaes
-    lat, _, _ = N["CCLEmptyJointLatent"]().make(model, 64, 64, 2.0, 1)
+    lat, _, _ = N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
     g = torch.Generator().manual_seed(1)
     wave = torch.randn(1, 2, 44100 * 3, generator=g) * 0.1  # 3 s of 44.1 kHz stereo
-    (pos,) = N["CCLToyAVTextEncode"]().encode(encoder, "a blue square bouncing")
-    p, n, out = N["CCLAudioToVideo"]().apply(pos, lat, audio_vae, {"waveform": wave, "sample_rate": 44100})
+    (pos,) = N["CCLToyAVTextEncode"].execute(encoder, "a blue square bouncing")
+    p, n, out = N["CCLAudioToVideo"].execute(pos, lat, audio_vae, {"waveform": wave, "sample_rate": 44100})
     clean = out["ccl"]["clean"]["audio"]
     assert clean.shape == (1, 8, 125)
     mono16k = torchaudio.functional.resample(wave.mean(1), 44100, 16000)[:, :32000]  # down-mixed, 16 kHz, 2 s
@@ -210,21 +210,21 @@ def test_audio_to_video_with_toyav_audio_vae(model, vaes, encoder):
         torch.testing.assert_close(clean, audio_vae.ae.encode(mono16k), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(n[0][0], encoder.null(1))  # no negative connected: the null text
     # a short sound is padded with silence to the latent's 2 s
-    _, _, short = N["CCLAudioToVideo"]().apply(pos, lat, audio_vae, {"waveform": wave[..., :22050], "sample_rate": 44100})
+    _, _, short = N["CCLAudioToVideo"].execute(pos, lat, audio_vae, {"waveform": wave[..., :22050], "sample_rate": 44100})
     assert short["ccl"]["clean"]["audio"].shape == (1, 8, 125)
 
 
 def test_video_to_audio_with_toyav_video_vae(model, vaes, encoder):
     video_vae, _ = vaes
-    lat, _, _ = N["CCLEmptyJointLatent"]().make(model, 64, 64, 2.0, 1)
-    (pos,) = N["CCLToyAVTextEncode"]().encode(encoder, "a yellow triangle sliding")
+    lat, _, _ = N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
+    (pos,) = N["CCLToyAVTextEncode"].execute(encoder, "a yellow triangle sliding")
     frames = torch.rand(32, 64, 64, 3, generator=torch.Generator().manual_seed(2))
-    _, _, out = N["CCLVideoToAudio"]().apply(pos, lat, video_vae, frames, 16.0)
+    _, _, out = N["CCLVideoToAudio"].execute(pos, lat, video_vae, frames, 16.0)
     with torch.no_grad():
         torch.testing.assert_close(out["ccl"]["clean"]["video"], video_vae.ae.encode(frames[None]))
     # another rate and size: resampled to 16 fps and 64x64
     other = torch.rand(90, 48, 80, 3)  # 3 s at 30 fps
-    _, _, out = N["CCLVideoToAudio"]().apply(pos, lat, video_vae, other, 30.0)
+    _, _, out = N["CCLVideoToAudio"].execute(pos, lat, video_vae, other, 30.0)
     assert out["ccl"]["clean"]["video"].shape == (1, 8, 16, 8, 8)
 
 
@@ -237,10 +237,10 @@ def test_wrappers_pad_to_whole_latents(vaes):
 def test_short_run_through_guider_to_video(model, vaes, encoder):
     """t2av with the UCG guider (joint form, negative = empty prompt) for 3 Euler steps, decoded to a VIDEO."""
     video_vae, audio_vae = vaes
-    lat, fps, frames = N["CCLEmptyJointLatent"]().make(model, 64, 64, 2.0, 1)
-    (pos,) = N["CCLToyAVTextEncode"]().encode(encoder, "a red circle bouncing")
-    (neg,) = N["CCLToyAVTextEncode"]().encode(encoder, "")
-    guider = N["CCLGuider"]().get_guider(model, pos, "joint", 3.0, 3.0, 2.0, 2.0, 2, negative=neg)[0]
+    lat, fps, frames = N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
+    (pos,) = N["CCLToyAVTextEncode"].execute(encoder, "a red circle bouncing")
+    (neg,) = N["CCLToyAVTextEncode"].execute(encoder, "")
+    guider = N["CCLGuider"].execute(model, pos, "joint", 3.0, 3.0, 2.0, 2.0, 2, negative=neg)[0]
     g = torch.Generator().manual_seed(0)
     noise = common.nested([torch.randn(t.shape, generator=g) for t in lat["samples"].unbind()])
     comfy.samplers.CALLS.clear()
@@ -248,8 +248,8 @@ def test_short_run_through_guider_to_video(model, vaes, encoder):
     out = guider.sample(noise, lat["samples"], None, sigmas)
     assert comfy.samplers.CALLS == [2, 2, 2]  # u and c_full in one batch per step
     result = dict(lat, samples=out)
-    images, audio, out_fps = N["CCLDecode"]().decode(result, video_vae, audio_vae)
+    images, audio, out_fps = N["CCLDecode"].execute(result, video_vae, audio_vae)
     assert torch.isfinite(images).all() and torch.isfinite(audio["waveform"]).all()
-    (video,) = N["CCLCreateVideo"]().create(images, out_fps, audio)
+    (video,) = N["CCLCreateVideo"].execute(images, out_fps, audio)
     comp = video.get_components()
     assert comp.images.shape == (32, 64, 64, 3) and comp.audio["waveform"].shape == (1, 1, 32000)

@@ -26,10 +26,10 @@ def main():
         print(json.dumps(res))
         return
     res["device"] = torch.cuda.get_device_name()
-    from pack_loader import load_pack
+    from pack_loader import load_pack, node_classes
     pack = load_pack()
     import comfy.model_management as mm
-    core, N, common = pack.ccl_core, pack.NODE_CLASS_MAPPINGS, pack.nodes.common
+    core, N, common = pack.ccl_core, node_classes(pack), pack.nodes.common
 
     torch.manual_seed(0)
     net = core.DualStreamModel(core.tiny_config())
@@ -38,7 +38,7 @@ def main():
             if not name.endswith("ctx_logit_bias"):
                 p.copy_(torch.randn_like(p) * 0.2 + (1.0 if "norm" in name and p.ndim == 1 else 0.0))
     model = pack.nodes.comfy_model.build_model(net, common.model_spec(net.config))
-    lat = N["CCLEmptyJointLatent"]().make(model, 16, 16, 2.0, 2)[0]
+    lat = N["CCLEmptyJointLatent"].execute(model, 16, 16, 2.0, 2)[0]
     v0, a0 = lat["samples"].unbind()
     g = torch.Generator().manual_seed(1)
     clean = torch.randn(a0.shape, generator=g)
@@ -50,7 +50,7 @@ def main():
     torch.set_grad_enabled(False)  # ComfyUI samples without autograd
     for dev in ("cpu", "cuda"):
         model.model.diffusion_model.to(dev)
-        guider = N["CCLGuider"]().get_guider(model, pos, "decoupled", 4.0, 3.0, 2.0, 2.0, 1)[0]
+        guider = N["CCLGuider"].execute(model, pos, "decoupled", 4.0, 3.0, 2.0, 2.0, 1)[0]
         d = torch.device(dev)
         outs[dev] = guider.sample(noise.to(d), latent.to(d), None, torch.tensor([1.0, 0.7, 0.3, 0.0], device=d),
                                   denoise_mask=mask.to(d))

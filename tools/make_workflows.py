@@ -171,19 +171,17 @@ UI_EXTRA_WIDGETS = {"LoadAudio": [None, None], "LoadVideo": ["image"]}
 
 # ---------------------------------------------------------------------- node specs
 def pack_specs():
-    """object_info-like specs of the pack's nodes (loaded against the stub)."""
-    from pack_loader import load_pack
+    """object_info-like specs of the pack's nodes (loaded against the stub, read from their V3 schemas)."""
+    from pack_loader import node_classes, node_info
 
-    pack = load_pack()
     out = {}
-    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
-        types = cls.INPUT_TYPES()
+    for name, cls in node_classes().items():
+        info = node_info(cls)
         out[name] = {
-            "input": {s: {k: [v[0], v[1] if len(v) > 1 else {}] for k, v in types.get(s, {}).items()}
+            "input": {s: {k: [v[0], v[1] if len(v) > 1 else {}] for k, v in info["input"].get(s, {}).items()}
                       for s in ("required", "optional")},
-            "input_order": {s: list(types.get(s, {})) for s in ("required", "optional")},
-            "output": list(cls.RETURN_TYPES), "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)),
-            "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
+            "input_order": {s: info["input_order"].get(s, []) for s in ("required", "optional")},
+            "output": info["output"], "output_name": info["output_name"], "output_node": info["output_node"],
         }
     return out
 

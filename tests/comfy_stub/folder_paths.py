@@ -25,6 +25,10 @@ def add_model_folder_path(folder_name, full_folder_path, is_default=False):
         paths.insert(0, full_folder_path) if is_default else paths.append(full_folder_path)
 
 
+def get_folder_paths(folder_name):
+    return list(folder_names_and_paths[folder_name][0])
+
+
 def get_filename_list(folder_name):
     paths, exts = folder_names_and_paths[folder_name]
     out = []

@@ -1,10 +1,24 @@
-"""Stub of comfy_api.latest: InputImpl.VideoFromComponents (get_components) and Types.VideoComponents."""
+"""Stub of comfy_api.latest: io (V3 schema), ui, ComfyExtension, InputImpl.VideoFromComponents
+(get_components only) and Types.VideoComponents."""
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
 from types import SimpleNamespace
 from typing import Optional
 
 import torch
+
+from . import _io as io  # noqa: F401
+from . import _ui as ui  # noqa: F401
+
+
+class ComfyExtension(ABC):
+    async def on_load(self) -> None:
+        """Called once when ComfyUI loads the extension."""
+
+    @abstractmethod
+    async def get_node_list(self) -> list:
+        """The io.ComfyNode classes the extension registers."""
 
 
 @dataclass
