@@ -155,7 +155,11 @@ class CCLSaveVideo(io.ComfyNode):
             pbar.update(1)
 
         waveform, sample_rate = (audio["waveform"][0], audio["sample_rate"]) if audio is not None else (None, None)
-        write_mp4(path, images, rate, waveform, sample_rate, crf=crf, metadata=meta, on_frame=on_frame)
+        # Another writer (a second prompt, another tool) may take this name while we encode: then the
+        # next free number is used, never an overwrite.
+        path = write_mp4(path, images, rate, waveform, sample_rate, crf=crf, metadata=meta, on_frame=on_frame,
+                         next_free=lambda k: unique_path(folder, filename, counter + k)[0])
+        name = os.path.basename(path)
         return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(name, subfolder, io.FolderType.output)]))
 
 

@@ -225,3 +225,22 @@ def test_save_video_writes_numbered_faststart_mp4(tmp_path):
     with av.open(path) as c:
         samples = sum(f.samples for f in c.decode(audio=0))
     assert abs(samples / 16000 - 1.0) < 0.1  # padded with silence to the video's 1 s
+
+
+def test_save_video_never_overwrites_a_name_taken_while_it_encodes(tmp_path, monkeypatch):
+    """Another writer takes the node's numbered name while it encodes: it moves to the next number."""
+    folder_paths.set_output_directory(str(tmp_path))
+    (video,) = N["CCLCreateVideo"].execute(torch.rand(4, 16, 16, 3), 8.0, None)
+    taken = os.path.join(str(tmp_path), "clips", "race_00001_.mp4")
+
+    def on_encode(*args, **kwargs):  # the other writer finishes first, while this one encodes
+        if not os.path.exists(taken):
+            with open(taken, "wb") as f:
+                f.write(b"the other writer's clip")
+
+    saver = N["CCLSaveVideo"]
+    monkeypatch.setattr(pack.nodes.video, "check_interrupt", on_encode)
+    res = saver.execute(video, "clips/race", 19).ui.as_dict()
+    assert res["images"][0]["filename"] == "race_00002_.mp4"
+    assert open(taken, "rb").read() == b"the other writer's clip"  # untouched
+    assert sorted(os.listdir(os.path.join(str(tmp_path), "clips"))) == ["race_00001_.mp4", "race_00002_.mp4"]
