@@ -11,11 +11,15 @@ the VAE's raw space so that native VAE Decode / VAE Decode Audio read them.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
 import torch
+
+from ..ccl_core.toyav import world
 
 CCL_KEY = "ccl"
 CATEGORY = "CCL"
@@ -45,6 +49,11 @@ class LatentSpec:
     audio_sample_rate: int = 16000  # sample rate of decoded audio
     name: str = ""
     null_text: str = "zeros"  # the model's null text: "zeros" (Ovi, UCG default) or "toyav" (see null_text_for)
+    # The clip the model was trained on (0: unknown). CCL Empty Joint Latent uses it for 0 inputs and
+    # warns about sizes far beyond it.
+    native_width: int = 0
+    native_height: int = 0
+    native_seconds: float = 0.0
 
     @property
     def fps(self) -> float:
@@ -73,6 +82,26 @@ class LatentSpec:
         length = max(1, math.ceil(seconds * self.audio_latent_rate - 1e-6))
         return t, h, w, length, self.pixel_frames(t), w * self.spatial_factor, h * self.spatial_factor
 
+    def native(self, seconds: float, width: int, height: int):
+        """(seconds, width, height) with 0 meaning the model's native value."""
+        if (not seconds or not width or not height) and not (self.native_seconds and self.native_width
+                                                            and self.native_height):
+            raise ValueError(f"model {self.name or '(unnamed)'} does not say its native size: set width, height "
+                             "and seconds (0 means native)")
+        return (seconds or self.native_seconds, width or self.native_width, height or self.native_height)
+
+    def cost_vs_native(self, seconds: float, width: int, height: int) -> Optional[float]:
+        """About how many times a native clip's step this clip's step costs (None: native unknown).
+
+        Linear parts grow with the token count, self-attention with its square; a DiT of this size
+        spends roughly equal time in both at its native size, so the estimate averages the two.
+        """
+        if not (self.native_seconds and self.native_width and self.native_height):
+            return None
+        tokens = lambda s, w, h: math.prod(self.sizes(s, w, h)[:3])  # noqa: E731
+        ratio = tokens(seconds, width, height) / tokens(self.native_seconds, self.native_width, self.native_height)
+        return 0.5 * ratio + 0.5 * ratio * ratio
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["video_patch"] = list(self.video_patch)
@@ -87,12 +116,13 @@ class LatentSpec:
 
 
 OVI_SPACES = dict(video_space="wan22", audio_space="identity", temporal_factor=4, causal=True,
-                  spatial_factor=16, audio_sample_rate=44100)
+                  spatial_factor=16, audio_sample_rate=44100, native_width=720, native_height=720, native_seconds=5.0)
 # The embedded ToyAV model (config name "toyav-ccl", ccl_core.toyav.embedded): its autoencoders' latents are
 # already normalised (identity spaces); x2 time, x8 space, 16 kHz sound; the null text is the ToyAV
 # encoder's empty prompt. nodes/toyav.py checks these against the autoencoders.
 TOYAV_NAME = "toyav-ccl"
-TOYAV_SPACES = dict(temporal_factor=2, causal=False, spatial_factor=8, audio_sample_rate=16000, null_text="toyav")
+TOYAV_SPACES = dict(temporal_factor=2, causal=False, spatial_factor=8, audio_sample_rate=16000, null_text="toyav",
+                    native_width=world.FRAME_SIZE, native_height=world.FRAME_SIZE, native_seconds=world.DURATION_S)
 DEFAULT_SHIFTS = {TOYAV_NAME: 3.0}  # when the file has no ccl_shift (ccl_core.generate uses 3.0 for ToyAV)
 
 
@@ -110,6 +140,11 @@ def model_spec(config, metadata: Optional[dict] = None) -> LatentSpec:
                 name=config.name)
     if (config.video_channels, config.audio_channels) == (48, 20):
         base.update(OVI_SPACES)
+        size = re.search(r"(\d+)x(\d+)-(\d+)s", config.name or "")  # ccl_core.ovi's variant names
+        if size:
+            base.update(native_width=int(size[1]), native_height=int(size[2]), native_seconds=float(size[3]))
+        elif "10s" in (config.name or ""):
+            base.update(native_seconds=10.0)
     if config.name == TOYAV_NAME:
         base.update(TOYAV_SPACES)
     raw = (metadata or {}).get(SPACES_METADATA_KEY)
@@ -254,6 +289,16 @@ def fit_batch(x: torch.Tensor, b: int, what: str) -> torch.Tensor:
     if x.shape[0] == 1:
         return x.expand(b, *x.shape[1:]).clone()
     raise ValueError(f"{what} has batch {x.shape[0]} but the latent has batch {b}")
+
+
+def show_warning(text: str, node_id=None) -> None:
+    """A warning in the log and, inside a running ComfyUI, as the node's progress text in the UI."""
+    logging.getLogger("ccl").warning("CCL: %s", text)
+    try:
+        from server import PromptServer
+        PromptServer.instance.send_progress_text(text, node_id)
+    except Exception:  # outside a server (tests, scripts) or a ComfyUI without progress text: the log has it
+        pass
 
 
 def check_interrupt() -> None:

@@ -7,8 +7,11 @@ import torch
 import comfy.model_management
 
 from .api import io
-from .common import (CATEGORY, CCL_KEY, latent_spec, make_joint_latent, spec_of, split_joint, to_model_space,
-                     to_vae_space)
+from .common import (CATEGORY, CCL_KEY, latent_spec, make_joint_latent, show_warning, spec_of, split_joint,
+                     to_model_space, to_vae_space)
+
+
+FAR_BEYOND_COST = 4.0  # a step costing more than this many native steps gets a warning
 
 
 class CCLEmptyJointLatent(io.ComfyNode):
@@ -24,13 +27,14 @@ class CCLEmptyJointLatent(io.ComfyNode):
                          "Video."),
             inputs=[
                 io.Model.Input("model", tooltip="The CCL / Ovi model: its latent rates and channels size the latent."),
-                io.Int.Input("width", default=704, min=16, max=4096, step=16, tooltip=(
-                    "Video width in pixels; rounded down to a multiple of the model's latent cell (Ovi: 32 px).")),
-                io.Int.Input("height", default=704, min=16, max=4096, step=16,
-                             tooltip="Video height in pixels; rounded down like the width."),
-                io.Float.Input("seconds", default=5.0, min=0.1, max=60.0, step=0.1, tooltip=(
-                    "Clip duration in seconds (Ovi was trained on 5 s, or 10 s for its 10 s file). Sets both the "
-                    "frame count and the audio length.")),
+                io.Int.Input("width", default=0, min=0, max=4096, step=16, tooltip=(
+                    "Video width in pixels, rounded down to a multiple of the model's latent cell (Ovi: 32 px); "
+                    "0: the model's native width (Ovi 720, ToyAV 64).")),
+                io.Int.Input("height", default=0, min=0, max=4096, step=16,
+                             tooltip="Video height in pixels, rounded down like the width; 0: the model's native height."),
+                io.Float.Input("seconds", default=0.0, min=0.0, max=60.0, step=0.1, tooltip=(
+                    "Clip duration in seconds; sets both the frame count and the audio length. 0: the model's "
+                    "native duration (Ovi 5 s, or 10 s for its 10 s file; ToyAV 2 s).")),
                 io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Number of clips generated together."),
             ],
             outputs=[
@@ -38,11 +42,19 @@ class CCLEmptyJointLatent(io.ComfyNode):
                 io.Float.Output(display_name="fps", tooltip="Frame rate of the decoded video (the model's)."),
                 io.Int.Output(display_name="frames", tooltip="Number of video frames after decoding."),
             ],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, model, width, height, seconds, batch_size=1):
+    def execute(cls, model, width=0, height=0, seconds=0.0, batch_size=1):
         spec = spec_of(model)
+        seconds, width, height = spec.native(seconds, width, height)
+        cost = spec.cost_vs_native(seconds, width, height)
+        if cost is not None and (cost > FAR_BEYOND_COST or seconds > 2 * spec.native_seconds):
+            show_warning(f"{width}x{height}, {seconds:g} s is far beyond what {spec.name or 'this model'} "
+                         f"was trained on ({spec.native_width}x{spec.native_height}, {spec.native_seconds:g} s): "
+                         f"one sampling step costs about {cost:.0f}x a native one and the result may be poor; set "
+                         "width, height and seconds to 0 for the native size", getattr(cls.hidden, "unique_id", None))
         t, h, w, length, frames, _, _ = spec.sizes(seconds, width, height)
         device = comfy.model_management.intermediate_device()
         video = torch.zeros(batch_size, spec.video_channels, t, h, w, device=device)

@@ -205,6 +205,12 @@ def test_empty_latent_sizes(model):
     t, h, w, length, frames, width, height = ovi.sizes(5.0, 720, 720)
     assert (t, h, w, length, frames, width, height) == (31, 44, 44, 157, 121, 704, 704)  # Ovi's 5 s clip
     assert ovi.sizes(10.0, 960, 960)[0] == 61
+    assert (ovi.native_width, ovi.native_height, ovi.native_seconds) == (720, 720, 5.0)
+    ovi10 = pack.nodes.common.model_spec(core.ovi_config(num_layers=1, dim=256, ffn_dim=512, num_heads=2,
+                                                         name="ovi-960x960-10s"))
+    assert (ovi10.native_width, ovi10.native_height, ovi10.native_seconds) == (960, 960, 10.0)
+    with pytest.raises(ValueError, match="does not say its native size: set width, height and seconds"):
+        N["CCLEmptyJointLatent"].execute(model, 0, 0, 0.0, 1)  # the tiny test model has no native size
 
 
 @pytest.mark.parametrize("form,with_negative", [("joint", False), ("decoupled", False), ("cfg", False), ("ovi", False),

@@ -105,6 +105,25 @@ def test_toyav_spec_shift_and_latent(model):
     lat, fps, frames = N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
     v, a = lat["samples"].unbind()
     assert list(v.shape) == [1, 8, 16, 8, 8] and list(a.shape) == [1, 8, 125] and (fps, frames) == (16.0, 32)
+    native = N["CCLEmptyJointLatent"].execute(model, 0, 0, 0.0, 1)[0]  # 0: the model's native size
+    assert [list(x.shape) for x in native["samples"].unbind()] == [list(v.shape), list(a.shape)]
+
+
+def test_sizes_far_beyond_the_model_warn_with_the_cost(model, caplog):
+    """Ovi's 704x704, 5 s on the 64 px, 2 s model: a warning naming the native size and the step cost."""
+    spec = model.model.ccl_spec
+    assert (spec.native_width, spec.native_height, spec.native_seconds) == (64, 64, 2.0)
+    with caplog.at_level("WARNING", logger="ccl"):
+        N["CCLEmptyJointLatent"].execute(model, 128, 128, 2.0, 1)  # 4x the tokens: 10x a step
+        far = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
+        assert not caplog.records
+        N["CCLEmptyJointLatent"].execute(model, 704, 704, 5.0, 1)
+    assert far and "128x128, 2 s is far beyond" in far[0] and "(64x64, 2 s)" in far[0] and "10x" in far[0], far
+    msg = caplog.records[0].getMessage()
+    cost = spec.cost_vs_native(5.0, 704, 704)
+    assert f"about {cost:.0f}x a native one" in msg and cost > 10000, msg  # 302x the tokens
 
 
 def test_spec_matches_the_autoencoders():
