@@ -1,0 +1,132 @@
+"""A folder of ToyAV mp4s (the project's generator) becomes a latent cache through the ToyAV encoders."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def write_clip(folder, name, clip, seconds=None):
+    from ccl_core.media import write_mp4
+    frames, wave = clip.frames, clip.waveform
+    if seconds is not None:
+        frames, wave = frames[:int(seconds * 16)], wave[:int(seconds * 16000)]
+    write_mp4(folder / f"{name}.mp4", frames, 16, wave, 16000)
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory):
+    """Five good ToyAV clips and three that must be refused (unreadable, no caption, too short)."""
+    from ccl_core.toyav import generate_clip
+    folder = tmp_path_factory.mktemp("clips")
+    clips = {}
+    for seed in SEEDS:
+        clip = clips[f"clip{seed}"] = generate_clip(seed)
+        write_clip(folder, f"clip{seed}", clip)
+        (folder / f"clip{seed}.txt").write_text(clip.prompt + "\n")
+    (folder / "broken.mp4").write_bytes(b"not an mp4 at all" * 10)
+    (folder / "broken.txt").write_text("a red circle bouncing")
+    write_clip(folder, "nocaption", generate_clip(9))
+    write_clip(folder, "short", generate_clip(10), seconds=1.0)
+    (folder / "short.txt").write_text("a red circle bouncing")
+    return folder, clips
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    from ccl_core.training.encoders import ToyAVEncoders
+    return ToyAVEncoders()
+
+
+@pytest.fixture(scope="module")
+def cache_dir(clip_folder, encoders, tmp_path_factory):
+    from ccl_core.training.cache import encode_folder
+    out = tmp_path_factory.mktemp("cache") / "c"
+    encode_folder(clip_folder[0], out, encoders, shard_size=2, batch_size=3)
+    return out
+
+
+def test_folder_becomes_sharded_cache(clip_folder, encoders, cache_dir):
+    from ccl_core.training.cache import LatentCache
+    _, clips = clip_folder
+    manifest = json.loads((cache_dir / "manifest.json").read_text())
+    assert manifest["count"] == len(SEEDS) and [len(s["clips"]) for s in manifest["shards"]] == [2, 2, 1]
+    refused = manifest["refused"]
+    assert set(refused) == {"broken.mp4", "nocaption.mp4", "short.mp4"}
+    assert "unreadable" in refused["broken.mp4"] and "no caption" in refused["nocaption.mp4"]
+    assert "too short" in refused["short.mp4"]
+    assert manifest["encoders"] == encoders.identity()
+
+    cache = LatentCache(cache_dir, expect=encoders.identity())
+    data = cache.tensors(range(len(cache)))
+    assert cache.names == [f"clip{s}" for s in SEEDS]
+    assert list(data["video"].shape[1:]) == list(encoders.video_ae.latent_shape())
+    assert list(data["audio"].shape[1:]) == list(encoders.audio_ae.latent_shape())
+    exact = {k: [] for k in ("video", "audio")}
+    for name in cache.names:  # the generator's own frames and waveform, before H.264 / AAC
+        exact["video"].append(encoders.encode_video(torch.from_numpy(clips[name].frames)[None]))
+        exact["audio"].append(encoders.encode_audio(torch.from_numpy(clips[name].waveform)[None]))
+    for key, parts in exact.items():
+        ref = torch.cat(parts)
+        err = (data[key] - ref).square().mean() / ref.square().mean()
+        assert err < 0.2, (key, float(err))  # H.264 / AAC move the latents a little (video ~0.05-0.1) ...
+        dist = torch.cdist(data[key].flatten(1), ref.flatten(1))
+        assert torch.equal(dist.argmin(1), torch.arange(len(SEEDS)))  # ... never towards another clip
+    prompts = [clips[n].prompt for n in cache.names]
+    assert torch.equal(data["text"], encoders.encode_text(prompts))
+    assert torch.equal(cache.null_text(), encoders.null_text())
+    sub = cache.tensors([3, 0])
+    assert torch.equal(sub["video"], data["video"][[3, 0]])
+
+
+def test_cache_refuses_other_encoders_and_other_models(cache_dir, encoders):
+    from ccl_core import tiny_config
+    from ccl_core.toyav.embedded import toyav_config
+    from ccl_core.training.cache import LatentCache
+    other = dict(encoders.identity(), video="toyav-video-ae:0000000000000000")
+    with pytest.raises(ValueError, match="made by other encoders"):
+        LatentCache(cache_dir, expect=other)
+    cache = LatentCache(cache_dir)
+    cache.check_model(toyav_config(encoders.video_ae, encoders.audio_ae, encoders.text))
+    with pytest.raises(ValueError, match="video channels 8 \\(model 4\\)"):
+        cache.check_model(tiny_config())
+    with pytest.raises(FileNotFoundError, match="not a latent cache"):
+        LatentCache(cache_dir.parent)
+
+
+def test_rank_shares_and_batches(cache_dir):
+    from ccl_core.training.cache import LatentCache
+    cache = LatentCache(cache_dir)
+    train, held = cache.split(1)
+    assert held == [4] and train == [0, 1, 2, 3]
+    b0 = next(iter(cache.batches(train, 2, rank=0, world_size=2)))
+    all_video = cache.tensors(range(5))["video"]
+    rows = [int(np.argmin([(v - all_video[i]).abs().sum() for i in range(5)])) for v in b0["video"]]
+    assert sorted(rows) == [0, 2]  # rank 0 of 2 reads clips 0 and 2
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        cache.batches(train, 3, rank=1, world_size=2)
+
+
+def test_caption_tags():
+    from ccl_core.training.cache import ClipRefused, read_caption
+
+    def check(tmp, text):
+        p = tmp / "c.txt"
+        p.write_text(text)
+        return read_caption(p)
+
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        ok = "A man says <S>hello there<E>. <AUDCAP>male voice, quiet room<ENDAUDCAP>"
+        assert check(d, ok + "\n") == ok
+        for bad, why in (("<S>hi", "never closed"), ("hi<E>", "without its opening"),
+                         ("<S>a <AUDCAP>b<ENDAUDCAP><E>", "do not nest"), ("  \n", "empty")):
+            with pytest.raises(ClipRefused, match=why):
+                check(d, bad)
