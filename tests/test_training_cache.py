@@ -130,3 +130,55 @@ def test_caption_tags():
                          ("<S>a <AUDCAP>b<ENDAUDCAP><E>", "do not nest"), ("  \n", "empty")):
             with pytest.raises(ClipRefused, match=why):
                 check(d, bad)
+
+
+def test_recipe_turns_a_tiny_ovi_layout_model_into_ccl(cache_dir, encoders, tmp_path):
+    """Both stages from a clip folder's cache: context tokens added, towers frozen, then everything."""
+    from ccl_core import DualStreamModel
+    from ccl_core.checkpoint import load_checkpoint, save_checkpoint
+    from ccl_core.toyav.embedded import toyav_config
+    from ccl_core.training.recipe import main
+    from conftest import randomize
+
+    torch.manual_seed(0)
+    ovi = randomize(DualStreamModel(toyav_config(
+        encoders.video_ae, encoders.audio_ae, encoders.text, dim=32, ffn_dim=64, num_heads=2, num_layers=2,
+        freq_dim=16, audio_embed_hidden=32, fusion="ovi", n_ctx=0, tarp_window=None)), std=0.05)
+    start = tmp_path / "ovi-tiny.safetensors"
+    save_checkpoint(ovi, start)
+    root = tmp_path / "run"
+    overrides = {"fusion": "ccl", "n_ctx": 2, "ctx_logit_init": -10.0, "tarp_window": 2, "aligned_rope": True,
+                 "audio_rope_scale": None}
+    argv = ["--start", str(start), "--cache", str(cache_dir), "--run-root", str(root), "--batch-size", "2",
+            "--holdout", "1", "--model-overrides", json.dumps(overrides), "--set", "common.fsdp_param_dtype=fp32",
+            "--set", "common.warmup_steps=0", "--set", "fusion.steps=2", "--set", "joint.steps=2",
+            "--set", "joint.lr_towers=1e-3", "--set", "common.ema_decay=null"]
+    main(argv)
+
+    fusion = load_checkpoint(root / "fusion.safetensors", dtype="fp32")
+    joint = load_checkpoint(root / "joint.safetensors", dtype="fp32")
+    assert fusion.config.n_ctx == 2 and fusion.config.fusion == "ccl" and fusion.config.tarp_window == 2
+    assert fusion.config.audio_rope_scale is None and joint.config == fusion.config
+    start_sd = {k: v.to(torch.bfloat16).float() for k, v in ovi.state_dict().items()}  # exports are bf16
+    cross = {id(p) for p in fusion.param_groups()[0]}
+    names = {n for n, p in fusion.named_parameters() if id(p) in cross}
+    assert any("ctx_tokens" in n for n in names)
+    for n, p in fusion.state_dict().items():
+        if n not in names:
+            assert torch.equal(p, start_sd[n]), n  # towers frozen in the fusion stage
+    assert any(not torch.equal(p, fusion.state_dict()[n]) for n, p in joint.state_dict().items() if n not in names)
+    validation = json.loads((root / "fusion.validation.json").read_text())
+    assert set(validation) == {"t2v", "t2a", "t2av", "v2a", "a2v"}
+    assert all(np.isfinite(v) for losses in validation.values() for v in losses.values())
+    assert (root / "joint.validation.json").exists()
+    stamps = {p.name: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.name != "recipe.json"}
+    main(argv)  # a rerun finds both stages done and changes nothing
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.name != "recipe.json"}
+    other = cache_dir.parent / "other"
+    import shutil
+    shutil.copytree(cache_dir, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["encoders"]["text"] = "toyav-text:another"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit, match="latents of other encoders"):
+        main([*argv[:2], "--cache", str(other), *argv[4:]])

@@ -246,15 +246,17 @@ def load_full_model(checkpoint_dir: Union[str, os.PathLike], weights: str = "ema
     model.to_empty(device="cpu")
     state = model.state_dict()
     path = os.path.join(os.fspath(checkpoint_dir), DCP_DIR)
-    dcp.load({"model": state}, checkpoint_id=path, no_dist=True)
-    if weights == "ema":
-        names = [k.split(".", 1)[1] for k in dcp.FileSystemReader(path).read_metadata().state_dict_metadata
-                 if k.startswith("ema.")]
-        shadow = {n: torch.empty_like(state[n], dtype=torch.float32) for n in names}
-        dcp.load({"ema": shadow}, checkpoint_id=path, no_dist=True)
-        with torch.no_grad():
-            for n, t in shadow.items():
-                state[n].copy_(t)
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.filterwarnings("ignore", message=".*single process")
+        dcp.load({"model": state}, checkpoint_id=path, no_dist=True)
+        if weights == "ema":
+            names = [k.split(".", 1)[1] for k in dcp.FileSystemReader(path).read_metadata().state_dict_metadata
+                     if k.startswith("ema.")]
+            shadow = {n: torch.empty_like(state[n], dtype=torch.float32) for n in names}
+            dcp.load({"ema": shadow}, checkpoint_id=path, no_dist=True)
+            with torch.no_grad():
+                for n, t in shadow.items():
+                    state[n].copy_(t)
     model.eval()
     return model, meta
 
@@ -273,3 +275,20 @@ def export_checkpoint(checkpoint_dir: Union[str, os.PathLike], out_path: Union[s
     save_checkpoint(model, out_path, metadata={"step": meta["step"], "stage": meta["stage"],
                                                "ema": int(weights == "ema")}, dtype=DTYPE_NAMES[dtype])
     return os.fspath(out_path)
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m ccl_core.training.fsdp",
+                                description="Export an FSDP checkpoint to one safetensors file (CCL Model Loader).")
+    p.add_argument("checkpoint", help="run_dir/checkpoints/step-NNNNNNNN of a parallel='fsdp' run")
+    p.add_argument("out", help="the .safetensors file to write")
+    p.add_argument("--weights", default="ema", choices=("ema", "model"))
+    p.add_argument("--dtype", default=None, choices=("fp32", "bf16", "fp16"), help="default: fp32")
+    args = p.parse_args(argv)
+    print(export_checkpoint(args.checkpoint, args.out, args.weights, args.dtype))
+
+
+if __name__ == "__main__":
+    main()

@@ -62,7 +62,7 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
     {"video", "audio", "text"} latents of held-out clips, or None. Under torchrun every rank calls it.
     """
     from ..checkpoint import load_checkpoint
-    from .fsdp import export_checkpoint, load_full_model
+    from .fsdp import load_full_model
     from .loop import train
     from .rundir import checkpoints
 
@@ -98,16 +98,16 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
 
 
 def _export(checkpoint_dir: str, out: str, cfg: TrainConfig, dtype: Optional[str]) -> None:
-    from ..checkpoint import load_checkpoint, save_checkpoint
+    """The stage's EMA weights (model weights without an EMA) as one CCL Model Loader file."""
+    from ..checkpoint import DTYPE_NAMES, load_checkpoint, save_checkpoint
     from .fsdp import export_checkpoint
 
+    weights = "ema" if cfg.ema_decay is not None else "model"
     if cfg.parallel == "fsdp":
-        export_checkpoint(checkpoint_dir, out, weights="ema" if cfg.ema_decay is not None else "model", dtype=dtype)
+        export_checkpoint(checkpoint_dir, out, weights=weights, dtype=dtype)
         return
-    name = "ema.safetensors" if cfg.ema_decay is not None else "model.safetensors"
-    model = load_checkpoint(os.path.join(checkpoint_dir, name), dtype="fp32")
-    from ..checkpoint import DTYPE_NAMES
-    save_checkpoint(model, out, metadata={"stage": cfg.stage}, dtype=DTYPE_NAMES[dtype])
+    model = load_checkpoint(os.path.join(checkpoint_dir, f"{weights}.safetensors"), dtype="fp32")
+    save_checkpoint(model, out, metadata={"stage": cfg.stage, "ema": int(weights == "ema")}, dtype=DTYPE_NAMES[dtype])
 
 
 def _validate(path: str, data: Dict[str, torch.Tensor], cfg: TrainConfig, batch: int, device) -> None:
@@ -149,7 +149,17 @@ def main(argv=None) -> None:
         recipe.model_overrides = json.loads(args.model_overrides)
     for name in STAGE_NAMES:
         recipe.stage(name)  # a bad field fails here, before any loading
+    from ..checkpoint import infer_config, read_header
+
     cache = LatentCache(args.cache, expect=json.loads(args.encoders) if args.encoders else None)
+    cache.check_model(infer_config(read_header(args.start), recipe.model_overrides))
+    record = os.path.join(args.run_root, "recipe.json")
+    if os.path.exists(record):  # a rerun continues the same recipe on latents of the same encoders
+        with open(record) as f:
+            before = json.load(f)
+        if before["encoders"] != cache.identity:
+            raise SystemExit(f"{args.run_root} was trained on latents of other encoders ({before['encoders']}) "
+                             f"than {args.cache} ({cache.identity}); use a new --run-root")
     train_idx, val_idx = cache.split(args.holdout)
 
     def data(rank, world_size, stage):
@@ -157,9 +167,12 @@ def main(argv=None) -> None:
                              seed=STAGE_NAMES.index(stage))
 
     validation = cache.tensors(val_idx) if val_idx else None
-    os.makedirs(args.run_root, exist_ok=True)
-    with open(os.path.join(args.run_root, "recipe.json"), "w") as f:
-        f.write(recipe.to_json())
+    if int(os.environ.get("RANK", "0")) == 0:
+        os.makedirs(args.run_root, exist_ok=True)
+        with open(record + ".tmp", "w") as f:
+            json.dump({"recipe": recipe.to_dict(), "encoders": cache.identity, "start": args.start,
+                       "cache": args.cache}, f, indent=2, sort_keys=True)
+        os.replace(record + ".tmp", record)
     for path in run_recipe(args.start, data, args.run_root, recipe, validation):
         print(path)
 
