@@ -214,9 +214,9 @@ def test_resume_at_world_size_1(two_rank_runs, tmp_path):
         return losses
 
     straight = run(tmp_path / "one", False, STEPS)
-    part = run(tmp_path / "two", False, 2)
-    rest = run(tmp_path / "two", True, STEPS)
-    assert part + rest == straight
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    shutil.rmtree(final_dcp(tmp_path, "two").parent)
+    assert straight[2:] == run(tmp_path / "two", True, STEPS)  # from the step-2 checkpoint
     assert_same(full_state(final_dcp(tmp_path, "one"), tmp_path), full_state(final_dcp(tmp_path, "two"), tmp_path))
 
 
@@ -238,3 +238,21 @@ def test_export_loads_with_load_checkpoint(two_rank_runs, tmp_path):
     assert half.video_model.head.head.weight.dtype == torch.bfloat16
     with pytest.raises(FileNotFoundError, match="not an FSDP training checkpoint"):
         export_checkpoint(tmp_path, tmp_path / "x.safetensors")
+
+
+def test_command_line_on_one_process_and_export(tmp_path):
+    """`python -m ccl_core.training --set parallel=fsdp` without torchrun (a one-rank group), then the export
+    command; resuming that run as DDP is refused with the reason."""
+    from ccl_core.checkpoint import load_checkpoint
+    from ccl_core.training.__main__ import main
+    from ccl_core.training.fsdp import main as export
+
+    run = tmp_path / "cli"
+    args = ["--run-dir", str(run), "--model", "preset:tiny", "--data", "test_training:make_source", "--stage",
+            "joint", "--set", "warmup_steps=0", "--device", "cpu", "--set", "fsdp_param_dtype=fp32"]
+    main(args + ["--set", "steps=1", "--set", "parallel=fsdp"])
+    ckpt = run / "checkpoints" / "step-00000001"
+    export([str(ckpt), str(tmp_path / "out.safetensors"), "--weights", "model"])
+    assert load_checkpoint(tmp_path / "out.safetensors").config.name == "tiny"
+    with pytest.raises(ValueError, match="parallel='fsdp' run"):
+        main(args + ["--set", "steps=2", "--resume"])

@@ -176,6 +176,9 @@ class FSDPTrainer(Trainer):
         from torch.distributed.checkpoint.state_dict import set_state_dict
 
         directory = os.fspath(directory)
+        if not os.path.isdir(os.path.join(directory, DCP_DIR)):
+            raise ValueError(f"{directory} has no {DCP_DIR}/: it was written by a parallel='ddp' run; resume it "
+                             f"with parallel='ddp', or start a new FSDP run from its model.safetensors")
         meta = torch.load(os.path.join(directory, TRAINER_FILE), map_location="cpu", weights_only=True)
         if (self.ema is None) != (meta["ema"] is None):
             raise ValueError(f"{directory} was saved with ema_decay {'None' if meta['ema'] is None else 'set'}; "

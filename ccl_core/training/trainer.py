@@ -143,6 +143,9 @@ class Trainer:
         """Restore everything `save` wrote (every rank reads the shared files); return `extra`."""
         directory = os.fspath(directory)
         state = torch.load(os.path.join(directory, TRAINER_FILE), map_location="cpu", weights_only=True)
+        if "model_config" in state:
+            raise ValueError(f"{directory} is a sharded checkpoint of a parallel='fsdp' run: resume it with "
+                             f"parallel='fsdp' (--set parallel=fsdp)")
         if state["world_size"] != self.info.world_size:
             raise RuntimeError(f"{directory} was saved by {state['world_size']} ranks, this run has "
                                f"{self.info.world_size}: resume with the same number of processes")
