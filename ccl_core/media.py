@@ -74,8 +74,11 @@ def read_video(path, fps: float, size: Tuple[int, int], seconds: Optional[float]
         frames, times = [], []
         try:
             for frame in container.decode(stream):
+                t = float(frame.pts * stream.time_base) if frame.pts is not None else len(times) / float(stream.average_rate or fps)
+                if seconds is not None and times and t - times[0] > seconds + 1.0 / fps:
+                    break  # past the part that is kept: a long file is not decoded whole
                 frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
-                times.append(float(frame.pts * stream.time_base) if frame.pts is not None else len(times) / float(stream.average_rate or fps))
+                times.append(t)
         except Exception as e:
             raise MediaError(f"cannot decode the video of {path}: {e}") from None
     if not frames:

@@ -114,7 +114,7 @@ def _validate(path: str, data: Dict[str, torch.Tensor], cfg: TrainConfig, batch:
     from ..checkpoint import load_checkpoint
     from .validation import validation_losses
 
-    model = load_checkpoint(path, dtype="fp32", device=device)
+    model = load_checkpoint(path, dtype="bf16" if torch.device(device).type == "cuda" else "fp32", device=device)
     losses = validation_losses(model, data, cfg, batch_size=batch, device=device)
     with open(path.removesuffix(".safetensors") + ".validation.json", "w") as f:
         json.dump(losses, f, indent=2, sort_keys=True)
