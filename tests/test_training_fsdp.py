@@ -256,3 +256,22 @@ def test_command_line_on_one_process_and_export(tmp_path):
     assert load_checkpoint(tmp_path / "out.safetensors").config.name == "tiny"
     with pytest.raises(ValueError, match="parallel='fsdp' run"):
         main(args + ["--set", "steps=2", "--resume"])
+
+
+def test_memory_estimate_counts_the_model():
+    """The memory table's parameter counts are the model's own; sharded state divides by the ranks."""
+    from ccl_core import DualStreamModel, tiny_config
+    from ccl_core.training.memory import count_parameters, estimate
+
+    cfg = tiny_config()
+    model = DualStreamModel(cfg)
+    n = count_parameters(cfg)
+    assert n["total"] == sum(p.numel() for p in model.parameters())
+    assert n["cross_modal"] == sum(p.numel() for p in model.param_groups()[0])
+    assert n["pair"] == sum(p.numel() for p in model.video_model.blocks[1].parameters()) + \
+        sum(p.numel() for p in model.audio_model.blocks[1].parameters())
+    one, eight = estimate(cfg, 1, 100, 10), estimate(cfg, 8, 100, 10)
+    assert one.params == 4 * n["total"] and one.adam == 8 * n["total"]
+    assert eight.params * 8 == one.params and eight.checkpoints == one.checkpoints
+    frozen = estimate(cfg, 8, 100, 10, trainable=0.1)
+    assert frozen.adam == pytest.approx(eight.adam / 10) and frozen.params == eight.params
