@@ -182,3 +182,53 @@ def test_recipe_turns_a_tiny_ovi_layout_model_into_ccl(cache_dir, encoders, tmp_
     (other / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SystemExit, match="latents of other encoders"):
         main([*argv[:2], "--cache", str(other), *argv[4:]])
+
+
+def test_ovi_encoders_with_small_random_weights(clip_folder, tmp_path):
+    """The real-encoder path (diffusers' Wan VAE, transformers' umT5) on tiny random-weight configs; skipped
+    where those optional libraries are not installed (they are not in the requirements)."""
+    diffusers = pytest.importorskip("diffusers")
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    from ccl_core.training.cache import LatentCache, encode_folder, load_clip
+    from ccl_core.training.encoders import OviEncoders
+    from ccl_core.toyav import world
+
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1, is_residual=True,
+                                     patch_size=2, scale_factor_spatial=16, latents_mean=[0.1, -0.2, 0.3, 0.0],
+                                     latents_std=[1.5, 0.5, 2.0, 1.0], in_channels=12, out_channels=12)
+    umt5 = transformers.UMT5EncoderModel(transformers.UMT5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32,
+                                                                 num_layers=1, num_heads=2))
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "</s>", *world.PROMPTS[0].split(), *world.COLOURS,
+                                         *world.SHAPES, *world.MOTIONS])}
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
+
+    class AudioHook(torch.nn.Module):  # stands in for MMAudio's VAE: 16 kHz -> 20 channels at 31.25 / s
+        identity = "test-random-conv"
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(1, 20, 512, stride=512)
+
+        def forward(self, wave):
+            return self.conv(wave[:, None])
+
+    with pytest.raises(ValueError, match="MMAudio"):
+        OviEncoders(vae, umt5, tokenizer=tokenizer)
+    enc = OviEncoders(vae, umt5, audio_encoder=AudioHook(), tokenizer=tokenizer, dtype=torch.float32, fps=16.0,
+                      frames=29, size=(64, 64), text_len=8)
+    manifest = encode_folder(clip_folder[0], tmp_path / "c", enc, shard_size=8)
+    assert manifest["count"] == len(SEEDS) and manifest["latent_rates"] == {"video": 4.0, "audio": 31.25}
+    cache = LatentCache(tmp_path / "c", expect=enc.identity())
+    data = cache.tensors(range(len(cache)))
+    assert list(data["video"].shape) == [5, 4, 8, 4, 4] and list(data["audio"].shape) == [5, 20, 56]
+    frames, _ = load_clip(clip_folder[0] / "clip0.mp4", enc)
+    with torch.no_grad():
+        z = vae.encode(frames.permute(3, 0, 1, 2)[None] * 2 - 1).latent_dist.mode()
+    z = (z - torch.tensor([0.1, -0.2, 0.3, 0.0]).view(1, -1, 1, 1, 1)) / torch.tensor([1.5, 0.5, 2.0, 1.0]).view(1, -1, 1, 1, 1)
+    torch.testing.assert_close(data["video"][0], z[0])
+    words = len(clip_folder[1]["clip0"].prompt.split())
+    assert data["text"][0, :words].abs().sum(-1).min() > 0 and data["text"][0, words:].abs().sum() == 0
