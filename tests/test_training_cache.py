@@ -171,6 +171,7 @@ def test_recipe_turns_a_tiny_ovi_layout_model_into_ccl(cache_dir, encoders, tmp_
     assert set(validation) == {"t2v", "t2a", "t2av", "v2a", "a2v"}
     assert all(np.isfinite(v) for losses in validation.values() for v in losses.values())
     assert (root / "joint.validation.json").exists()
+    assert (root / "fusion.done").exists() and (root / "joint.done").exists()
     stamps = {p.name: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.name != "recipe.json"}
     main(argv)  # a rerun finds both stages done and changes nothing
     assert stamps == {p.name: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.name != "recipe.json"}

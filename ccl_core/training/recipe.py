@@ -9,8 +9,8 @@
 Each stage is one `train()` run directory under run_root (resumable; sharded with FSDP2 by default),
 followed on rank 0 by an export of its EMA weights to `<stage>.safetensors` (a CCL Model Loader file)
 and, when held-out clips are given, the validation loss of every DCR task on it
-(`<stage>.validation.json`, validation.py). A stage whose export exists is skipped, so rerunning the
-same command after a preemption continues where it stopped. docs/TRAINING.md gives the defaults and
+(`<stage>.validation.json`, validation.py), then an empty `<stage>.done`. A stage with its `.done`
+is skipped, so rerunning the same command after a preemption continues where it stopped. docs/TRAINING.md gives the defaults and
 where they come from.
 
     torchrun --nproc-per-node 8 -m ccl_core.training.recipe --start ovi.safetensors --cache latents/ \\
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional
 
@@ -75,7 +76,7 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
             cfg = recipe.stage(name)
             run_dir = os.path.join(run_root, name)
             out = os.path.join(run_root, f"{name}.safetensors")
-            if not os.path.exists(out):
+            if not os.path.exists(out.removesuffix(".safetensors") + ".done"):
                 if previous is None:
                     model = load_checkpoint(start, dtype="fp32", overrides=recipe.model_overrides)
                 elif cfg.parallel == "fsdp":
@@ -85,11 +86,16 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
                 source = data(rank=info.rank, world_size=info.world_size, stage=name)
                 train(model, source, cfg, run_dir, device=info.device, resume=True)
                 del model
+                done = out.removesuffix(".safetensors") + ".done"
                 if info.is_main:
                     _export(checkpoints(run_dir)[-1][1], out, cfg, recipe.export_dtype)
                     if validation is not None:
                         _validate(out, validation, cfg, recipe.validation_batch, info.device)
-                distributed.barrier(info)
+                    open(done, "w").close()
+                # the others wait for the file, not in a collective: at Ovi's size the export and the
+                # validation can outlast a process group's timeout
+                while not os.path.exists(done):
+                    time.sleep(2.0)
             exported.append(out)
             previous = checkpoints(run_dir)[-1][1]
     finally:
