@@ -52,10 +52,12 @@ def worker(rank: int, port: int, out: str) -> None:
     def run(run_dir, resume):
         losses = []
         model = initial_model()
-        if rank == 1:  # ranks start different: rank 0's weights must win
+        if rank == 1 and not resume:  # ranks start different: rank 0's weights must win
             with torch.no_grad():
                 for p in model.parameters():
                     p.add_(1.0)
+        elif rank == 1:  # or the other ranks hold no weights at all
+            model = model.to("meta")
         train(model, TensorBatches([rank_batch(rank)]), config(), run_dir, device="cpu", resume=resume,
               callback=lambda tr, r: losses.append((r.step, r.loss, r.grad_norm)))
         return losses

@@ -12,12 +12,15 @@ freshly initialised model of a config preset (config.PRESETS, e.g. preset:tiny).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 from typing import List, Optional
 
-from ..checkpoint import load_checkpoint
+import torch
+
+from ..checkpoint import infer_config, load_checkpoint, read_header
 from ..config import PRESETS
 from ..jsonconfig import parse_sets
 from ..model import DualStreamModel
@@ -25,12 +28,17 @@ from .config import TrainConfig, stage_config
 from .loop import train
 
 
-def build_model(spec: str, overrides: dict) -> DualStreamModel:
+def build_model(spec: str, overrides: dict, meta: bool = False) -> DualStreamModel:
+    """The model to train; meta=True builds it on the meta device (FSDP ranks other than 0 read no weights)."""
     if spec.startswith("preset:"):
         name = spec.split(":", 1)[1]
         if name not in PRESETS:
             raise SystemExit(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
-        return DualStreamModel(PRESETS[name](**overrides))
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            return DualStreamModel(PRESETS[name](**overrides))
+    if meta:
+        with torch.device("meta"):
+            return DualStreamModel(infer_config(read_header(spec), overrides or None))
     return load_checkpoint(spec, dtype="fp32", overrides=overrides or None)
 
 
@@ -59,8 +67,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             cfg = TrainConfig.from_dict({**json.load(f), **parse_sets(args.set)})
     else:
         cfg = stage_config(args.stage, **parse_sets(args.set))
-    model = build_model(args.model, json.loads(args.model_overrides))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    model = build_model(args.model, json.loads(args.model_overrides), meta=cfg.parallel == "fsdp" and rank != 0)
     data = load_factory(args.data)(rank=rank, world_size=world)
     train(model, data, cfg, args.run_dir, device=args.device, resume=args.resume)
 

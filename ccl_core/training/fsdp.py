@@ -101,20 +101,33 @@ class FSDPTrainer(Trainer):
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, device: Union[str, torch.device, None] = None,
                  info: Optional[distributed.DistInfo] = None):
+        """model: rank 0's holds the weights (any dtype, usually on the CPU); the other ranks' may be the same
+        or a model on the meta device (no memory), since only rank 0's weights are read. The trained,
+        sharded model is a new one, self.model; `model` itself is left as it was."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        from ..model import DualStreamModel
+
         self.cfg = cfg
         self.elapsed = 0.0
         self.info = join_group(info if info is not None else distributed.setup(device))
         self.device = self.info.device
         self.model_config = model.config
-        model = model.to(self.device)
-        if self.info.enabled:  # ranks must shard the same weights: rank 0's win, as under DDP
-            with torch.no_grad():
-                for t in list(model.parameters()) + list(model.buffers()):
-                    dist.broadcast(t.data, 0)
-        model.train()
-        model.gradient_checkpointing = cfg.gradient_checkpointing
-        self.trainable = freeze(model, cfg)
-        self.model = self.module = shard_model(model, DTYPES[cfg.fsdp_param_dtype], DTYPES[cfg.fsdp_reduce_dtype])
+        on_meta = any(p.is_meta for p in model.parameters())
+        if on_meta and self.info.is_main:
+            raise ValueError("rank 0's model is on the meta device; rank 0 must hold the weights to start from "
+                             "(the other ranks may pass a meta-device model)")
+        full = {k: v.detach() for k, v in model.state_dict().items()} if self.info.is_main else {}
+        with torch.device("meta"):  # every rank shards an empty model, then receives its shard of rank 0's
+            shell = DualStreamModel(model.config)
+        shell.train()
+        shell.gradient_checkpointing = cfg.gradient_checkpointing
+        self.trainable = freeze(shell, cfg)  # fp32 master weights whatever dtype rank 0 loaded
+        self.model = self.module = shard_model(shell, DTYPES[cfg.fsdp_param_dtype], DTYPES[cfg.fsdp_reduce_dtype])
+        self.model.to_empty(device=self.device)
+        set_model_state_dict(self.model, full, options=StateDictOptions(
+            full_state_dict=True, broadcast_from_rank0=self.info.enabled, strict=True))
+        del full
         self.ema = None if cfg.ema_decay is None else EMA(self.model, self.trainable, cfg.ema_decay, cfg.ema_warmup)
         self.optimizer = make_optimizer(self.model, cfg)
         self.params = [p for p in self.model.parameters() if p.requires_grad]

@@ -77,7 +77,9 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
             run_dir = os.path.join(run_root, name)
             out = os.path.join(run_root, f"{name}.safetensors")
             if not os.path.exists(out.removesuffix(".safetensors") + ".done"):
-                if previous is None:
+                if cfg.parallel == "fsdp" and not info.is_main:  # FSDP reads rank 0's weights only
+                    model = _meta_model(start, recipe.model_overrides, previous)
+                elif previous is None:
                     model = load_checkpoint(start, dtype="fp32", overrides=recipe.model_overrides)
                 elif cfg.parallel == "fsdp":
                     model, _ = load_full_model(previous, "model")  # chain the optimised weights, not the EMA
@@ -101,6 +103,19 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
     finally:
         distributed.teardown(info)
     return exported
+
+
+def _meta_model(start: str, overrides: dict, previous: Optional[str]):
+    """The model of `start` (or of the previous stage's checkpoint) on the meta device: no memory."""
+    from ..checkpoint import infer_config, read_header
+    from ..config import ModelConfig
+    from ..model import DualStreamModel
+    from .fsdp import read_meta
+
+    config = infer_config(read_header(start), overrides) if previous is None else \
+        ModelConfig.from_json(read_meta(previous)["model_config"])
+    with torch.device("meta"):
+        return DualStreamModel(config)
 
 
 def _export(checkpoint_dir: str, out: str, cfg: TrainConfig, dtype: Optional[str]) -> None:
