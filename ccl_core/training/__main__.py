@@ -2,11 +2,13 @@
 
     torchrun --nproc-per-node 8 -m ccl_core.training --run-dir runs/joint --stage joint \
         --model ovi.safetensors --model-overrides '{"fusion": "ccl", "n_ctx": 8, "ctx_logit_init": -10}' \
-        --data mypkg.data:make_source --set steps=20000 --set lr_fusion=5e-5 --resume
+        --data mypkg.data:make_source --set steps=20000 --set lr_fusion=5e-5 --set parallel=fsdp --resume
 
 --data names a callable `module:function(rank=..., world_size=...)` that returns this rank's
-data source (data.py's contract). --model is a checkpoint (loaded in fp32) or preset:NAME for a
-freshly initialised model of a config preset (config.PRESETS, e.g. preset:tiny).
+data source (data.py's contract). --model is a checkpoint (loaded in fp32; with parallel=fsdp only
+rank 0 reads it, the others build the model on the meta device) or preset:NAME for a freshly
+initialised model of a config preset (config.PRESETS, e.g. preset:tiny). The CCL-from-Ovi recipe
+(both stages, from a latent cache) is `python -m ccl_core.training.recipe`.
 """
 
 from __future__ import annotations
