@@ -149,7 +149,7 @@ def test_recipe_turns_a_tiny_ovi_layout_model_into_ccl(cache_dir, encoders, tmp_
     root = tmp_path / "run"
     overrides = {"fusion": "ccl", "n_ctx": 2, "ctx_logit_init": -10.0, "tarp_window": 2, "aligned_rope": True,
                  "audio_rope_scale": None}
-    argv = ["--start", str(start), "--cache", str(cache_dir), "--run-root", str(root), "--batch-size", "2",
+    argv = ["--pretrained", str(start), "--cache", str(cache_dir), "--run-root", str(root), "--batch-size", "2",
             "--holdout", "1", "--model-overrides", json.dumps(overrides), "--set", "common.fsdp_param_dtype=fp32",
             "--set", "common.warmup_steps=0", "--set", "fusion.steps=2", "--set", "joint.steps=2",
             "--set", "joint.lr_towers=1e-3", "--set", "common.ema_decay=null"]

@@ -13,7 +13,7 @@ and, when held-out clips are given, the validation loss of every DCR task on it
 is skipped, so rerunning the same command after a preemption continues where it stopped. docs/TRAINING.md gives the defaults and
 where they come from.
 
-    torchrun --nproc-per-node 8 -m ccl_core.training.recipe --start ovi.safetensors --cache latents/ \\
+    torchrun --nproc-per-node 8 -m ccl_core.training.recipe --pretrained ovi.safetensors --cache latents/ \\
         --run-root runs/ccl-ovi --set fusion.steps=2000 --set joint.steps=8000
 """
 
@@ -145,7 +145,7 @@ def main(argv=None) -> None:
     from .cache import LatentCache
 
     p = argparse.ArgumentParser(prog="python -m ccl_core.training.recipe", description=__doc__.split("\n")[0])
-    p.add_argument("--start", required=True, help="Ovi-layout (or CCL) checkpoint to start from")
+    p.add_argument("--pretrained", required=True, help="Ovi-layout (or CCL) checkpoint to start from")
     p.add_argument("--cache", required=True, help="latent cache directory (python -m ccl_core.training.cache)")
     p.add_argument("--run-root", required=True)
     p.add_argument("--recipe", help="a Recipe JSON file (defaults: CCL_FROM_OVI, docs/TRAINING.md)")
@@ -173,7 +173,7 @@ def main(argv=None) -> None:
     from ..checkpoint import infer_config, read_header
 
     cache = LatentCache(args.cache, expect=json.loads(args.encoders) if args.encoders else None)
-    cache.check_model(infer_config(read_header(args.start), recipe.model_overrides))
+    cache.check_model(infer_config(read_header(args.pretrained), recipe.model_overrides))
     record = os.path.join(args.run_root, "recipe.json")
     if os.path.exists(record):  # a rerun continues the same recipe on latents of the same encoders
         with open(record) as f:
@@ -191,10 +191,10 @@ def main(argv=None) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         os.makedirs(args.run_root, exist_ok=True)
         with open(record + ".tmp", "w") as f:
-            json.dump({"recipe": recipe.to_dict(), "encoders": cache.identity, "start": args.start,
+            json.dump({"recipe": recipe.to_dict(), "encoders": cache.identity, "start": args.pretrained,
                        "cache": args.cache}, f, indent=2, sort_keys=True)
         os.replace(record + ".tmp", record)
-    for path in run_recipe(args.start, data, args.run_root, recipe, validation):
+    for path in run_recipe(args.pretrained, data, args.run_root, recipe, validation):
         print(path)
 
 
