@@ -233,3 +233,23 @@ def test_ovi_encoders_with_small_random_weights(clip_folder, tmp_path):
     torch.testing.assert_close(data["video"][0], z[0])
     words = len(clip_folder[1]["clip0"].prompt.split())
     assert data["text"][0, :words].abs().sum(-1).min() > 0 and data["text"][0, words:].abs().sum() == 0
+
+
+def test_clips_are_resampled_resized_and_center_cropped(encoders, tmp_path):
+    """A wide 25 fps, 44.1 kHz stereo clip comes out as the encoders' 16 fps, 64 x 64 center, 16 kHz mono."""
+    from ccl_core.media import write_mp4
+    from ccl_core.training.cache import load_clip
+
+    frames = torch.zeros(75, 96, 192, 3)  # 3 s at 25 fps, twice as wide as high
+    frames[:, :, :48, 0] = 1.0  # red left quarter, green middle half, blue right quarter
+    frames[:, :, 48:144, 1] = 1.0
+    frames[:, :, 144:, 2] = 1.0
+    t = torch.arange(3 * 44100) / 44100
+    wave = torch.stack([torch.sin(2 * torch.pi * 440 * t), torch.sin(2 * torch.pi * 440 * t)]) * 0.5
+    write_mp4(tmp_path / "wide.mp4", frames, 25, wave, 44100)
+    video, audio = load_clip(tmp_path / "wide.mp4", encoders)
+    assert video.shape == (32, 64, 64, 3) and audio.shape == (32000,)
+    mean = video.mean((0, 1, 2))
+    assert mean[1] > 0.9 and mean[0] < 0.05 and mean[2] < 0.05  # only the middle half is kept
+    spectrum = torch.fft.rfft(audio[4000:20000]).abs()
+    assert abs(int(spectrum.argmax()) - 440) < 3  # 1 Hz bins: the 440 Hz tone survives at 16 kHz
