@@ -76,7 +76,8 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
             cfg = recipe.stage(name)
             run_dir = os.path.join(run_root, name)
             out = os.path.join(run_root, f"{name}.safetensors")
-            if not os.path.exists(out.removesuffix(".safetensors") + ".done"):
+            done = os.path.join(run_root, f"{name}.done")
+            if not os.path.exists(done):
                 if cfg.parallel == "fsdp" and not info.is_main:  # FSDP reads rank 0's weights only
                     model = _meta_model(start, recipe.model_overrides, previous)
                 elif previous is None:
@@ -88,7 +89,6 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
                 source = data(rank=info.rank, world_size=info.world_size, stage=name)
                 train(model, source, cfg, run_dir, device=info.device, resume=True)
                 del model
-                done = out.removesuffix(".safetensors") + ".done"
                 if info.is_main:
                     _export(checkpoints(run_dir)[-1][1], out, cfg, recipe.export_dtype)
                     if validation is not None:
@@ -99,7 +99,11 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
                 while not os.path.exists(done):
                     time.sleep(2.0)
             exported.append(out)
-            previous = checkpoints(run_dir)[-1][1]
+            found = checkpoints(run_dir)
+            if not found:
+                raise FileNotFoundError(f"{run_dir} has no checkpoint to continue from; delete {done} to train the "
+                                        f"{name} stage again")
+            previous = found[-1][1]
     finally:
         distributed.teardown(info)
     return exported
