@@ -142,7 +142,7 @@ def read_video(path, fps: float, size: Tuple[int, int], seconds: Optional[float]
                 frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
                 times.append(float(frame.pts * stream.time_base) if frame.pts is not None else len(times) / src_rate)
                 if enough is not None and times[-1] - times[0] >= enough:
-                    break
+                    break  # past the part that is kept: a long file is not decoded whole
         except Exception as e:
             raise MediaError(f"cannot decode the video of {path}: {e}") from None
         total = _container_seconds(container)

@@ -2,22 +2,27 @@
 
     torchrun --nproc-per-node 8 -m ccl_core.training --run-dir runs/joint --stage joint \
         --model ovi.safetensors --model-overrides '{"fusion": "ccl", "n_ctx": 8, "ctx_logit_init": -10}' \
-        --data mypkg.data:make_source --set steps=20000 --set lr_fusion=5e-5 --resume
+        --data mypkg.data:make_source --set steps=20000 --set lr_fusion=5e-5 --set parallel=fsdp --resume
 
 --data names a callable `module:function(rank=..., world_size=...)` that returns this rank's
-data source (data.py's contract). --model is a checkpoint (loaded in fp32) or preset:NAME for a
-freshly initialised model of a config preset (config.PRESETS, e.g. preset:tiny).
+data source (data.py's contract). --model is a checkpoint (loaded in fp32; with parallel=fsdp only
+rank 0 reads it, the others build the model on the meta device) or preset:NAME for a freshly
+initialised model of a config preset (config.PRESETS, e.g. preset:tiny). The CCL-from-Ovi recipe
+(both stages, from a latent cache) is `python -m ccl_core.training.recipe`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 from typing import List, Optional
 
-from ..checkpoint import load_checkpoint
+import torch
+
+from ..checkpoint import infer_config, load_checkpoint, read_header
 from ..config import PRESETS
 from ..jsonconfig import parse_sets
 from ..model import DualStreamModel
@@ -25,12 +30,17 @@ from .config import TrainConfig, stage_config
 from .loop import train
 
 
-def build_model(spec: str, overrides: dict) -> DualStreamModel:
+def build_model(spec: str, overrides: dict, meta: bool = False) -> DualStreamModel:
+    """The model to train; meta=True builds it on the meta device (FSDP ranks other than 0 read no weights)."""
     if spec.startswith("preset:"):
         name = spec.split(":", 1)[1]
         if name not in PRESETS:
             raise SystemExit(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
-        return DualStreamModel(PRESETS[name](**overrides))
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            return DualStreamModel(PRESETS[name](**overrides))
+    if meta:
+        with torch.device("meta"):
+            return DualStreamModel(infer_config(read_header(spec), overrides or None))
     return load_checkpoint(spec, dtype="fp32", overrides=overrides or None)
 
 
@@ -59,8 +69,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             cfg = TrainConfig.from_dict({**json.load(f), **parse_sets(args.set)})
     else:
         cfg = stage_config(args.stage, **parse_sets(args.set))
-    model = build_model(args.model, json.loads(args.model_overrides))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    model = build_model(args.model, json.loads(args.model_overrides), meta=cfg.parallel == "fsdp" and rank != 0)
     data = load_factory(args.data)(rank=rank, world_size=world)
     train(model, data, cfg, args.run_dir, device=args.device, resume=args.resume)
 

@@ -18,6 +18,8 @@ TIMESTEP_DISTS = ("logit_normal", "uniform")
 SCHEDULES = ("constant", "cosine", "wsd")
 PARAM_SETS = ("video", "audio", "fusion")  # video_model.*, audio_model.*, model.param_groups()[0]
 PRECISIONS = ("bf16", "no")
+PARALLEL = ("ddp", "fsdp")
+FSDP_DTYPES = ("bf16", "fp32")
 
 
 @dataclass
@@ -60,8 +62,15 @@ class TrainConfig(JsonConfig):
     ema_decay: Optional[float] = 0.999  # None disables the EMA
     ema_warmup: bool = True  # decay min(ema_decay, (1 + n) / (10 + n)) after n updates
 
-    mixed_precision: str = "bf16"  # autocast on CUDA; CPU always runs in the weights' dtype
+    mixed_precision: str = "bf16"  # autocast on CUDA; CPU always runs in the weights' dtype (DDP path)
     gradient_checkpointing: bool = False
+
+    # "ddp": every rank holds the whole model (small models); "fsdp": FSDP2, parameters, gradients and
+    # optimizer states sharded over the ranks (fsdp.py; the Ovi-sized pair). FSDP keeps fp32 master
+    # weights and computes in fsdp_param_dtype, reducing gradients in fsdp_reduce_dtype.
+    parallel: str = "ddp"
+    fsdp_param_dtype: str = "bf16"
+    fsdp_reduce_dtype: str = "fp32"
 
     log_every: int = 1
     log_smoothing: float = 0.98  # EMA factor of the `smoothed` column of the loss log
@@ -104,6 +113,11 @@ class TrainConfig(JsonConfig):
             problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.mixed_precision not in PRECISIONS:
             problems.append(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        if self.parallel not in PARALLEL:
+            problems.append(f"parallel must be one of {PARALLEL}, got {self.parallel!r}")
+        for name in ("fsdp_param_dtype", "fsdp_reduce_dtype"):
+            if getattr(self, name) not in FSDP_DTYPES:
+                problems.append(f"{name} must be one of {FSDP_DTYPES}, got {getattr(self, name)!r}")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}")
         if self.grad_clip is not None and self.grad_clip <= 0:

@@ -37,7 +37,11 @@ def train(model: torch.nn.Module, data: Iterable, cfg: TrainConfig, run_dir: Uni
         if info.is_main:
             _write_config(run_dir, cfg)
         rng.seed_all(cfg.seed + info.rank)
-        trainer = Trainer(model, cfg, info=info)
+        if cfg.parallel == "fsdp":
+            from .fsdp import FSDPTrainer
+            trainer = FSDPTrainer(model, cfg, info=info)
+        else:
+            trainer = Trainer(model, cfg, info=info)
         stateful = callable(getattr(data, "state_dict", None)) and callable(getattr(data, "load_state_dict", None))
         if not stateful and info.is_main:
             warnings.warn(f"the data source ({type(data).__name__}) has no state_dict / load_state_dict: a "

@@ -84,8 +84,7 @@ class Trainer:
             pred_video, pred_audio = self.module(fb.video, fb.audio, fb.t, fb.t, fb.text, tasks=fb.routes)
         loss = flow_loss(pred_video, pred_audio, fb, self.cfg)
         loss.total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.params, self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf"))
+        grad_norm = self.clip_gradients()
         lr = set_lr(self.optimizer, self.step_count, self.cfg)
         self.optimizer.step()
         if self.ema is not None:
@@ -99,7 +98,12 @@ class Trainer:
             streams[stream] = total / rows if rows else None
         weights = {"video": self.cfg.video_loss_weight, "audio": self.cfg.audio_loss_weight}
         joint = sum(weights[k] * v for k, v in streams.items() if v is not None)
-        return StepResult(self.step_count, joint, streams, table, fb.tasks, lr, float(grad_norm))
+        return StepResult(self.step_count, joint, streams, table, fb.tasks, lr, grad_norm)
+
+    def clip_gradients(self) -> float:
+        """Clip the global gradient norm to cfg.grad_clip; return the norm before clipping."""
+        limit = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(self.params, limit))
 
     @contextlib.contextmanager
     def ema_weights(self):
@@ -139,6 +143,9 @@ class Trainer:
         """Restore everything `save` wrote (every rank reads the shared files); return `extra`."""
         directory = os.fspath(directory)
         state = torch.load(os.path.join(directory, TRAINER_FILE), map_location="cpu", weights_only=True)
+        if "model_config" in state:
+            raise ValueError(f"{directory} is a sharded checkpoint of a parallel='fsdp' run: resume it with "
+                             f"parallel='fsdp' (--set parallel=fsdp)")
         if state["world_size"] != self.info.world_size:
             raise RuntimeError(f"{directory} was saved by {state['world_size']} ranks, this run has "
                                f"{self.info.world_size}: resume with the same number of processes")
