@@ -12,6 +12,7 @@ from .common import (CATEGORY, CCL_KEY, latent_spec, make_joint_latent, show_war
 
 
 FAR_BEYOND_COST = 4.0  # a step costing more than this many native steps gets a warning
+REFUSED_COST = 1000.0  # ... and more than this is refused: one step would hold the server for hours
 
 
 class CCLEmptyJointLatent(io.ComfyNode):
@@ -50,6 +51,11 @@ class CCLEmptyJointLatent(io.ComfyNode):
         spec = spec_of(model)
         seconds, width, height = spec.native(seconds, width, height)
         cost = spec.cost_vs_native(seconds, width, height)
+        if cost is not None and cost > REFUSED_COST:
+            raise ValueError(f"{width}x{height}, {seconds:g} s is refused for {spec.name or 'this model'} (trained on "
+                             f"{spec.native_width}x{spec.native_height}, {spec.native_seconds:g} s): one sampling step "
+                             f"would cost about {cost:.0f}x a native one (at most {REFUSED_COST:.0f}x is allowed); "
+                             "lower width, height or seconds, or set them to 0 for the native size")
         if cost is not None and (cost > FAR_BEYOND_COST or seconds > 2 * spec.native_seconds):
             show_warning(f"{width}x{height}, {seconds:g} s is far beyond what {spec.name or 'this model'} "
                          f"was trained on ({spec.native_width}x{spec.native_height}, {spec.native_seconds:g} s): "

@@ -119,11 +119,14 @@ def test_sizes_far_beyond_the_model_warn_with_the_cost(model, caplog):
         caplog.clear()
         N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
         assert not caplog.records
-        N["CCLEmptyJointLatent"].execute(model, 704, 704, 5.0, 1)
+        N["CCLEmptyJointLatent"].execute(model, 256, 256, 2.0, 1)
     assert far and "128x128, 2 s is far beyond" in far[0] and "(64x64, 2 s)" in far[0] and "10x" in far[0], far
     msg = caplog.records[0].getMessage()
-    cost = spec.cost_vs_native(5.0, 704, 704)
-    assert f"about {cost:.0f}x a native one" in msg and cost > 10000, msg  # 302x the tokens
+    cost = spec.cost_vs_native(2.0, 256, 256)  # 16x the tokens
+    assert f"about {cost:.0f}x a native one" in msg and cost == 136, msg
+    # Ovi's 704x704, 5 s on this model (302x the tokens): refused before anything runs, not hours of one step
+    with pytest.raises(ValueError, match=r"704x704, 5 s is refused .* about 45904x a native one \(at most 1000x"):
+        N["CCLEmptyJointLatent"].execute(model, 704, 704, 5.0, 1)
 
 
 def test_spec_matches_the_autoencoders():
