@@ -42,6 +42,7 @@ from ..ccl_core.checkpoint import Header, load_weights, storage_dtype
 from ..ccl_core.config import ModelConfig
 from ..ccl_core.layers import TorchOps
 from ..ccl_core.model import DualStreamModel
+from ..ccl_core.routing import TASKS
 from .common import TASK_IDS, TASK_NAMES, LatentSpec, null_text_for
 
 log = logging.getLogger("ccl")
@@ -114,7 +115,8 @@ class CCLDualStream(DualStreamModel):
             sigma = sigma.expand(batch)
         ids = torch.zeros(batch, dtype=torch.long, device=device) if ccl_task is None else ccl_task.to(device).long()
         tasks = [TASK_NAMES[i] for i in ids.tolist()]
-        held = {"video": ids == TASK_IDS["v2a"], "audio": ids == TASK_IDS["a2v"]}
+        held = {s: torch.tensor([getattr(TASKS[t], s) == "clean" for t in tasks], device=device)
+                for s in ("video", "audio")}  # the conditioning stream of a2v / v2a
         inputs = {"video": video, "audio": audio}
         cleans = {"video": ccl_clean_video, "audio": ccl_clean_audio}
         for name in ("video", "audio"):
@@ -122,7 +124,7 @@ class CCLDualStream(DualStreamModel):
             if bool(rows.any()):
                 clean = cleans[name]
                 if clean is None:
-                    raise ValueError(f"task {'v2a' if name == 'video' else 'a2v'} needs the clean {name} latent; "
+                    raise ValueError(f"task {tasks[int(rows.nonzero()[0])]} needs the clean {name} latent; "
                                      "set it with the CCL task node")
                 clean = clean.to(device=device, dtype=inputs[name].dtype)
                 if clean.shape != inputs[name].shape:

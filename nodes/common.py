@@ -19,11 +19,12 @@ from typing import Optional, Tuple
 
 import torch
 
+from ..ccl_core.routing import TASKS
 from ..ccl_core.toyav import world
 
 CCL_KEY = "ccl"
 CATEGORY = "CCL"
-TASK_NAMES = ("t2av", "t2v", "t2a", "a2v", "v2a")
+TASK_NAMES = tuple(TASKS)  # DCR's table (ccl_core.routing); a task's id is its index, to batch it in a cond
 TASK_IDS = {name: i for i, name in enumerate(TASK_NAMES)}
 # Optional checkpoint metadata: {"video": {...LatentSpec video fields...}, "audio": {...}} as JSON.
 SPACES_METADATA_KEY = "ccl_latent_spaces"

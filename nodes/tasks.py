@@ -12,13 +12,10 @@ import math
 
 import torch
 
+from ..ccl_core.routing import TASKS
 from .api import io
 from .common import (CATEGORY, CCL_KEY, fit_batch, fit_length, latent_spec, nested, null_text_like, pack_mask,
                      split_joint, to_model_space)
-
-# task -> (video denoised, audio denoised)
-DENOISED = {"t2av": (True, True), "t2v": (True, False), "t2a": (False, True), "a2v": (True, False),
-            "v2a": (False, True)}
 
 
 def with_task(conditioning, task, clean=None):
@@ -45,7 +42,7 @@ def apply_task(positive, negative, latent, task, clean=None):
         video = clean["video"] = fit_batch(clean["video"].to(video), video.shape[0], "the clean video latent")
     if "audio" in clean:
         audio = clean["audio"] = fit_batch(clean["audio"].to(audio), audio.shape[0], "the clean audio latent")
-    dv, da = DENOISED[task]
+    dv, da = (getattr(TASKS[task], s) == "noised" for s in ("video", "audio"))  # the rest is kept as it is
     b = video.shape[0]
     mask = pack_mask(torch.full((b,), float(dv)), torch.full((b,), float(da)), video.shape, audio.shape)
     out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask", CCL_KEY)}
