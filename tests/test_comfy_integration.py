@@ -162,7 +162,8 @@ def _errors(hist):
 
 def test_pack_imports_fast_and_registers_every_node(server):
     log = server["log"].read_text()
-    failed = [line for line in log.splitlines() if ("IMPORT FAILED" in line or "Cannot import" in line) and PACK_DIR in line]
+    failed = [line for line in log.splitlines()
+              if ("IMPORT FAILED" in line or "Cannot import" in line) and PACK_DIR in line]
     assert not failed, "\n".join(failed) + "\n" + log[-3000:]
     # "   0.1 seconds: .../custom_nodes/ccl_av", after a "date [DEBUG] [logger] [file:line]" prefix on LTS.
     times = re.findall(r"(?:^|\] )\s*([0-9.]+) seconds(?: \(IMPORT FAILED\))?: (.*)$", log, re.M)
@@ -188,11 +189,12 @@ FRONTEND = os.path.join(ROOT, "tests", "frontend")
 
 
 def test_ui_workflows_load_in_the_real_frontend(server, tmp_path):
-    """Every UI workflow, fetched from the pack's template route (read from its file on ComfyUI LTS), loads in the frontend ComfyUI serves
-    (headless Chromium from npm: `npm ci --prefix tests/frontend`, skipped without it): no missing
-    node, no dialog, no page error, every node in the graph, and the frontend's own API prompt of it
-    equals the workflow's API twin in every input the node declares. Then the smoke workflow is run
-    from the UI and both savers' mp4 files show in the page."""
+    """Every UI workflow, fetched from the pack's template route (read from its file on ComfyUI LTS),
+    loads in the frontend ComfyUI serves (headless Chromium from npm: `npm ci --prefix tests/frontend`,
+    skipped without it): no missing node, no dialog or error overlay, no page error, every node in the
+    graph, and the frontend's own API prompt of it equals the workflow's API twin in every input the
+    node declares. Then the smoke workflow is run from the UI and both savers' mp4 files show in the
+    page."""
     node = shutil.which("node")
     if not node or not os.path.isdir(os.path.join(FRONTEND, "node_modules", "puppeteer-core")):
         pytest.skip("needs node and `npm ci --prefix tests/frontend` (puppeteer-core and a Chromium build from npm)")
