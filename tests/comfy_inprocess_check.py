@@ -17,18 +17,31 @@ import sys
 
 COMFY = os.environ["COMFYUI_PATH"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, COMFY)
-import comfy.options  # noqa: E402
-
 out_path = sys.argv[1]
-comfy.options.enable_args_parsing()
-sys.argv = [sys.argv[0], "--cpu"]
+LTS = os.path.isfile(os.path.join(COMFY, "comfy", "cmd", "main.py"))
+if LTS:
+    # ComfyUI LTS (0.12.x), installed in this Python: its options come from COMFYUI_* variables when
+    # not parsed from the command line, and its loader makes folder_paths and nodes importable by their
+    # upstream names before custom nodes import; so here. Its extra nodes live in comfy_extras.nodes.
+    os.environ["COMFYUI_CPU"] = "true"
+    from comfy_compatibility.vanilla import prepare_vanilla_environment
+    prepare_vanilla_environment()
+else:
+    sys.path.insert(0, COMFY)
+    import comfy.options
+
+    comfy.options.enable_args_parsing()
+    sys.argv = [sys.argv[0], "--cpu"]
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
 import comfy.samplers  # noqa: E402
 import nodes as comfy_nodes  # noqa: E402
-from comfy_extras.nodes_custom_sampler import BasicScheduler, Noise_RandomNoise, SamplerCustomAdvanced  # noqa: E402
+
+if LTS:
+    from comfy_extras.nodes.nodes_custom_sampler import BasicScheduler, Noise_RandomNoise, SamplerCustomAdvanced
+else:
+    from comfy_extras.nodes_custom_sampler import BasicScheduler, Noise_RandomNoise, SamplerCustomAdvanced
 
 spec = importlib.util.spec_from_file_location("ccl_inproc", os.path.join(ROOT, "__init__.py"),
                                               submodule_search_locations=[ROOT])
