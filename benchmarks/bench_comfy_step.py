@@ -34,7 +34,6 @@ import torch  # noqa: E402
 
 torch.set_num_threads(args.threads)
 import comfy.ldm.modules.attention as comfy_attention  # noqa: E402
-import comfy.model_management as mm  # noqa: E402
 import comfy.samplers  # noqa: E402
 from ccl_pack.ccl_core.checkpoint import load_checkpoint, read_header  # noqa: E402
 from ccl_pack.ccl_core.guidance import Guidance, guided_velocity  # noqa: E402

@@ -144,7 +144,7 @@ def main():
         result["interrupt"] = {"size": "256x256, 2 s", "two_step_run_s": round(two_steps, 2),
                                "latency_s": round(time.time() - pressed, 2),
                                "status": hist["status"].get("status_str"),
-                               "messages": [m[0] for m in hist["status"].get("messages", [])]}
+                               "messages": [m if isinstance(m, str) else m[0] for m in hist["status"].get("messages", [])]}
         start = time.time()
         hist = wait(url, post(url + "/prompt", {"prompt": copy.deepcopy(graph), "client_id": "soak"})["prompt_id"], 600)
         result["after_interrupt"] = {"status": hist["status"].get("status_str"), "run_s": round(time.time() - start, 2)}

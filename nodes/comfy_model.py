@@ -144,14 +144,20 @@ class CCLDualStream(DualStreamModel):
         v_video, v_audio = super().forward(inputs["video"], inputs["audio"], sigma, sigma, context, tasks=tasks,
                                            ctx_only=ctx_only, skip_block=skip_block, skip_rows=skip_rows)
         out = {"video": v_video, "audio": v_audio}
-        # Held rows: the velocity whose denoised value (x - sigma * v) is the clean latent.
+        # A stream the task does not generate is held by the model itself, with no sampler mask (ComfyUI
+        # versions read a mask over a joint latent differently): its velocity is the one whose denoised
+        # value (x - sigma * v) is the clean latent (a2v's audio, v2a's video) or zeros (an absent stream).
         for name, x_in in (("video", video), ("audio", audio)):
-            rows = held[name]
+            state = [getattr(TASKS[t], name) for t in tasks]
+            rows = torch.tensor([st != "noised" for st in state], device=device)
             if bool(rows.any()):
-                s = sigma.view((-1,) + (1,) * (x_in.ndim - 1)).float()
-                v_hold = torch.where(s > 0, (x_in.float() - cleans[name].to(device).float()) / s.clamp_min(1e-12),
-                                     torch.zeros_like(x_in, dtype=torch.float32))
-                out[name] = torch.where(rows.view((-1,) + (1,) * (x_in.ndim - 1)), v_hold.to(out[name].dtype), out[name])
+                view = (-1,) + (1,) * (x_in.ndim - 1)
+                target = torch.zeros_like(x_in, dtype=torch.float32)
+                if bool(held[name].any()):
+                    target = torch.where(held[name].view(view), cleans[name].to(device).float(), target)
+                s = sigma.view(view).float()
+                v_hold = torch.where(s > 0, (x_in.float() - target) / s.clamp_min(1e-12), torch.zeros_like(target))
+                out[name] = torch.where(rows.view(view), v_hold.to(out[name].dtype), out[name])
         return [out["video"], out["audio"]]
 
 

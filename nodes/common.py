@@ -261,14 +261,6 @@ def make_joint_latent(video, audio, spec: LatentSpec, meta: Optional[dict] = Non
     return {"samples": nested((video, audio)), CCL_KEY: m}
 
 
-def pack_mask(video_keep: torch.Tensor, audio_keep: torch.Tensor, video_shape, audio_shape) -> torch.Tensor:
-    """Packed [B, 1, N] noise mask (1 = denoise, 0 = keep) from one value per stream and sample."""
-    b = video_shape[0]
-    v = video_keep.float().view(-1, *([1] * (len(video_shape) - 1))).expand(b, *video_shape[1:])
-    a = audio_keep.float().view(-1, 1, 1).expand(b, *audio_shape[1:])
-    return torch.cat([v.reshape(b, 1, -1), a.reshape(b, 1, -1)], dim=-1)
-
-
 def fit_length(x: torch.Tensor, n: int, dim: int = -1) -> torch.Tensor:
     """Trim, or pad by repeating the last element, along `dim` to length n."""
     cur = x.shape[dim]

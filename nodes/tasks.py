@@ -12,9 +12,8 @@ import math
 
 import torch
 
-from ..ccl_core.routing import TASKS
 from .api import io
-from .common import (CATEGORY, CCL_KEY, fit_batch, fit_length, latent_spec, nested, null_text_like, pack_mask,
+from .common import (CATEGORY, CCL_KEY, fit_batch, fit_length, latent_spec, nested, null_text_like,
                      split_joint, to_model_space)
 
 
@@ -42,13 +41,13 @@ def apply_task(positive, negative, latent, task, clean=None):
         video = clean["video"] = fit_batch(clean["video"].to(video), video.shape[0], "the clean video latent")
     if "audio" in clean:
         audio = clean["audio"] = fit_batch(clean["audio"].to(audio), audio.shape[0], "the clean audio latent")
-    dv, da = (getattr(TASKS[task], s) == "noised" for s in ("video", "audio"))  # the rest is kept as it is
-    b = video.shape[0]
-    mask = pack_mask(torch.full((b,), float(dv)), torch.full((b,), float(da)), video.shape, audio.shape)
+    # No noise_mask: the model holds the stream the task does not generate (comfy_model.CCLDualStream),
+    # which reads the same on every ComfyUI; a mask over a joint latent does not (0.12 takes a flat one
+    # as the video's alone).
     out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask", CCL_KEY)}
     meta = dict(latent.get(CCL_KEY, {}))
     meta.update(spec=spec.to_dict(), task=task, clean=clean)
-    out.update(samples=nested((video, audio)), noise_mask=mask.to(video.device))
+    out.update(samples=nested((video, audio)))
     out[CCL_KEY] = meta
     neg = null_text_like(positive, spec) if negative is None else negative
     return with_task(positive, task, clean), with_task(neg, task, clean), out

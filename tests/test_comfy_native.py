@@ -143,3 +143,28 @@ def test_block_swap_keeps_the_first_pairs_and_the_output(net):
             if hasattr(m, "prev_comfy_cast_weights"):
                 m.comfy_cast_weights = m.prev_comfy_cast_weights
                 del m.prev_comfy_cast_weights
+
+
+def test_the_model_holds_what_its_task_does_not_generate(net):
+    """No sampler mask: a2v's audio and v2a's video denoise to the clean latent, an absent stream to zeros,
+    and the generated stream is the model's own (ComfyUI versions read a joint-latent mask differently)."""
+    dm = _native(net).model.diffusion_model
+    video, audio, t, text = tiny_inputs(5, cfg=net.config)
+    g = torch.Generator().manual_seed(7)
+    clean_v, clean_a = torch.randn(video.shape, generator=g), torch.randn(audio.shape, generator=g)
+    ids = torch.tensor([common.TASK_IDS[k] for k in ("t2av", "t2v", "t2a", "a2v", "v2a")])
+    with torch.no_grad():
+        v, a = dm([video, audio], t * 1000.0, context=text, ccl_task=ids, ccl_clean_video=clean_v,
+                  ccl_clean_audio=clean_a)
+        ref_v, ref_a = net(video, audio, t, t, text, tasks=["t2av", "t2v", "t2a", "a2v", "v2a"])
+    s = t.view(-1, 1, 1, 1, 1)
+    x0_v, x0_a = video - s * v, audio - s.view(-1, 1, 1) * a
+    torch.testing.assert_close(x0_a[1], torch.zeros_like(x0_a[1]), atol=1e-5, rtol=0)  # t2v: no audio
+    torch.testing.assert_close(x0_v[2], torch.zeros_like(x0_v[2]), atol=1e-5, rtol=0)  # t2a: no video
+    torch.testing.assert_close(x0_a[3], clean_a[3], atol=1e-5, rtol=0)  # a2v: the given audio
+    torch.testing.assert_close(x0_v[4], clean_v[4], atol=1e-5, rtol=0)  # v2a: the given video
+    for row, stream in ((0, "v"), (0, "a"), (1, "v"), (2, "a"), (3, "v"), (4, "a")):  # generated: the model's
+        got, want = (v, ref_v) if stream == "v" else (a, ref_a)
+        if row in (3, 4):  # its conditioning stream is the clean latent, not this row's noisy input
+            continue
+        torch.testing.assert_close(got[row], want[row], atol=1e-5, rtol=1e-5)

@@ -38,8 +38,7 @@ import torch.distributed as dist
 
 from . import distributed, rng
 from .config import TrainConfig
-from .ema import EMA
-from .optim import freeze, make_optimizer
+from .optim import freeze
 from .trainer import TRAINER_FILE, Trainer, rank_file
 
 DCP_DIR = "dcp"
@@ -128,13 +127,7 @@ class FSDPTrainer(Trainer):
         set_model_state_dict(self.model, full, options=StateDictOptions(
             full_state_dict=True, broadcast_from_rank0=self.info.enabled, strict=True))
         del full
-        self.ema = None if cfg.ema_decay is None else EMA(self.model, self.trainable, cfg.ema_decay, cfg.ema_warmup)
-        self.optimizer = make_optimizer(self.model, cfg)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        seed = cfg.seed + self.info.rank
-        self.task_gen = torch.Generator().manual_seed(seed)
-        self.noise_gen = torch.Generator(self.device).manual_seed(seed + (1 << 32))
-        self.step_count = 0
+        self._start_state()
 
     def autocast(self):
         return contextlib.nullcontext()  # FSDP's MixedPrecisionPolicy casts the gathered weights

@@ -59,6 +59,11 @@ class Trainer:
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         self.trainable = freeze(self.model, cfg)
         self.module = distributed.wrap(self.model, self.info)  # broadcasts rank 0's weights
+        self._start_state()
+
+    def _start_state(self) -> None:
+        """EMA, optimizer and this rank's random streams for self.model (its trainable set chosen)."""
+        cfg = self.cfg
         self.ema = None if cfg.ema_decay is None else EMA(self.model, self.trainable, cfg.ema_decay, cfg.ema_warmup)
         self.optimizer = make_optimizer(self.model, cfg)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
