@@ -46,7 +46,8 @@ TOYAV_NOTES = (
 def toyav_workflow(task, prompt, prefix, seed):
     """ToyAV graph: t2av, or a2v / v2a with a task node fed by a shipped input file."""
     nodes = [
-        (1, "CCLModelLoader", {"ckpt_name": "(embedded) toyav_ccl", "weight_dtype": "default"}, {}, None),
+        (1, "CCLModelLoader", {"ckpt_name": "(embedded) toyav_ccl", "weight_dtype": "default", "resident_blocks": -1},
+         {}, None),
         (2, "ModelSamplingSD3", {"shift": 3.0}, {"model": (1, 0)}, None),
         (3, "CCLToyAVTextEncoderLoader", {"encoder_name": "(embedded) toyav_text"}, {}, None),
         (4, "CCLToyAVTextEncode", {"text": prompt}, {"text_encoder": (3, 0)}, "Prompt: a {colour} {shape} {motion}"),
@@ -99,7 +100,8 @@ WORKFLOWS = {
         "models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors, models/vae/wan2.2_vae.safetensors, "
         "models/vae/mmaudio_vae_16k.safetensors (see workflows/README.md).",
         [
-            (1, "CCLModelLoader", {"ckpt_name": "model.safetensors", "weight_dtype": "default"}, {}, None),
+            (1, "CCLModelLoader", {"ckpt_name": "model.safetensors", "weight_dtype": "default", "resident_blocks": -1},
+             {}, None),
             (2, "ModelSamplingSD3", {"shift": 5.0}, {"model": (1, 0)}, None),
             (3, "CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
                                "device": "default"}, {}, None),
@@ -127,7 +129,8 @@ WORKFLOWS = {
         "Runs the whole graph on a tiny random CCL model (models/ccl/ccl_tiny_smoke.safetensors, made by "
         "tests/test_comfy_integration.py) and writes an mp4 of noise: a wiring check, not a generator.",
         [
-            (1, "CCLModelLoader", {"ckpt_name": "ccl_tiny_smoke.safetensors", "weight_dtype": "default"}, {}, None),
+            (1, "CCLModelLoader", {"ckpt_name": "ccl_tiny_smoke.safetensors", "weight_dtype": "default",
+                                   "resident_blocks": -1}, {}, None),
             (2, "CCLEmptyJointLatent", {"width": 32, "height": 32, "seconds": 2.0, "batch_size": 1},
              {"model": (1, 0)}, None),
             (3, "CCLNullText", {}, {"model": (1, 0)}, None),
