@@ -23,13 +23,15 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from comfy_boot import is_lts, start_server, stop_server  # noqa: E402
+
 WORKFLOW = os.path.join(ROOT, "workflows", "api", "toyav_t2av.json")
 
 
@@ -54,28 +56,6 @@ def rss_bytes(pid):
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def start_server(comfy, python, base, port):
-    lts = os.path.isdir(os.path.join(comfy, "comfy", "cmd"))
-    if lts:
-        cmd = [os.path.join(os.path.dirname(python), "comfyui"), "--cwd", base]
-    else:
-        cmd = [python, "main.py", "--base-directory", base, "--disable-auto-launch"]
-    cmd += ["--cpu", "--listen", "127.0.0.1", "--port", str(port)]
-    log = open(os.path.join(base, "server.log"), "w")
-    proc = subprocess.Popen(cmd, cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while True:
-        try:
-            get(url + "/system_stats", timeout=5)
-            return proc, url, "0.12 LTS" if lts else "upstream"
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError("ComfyUI did not start:\n" + open(log.name).read()[-4000:])
-            time.sleep(1)
-
-
 def wait(url, pid, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -98,7 +78,9 @@ def main():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc, url, kind = start_server(comfy, python, base, port)
+    log = open(os.path.join(base, "server.log"), "w")
+    proc, url = start_server(comfy, python, base, port, log)
+    kind = "0.12 LTS" if is_lts(comfy) else "upstream"
     graph = json.load(open(WORKFLOW))
     noise = next(k for k, n in graph.items() if n["class_type"] == "RandomNoise")
     save = next(k for k, n in graph.items() if n["class_type"] == "CCLSaveVideo")
@@ -149,11 +131,8 @@ def main():
         hist = wait(url, post(url + "/prompt", {"prompt": copy.deepcopy(graph), "client_id": "soak"})["prompt_id"], 600)
         result["after_interrupt"] = {"status": hist["status"].get("status_str"), "run_s": round(time.time() - start, 2)}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
+        log.close()
         shutil.rmtree(base, ignore_errors=True)
     print(json.dumps(result, indent=1))
     if args.out:

@@ -45,3 +45,53 @@ def boot(flags=()):
     sys.modules["ccl_pack"] = pack
     spec.loader.exec_module(pack)
     return folder_paths, nodes, sampler_nodes, pack
+
+
+def is_lts(comfy_path) -> bool:
+    """ComfyUI LTS (the pip-installable 0.12 fork) has comfy/cmd/main.py; upstream has main.py at the top."""
+    return os.path.isfile(os.path.join(comfy_path, "comfy", "cmd", "main.py"))
+
+
+def server_command(comfy_path, python, base, port, flags=()):
+    """(argv, cwd, env) that start a headless ComfyUI on 127.0.0.1:port whose user folders are `base`.
+
+    Upstream: main.py --base-directory. LTS: what its `comfyui` script runs, with --cwd holding
+    custom_nodes/, models/, input/ and output/; DEBUG is the level at which it logs each custom node's
+    import time, and it reads COMFYUI_* variables as options, so the caller's are not passed on.
+    """
+    common = ["--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch", *flags]
+    if is_lts(comfy_path):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI_")}
+        return [python, "-m", "comfy.cmd.main", "--cwd", str(base), *common, "--logging-level", "DEBUG"], str(base), env
+    return [python, "main.py", *common, "--base-directory", str(base)], comfy_path, None
+
+
+def start_server(comfy_path, python, base, port, log_file, flags=(), timeout=300):
+    """Start the server (server_command) writing to `log_file`; return (process, url) once it answers."""
+    import subprocess
+    import time
+    import urllib.request
+
+    cmd, cwd, env = server_command(comfy_path, python, base, port, flags)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url + "/system_stats", timeout=5).close()
+            return proc, url
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                stop_server(proc)
+                raise RuntimeError(f"ComfyUI did not start (see {getattr(log_file, 'name', 'its log')})")
+            time.sleep(1)
+
+
+def stop_server(proc) -> None:
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()

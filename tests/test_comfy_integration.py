@@ -33,12 +33,13 @@ import urllib.request
 
 import pytest
 
+from comfy_boot import is_lts, start_server, stop_server
 from pack_loader import ROOT
 
 COMFY = os.environ.get("COMFYUI_PATH")
 pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_PATH is not set")
 # ComfyUI LTS (hiddenswitch's fork) is a package whose entry point is comfy/cmd/main.py; upstream has none.
-LTS = bool(COMFY) and os.path.isfile(os.path.join(COMFY, "comfy", "cmd", "main.py"))
+LTS = bool(COMFY) and is_lts(COMFY)
 PACK_DIR = "ccl_av"
 SMOKE = os.path.join(ROOT, "workflows", "api", "ccl_tiny_smoke.json")
 # The smoke checkpoint: tiny random weights; its metadata declares x2 time and x2 space per latent.
@@ -106,35 +107,15 @@ def server(tmp_path_factory):
     log = open(log_path, "w")
     # PyTorch attention on every build (the CPU default differs: sub-quadratic on 0.3.68, PyTorch on the
     # LTS): the kernel ccl_core uses, so the scored clips below are the same numbers on both builds.
-    common = ["--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-              "--use-pytorch-cross-attention"]
-    if LTS:
-        # What its `comfyui` script runs. --cwd holds custom_nodes/, models/, input/ and output/ as
-        # --base-directory does upstream; DEBUG is the level at which it logs each custom node's import
-        # time. It reads COMFYUI_* variables as options, so the test's own are not passed on.
-        cmd = [python, "-m", "comfy.cmd.main", "--cwd", str(base), *common, "--logging-level", "DEBUG"]
-        env = {k: v for k, v in os.environ.items() if k not in ("COMFYUI_PATH", "COMFYUI_PYTHON")}
-    else:
-        cmd, env = [python, "main.py", *common, "--base-directory", str(base)], None
-    proc = subprocess.Popen(cmd, cwd=base if LTS else COMFY, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                _get(url + "/system_stats", timeout=5)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("ComfyUI did not start:\n" + log_path.read_text()[-4000:])
-                time.sleep(1)
+        proc, url = start_server(COMFY, python, base, port, log, flags=["--use-pytorch-cross-attention"], timeout=180)
+    except RuntimeError:
+        log.close()
+        raise RuntimeError("ComfyUI did not start:\n" + log_path.read_text()[-4000:]) from None
+    try:
         yield {"url": url, "base": base, "log": log_path}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
         log.close()
 
 
