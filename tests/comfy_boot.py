@@ -52,27 +52,29 @@ def is_lts(comfy_path) -> bool:
     return os.path.isfile(os.path.join(comfy_path, "comfy", "cmd", "main.py"))
 
 
-def server_command(comfy_path, python, base, port, flags=()):
+def server_command(comfy_path, python, base, port, flags=(), import_times=False):
     """(argv, cwd, env) that start a headless ComfyUI on 127.0.0.1:port whose user folders are `base`.
 
     Upstream: main.py --base-directory. LTS: what its `comfyui` script runs, with --cwd holding
-    custom_nodes/, models/, input/ and output/; DEBUG is the level at which it logs each custom node's
-    import time, and it reads COMFYUI_* variables as options, so the caller's are not passed on.
+    custom_nodes/, models/, input/ and output/; it reads COMFYUI_* variables as options, so the
+    caller's are not passed on. `import_times`: the LTS logs each custom node's import time only at
+    DEBUG level (which also keeps more log lines in memory, so a memory soak leaves it off).
     """
     common = ["--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch", *flags]
     if is_lts(comfy_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI_")}
-        return [python, "-m", "comfy.cmd.main", "--cwd", str(base), *common, "--logging-level", "DEBUG"], str(base), env
+        level = ["--logging-level", "DEBUG"] if import_times else []
+        return [python, "-m", "comfy.cmd.main", "--cwd", str(base), *common, *level], str(base), env
     return [python, "main.py", *common, "--base-directory", str(base)], comfy_path, None
 
 
-def start_server(comfy_path, python, base, port, log_file, flags=(), timeout=300):
+def start_server(comfy_path, python, base, port, log_file, flags=(), timeout=300, import_times=False):
     """Start the server (server_command) writing to `log_file`; return (process, url) once it answers."""
     import subprocess
     import time
     import urllib.request
 
-    cmd, cwd, env = server_command(comfy_path, python, base, port, flags)
+    cmd, cwd, env = server_command(comfy_path, python, base, port, flags, import_times)
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout

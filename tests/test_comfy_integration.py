@@ -108,7 +108,8 @@ def server(tmp_path_factory):
     # PyTorch attention on every build (the CPU default differs: sub-quadratic on 0.3.68, PyTorch on the
     # LTS): the kernel ccl_core uses, so the scored clips below are the same numbers on both builds.
     try:
-        proc, url = start_server(COMFY, python, base, port, log, flags=["--use-pytorch-cross-attention"], timeout=180)
+        proc, url = start_server(COMFY, python, base, port, log, flags=["--use-pytorch-cross-attention"], timeout=180,
+                                 import_times=True)
     except RuntimeError:
         log.close()
         raise RuntimeError("ComfyUI did not start:\n" + log_path.read_text()[-4000:]) from None
