@@ -59,12 +59,23 @@ def test_fp8_file_loads_and_stays_fp8(tmp_path, tiny):
     assert v.dtype == torch.bfloat16 and torch.isfinite(v).all()
 
 
-def test_no_second_copy_is_made(saved):
-    """Parameters are the tensors read from the file (assign), not copies into a built model."""
+def test_no_second_copy_is_made(saved, monkeypatch):
+    """Parameters are the very buffers read from the file (assigned), not copies into a built model."""
+    import ccl_core.checkpoint as ckpt
     path, _ = saved
+    read = []
+    real = ckpt.read_tensor
+
+    def recording(f, info, device="cpu"):
+        t = real(f, info, device)
+        read.append(t.untyped_storage().data_ptr())
+        return t
+
+    monkeypatch.setattr(ckpt, "read_tensor", recording)
     loaded = load_checkpoint(path)
-    assert all(p.device.type == "cpu" for p in loaded.parameters())
-    assert not any(p.is_meta for p in loaded.parameters())
+    params = list(loaded.parameters())
+    assert len(read) == len(params)
+    assert {p.untyped_storage().data_ptr() for p in params} == set(read)
 
 
 def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path, tiny):

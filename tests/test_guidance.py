@@ -54,11 +54,19 @@ def test_batched_branches_equal_separate_calls(tiny, form):
 
 
 def test_guidance_with_a_held_stream(tiny):
-    """a2v: the audio is the clean condition, the video is guided."""
+    """a2v: every branch runs the a2v task (the audio held clean at t = 0), and the video is guided by
+    the decoupled form over those branches, as each one run alone gives it."""
     video, audio, t, text = tiny_inputs()
-    gv, ga = guided_velocity(tiny, video, audio, t, None, text, torch.zeros_like(text), Guidance("decoupled"),
-                             tasks="a2v")
-    assert gv.shape == video.shape and ga.shape == audio.shape
+    null = torch.zeros_like(text)
+    g = Guidance("decoupled", video_scale=3.0, audio_scale=2.0, video_av_scale=1.5, audio_av_scale=0.5)
+    gv, ga = guided_velocity(tiny, video, audio, t, None, text, null, g, tasks="a2v")
+    u = tiny(video, audio, t, None, null, tasks="a2v", ctx_only=True)
+    c_t = tiny(video, audio, t, None, text, tasks="a2v", ctx_only=True)
+    c_f = tiny(video, audio, t, None, text, tasks="a2v")
+    torch.testing.assert_close(gv, u[0] + 3.0 * (c_t[0] - u[0]) + 1.5 * (c_f[0] - c_t[0]), atol=1e-5, rtol=1e-5)
+    plain = tiny(video, audio, t, None, text)[0]  # the a2v route differs from t2av: the check can fail
+    assert not torch.allclose(c_f[0], plain, atol=1e-4)
+    assert ga.shape == audio.shape
 
 
 def test_separate_audio_prompts_reach_the_audio_tower(tiny):

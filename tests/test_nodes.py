@@ -187,6 +187,7 @@ def test_model_adapter_skip_and_null_text(model):
     ov, oa = comfy.utils.unpack_latents(out, shapes)
     with torch.no_grad():
         ev, ea = net(v, a, 0.5, 0.5, torch.zeros_like(text), skip_block=1)
+    torch.testing.assert_close(ov, v - 0.5 * ev, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(oa, a - 0.5 * ea, rtol=1e-5, atol=1e-5)
 
 
