@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from comfy_boot import boot  # noqa: E402
+from comfy_boot import boot, sample_custom_advanced  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=8)
@@ -59,24 +59,14 @@ guidance = Guidance("joint", 3.0, 3.0)
 sigmas = flow_sigmas(args.steps, shift=3.0)
 
 
-class FixedNoise:
-    seed = 0
-
-    def generate_noise(self, latent):
-        return common.nested((noise_v, noise_a))
-
-
 def comfy_run():
     guider = CCLGuider(patcher)
     guider.set_guidance(guidance, [[text, {}]], [[null, {}]], spec)
     latent = {"samples": common.nested((torch.zeros_like(noise_v), torch.zeros_like(noise_a)))}
-    node = sampler_nodes.SamplerCustomAdvanced()
-    run = getattr(node, "sample", None) or node.execute
     start = time.perf_counter()
-    out = run(FixedNoise(), guider, comfy.samplers.sampler_object("euler"), sigmas, latent)
-    seconds = time.perf_counter() - start
-    out = out[0] if isinstance(out, (tuple, list)) else out.result[0]
-    return seconds, out["samples"].unbind()
+    out = sample_custom_advanced(sampler_nodes, common.nested((noise_v, noise_a)), guider,
+                                 comfy.samplers.sampler_object("euler"), sigmas, latent)
+    return time.perf_counter() - start, out["samples"].unbind()
 
 
 def core_run():

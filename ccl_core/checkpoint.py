@@ -3,9 +3,9 @@
 Loading reads the header first and checks everything it can before any large allocation: every
 tensor's byte span (inside the file, the size its shape and dtype need, no overlap), dtypes, kind
 of model, the config (field by field, and that the file's tensors can fill it, and that the weights
-fit in memory), then missing / unexpected keys and shapes against a model built on the meta device. The model is built on the meta
-device and every tensor is read straight from the file into its final buffer (plain reads, no
-mmap, so resident memory stays at one copy of the weights plus one tensor in flight).
+fit in memory), then missing / unexpected keys and shapes. The model is built on the meta device
+and every tensor is read straight from the file into its final buffer (plain reads, no mmap, so
+resident memory stays at one copy of the weights plus one tensor in flight).
 """
 
 from __future__ import annotations

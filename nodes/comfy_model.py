@@ -47,7 +47,9 @@ from .common import TASK_IDS, TASK_NAMES, LatentSpec, null_text_for
 
 log = logging.getLogger("ccl")
 
-_LAYERS = ("Linear", "Conv1d", "Conv3d", "LayerNorm", "RMSNorm")
+_LAYERS = tuple(n for n in vars(TorchOps) if not n.startswith("_"))  # the layer types ccl_core builds from
+# The first block matrix: its dtype is a checkpoint's weight dtype (fp8 files keep small tensors in 16 bit).
+WEIGHT_DTYPE_KEY = "video_model.blocks.0.self_attn.q.weight"
 
 
 def comfy_attention(q, k, v, scale=None):
@@ -115,8 +117,8 @@ class CCLDualStream(DualStreamModel):
             sigma = sigma.expand(batch)
         ids = torch.zeros(batch, dtype=torch.long, device=device) if ccl_task is None else ccl_task.to(device).long()
         tasks = [TASK_NAMES[i] for i in ids.tolist()]
-        held = {s: torch.tensor([getattr(TASKS[t], s) == "clean" for t in tasks], device=device)
-                for s in ("video", "audio")}  # the conditioning stream of a2v / v2a
+        state = {s: [getattr(TASKS[t], s) for t in tasks] for s in ("video", "audio")}  # noised / clean / absent
+        held = {s: torch.tensor([st == "clean" for st in state[s]], device=device) for s in state}  # a2v / v2a
         inputs = {"video": video, "audio": audio}
         cleans = {"video": ccl_clean_video, "audio": ccl_clean_audio}
         for name in ("video", "audio"):
@@ -148,8 +150,7 @@ class CCLDualStream(DualStreamModel):
         # versions read a mask over a joint latent differently): its velocity is the one whose denoised
         # value (x - sigma * v) is the clean latent (a2v's audio, v2a's video) or zeros (an absent stream).
         for name, x_in in (("video", video), ("audio", audio)):
-            state = [getattr(TASKS[t], name) for t in tasks]
-            rows = torch.tensor([st != "noised" for st in state], device=device)
+            rows = torch.tensor([st != "noised" for st in state[name]], device=device)
             if bool(rows.any()):
                 view = (-1,) + (1,) * (x_in.ndim - 1)
                 target = torch.zeros_like(x_in, dtype=torch.float32)
@@ -331,7 +332,7 @@ def model_from_state(state: Dict[str, torch.Tensor], config: ModelConfig, spec: 
                      shift: float = 5.0, weight_dtype: Optional[torch.dtype] = None):
     """The same native model from an in-memory state dict (tests, scripts)."""
     if weight_dtype is None:
-        weight_dtype = state["video_model.head.head.weight"].dtype
+        weight_dtype = state[WEIGHT_DTYPE_KEY].dtype
     patcher = create_model(config, spec, shift, weight_dtype)
     patcher.model.diffusion_model.load_state_dict(state, strict=True)
     return patcher

@@ -13,7 +13,7 @@ from ..ccl_core.checkpoint import (DTYPE_NAMES, ST_DTYPES, CheckpointError, chec
                                    read_header)
 from .api import io
 from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec
-from .comfy_model import model_from_file, with_block_swap
+from .comfy_model import WEIGHT_DTYPE_KEY, model_from_file, with_block_swap
 from .toyav import EMBEDDED_MODELS, embedded_model_path
 
 log = logging.getLogger("ccl")
@@ -106,7 +106,7 @@ def weight_dtype_of(header, choice: str) -> torch.dtype:
     """The storage dtype of the block matrices: the file's ('default') or the one asked for."""
     if choice != "default":
         return DTYPE_NAMES[choice]
-    probe = header.tensors.get("video_model.blocks.0.self_attn.q.weight") or next(iter(header.tensors.values()))
+    probe = header.tensors.get(WEIGHT_DTYPE_KEY) or next(iter(header.tensors.values()))
     return ST_DTYPES[probe.dtype]
 
 

@@ -47,6 +47,26 @@ def boot(flags=()):
     return folder_paths, nodes, sampler_nodes, pack
 
 
+class FixedNoise:
+    """A NOISE for SamplerCustomAdvanced that returns the given joint noise (a NestedTensor)."""
+
+    seed = 0
+
+    def __init__(self, noise):
+        self.noise = noise
+
+    def generate_noise(self, latent):
+        return self.noise
+
+
+def sample_custom_advanced(sampler_nodes, noise, guider, sampler, sigmas, latent):
+    """ComfyUI's own SamplerCustomAdvanced node (V1 `sample` or V3 `execute`): the output LATENT."""
+    node = sampler_nodes.SamplerCustomAdvanced
+    run = node().sample if hasattr(node, "sample") else node.execute
+    out = run(FixedNoise(noise), guider, sampler, sigmas, latent)
+    return out[0] if isinstance(out, (tuple, list)) else out.result[0]
+
+
 def is_lts(comfy_path) -> bool:
     """ComfyUI LTS (the pip-installable 0.12 fork) has comfy/cmd/main.py; upstream has main.py at the top."""
     return os.path.isfile(os.path.join(comfy_path, "comfy", "cmd", "main.py"))

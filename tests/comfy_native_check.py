@@ -19,11 +19,11 @@ import sys
 
 import torch
 
-from comfy_boot import boot
+from comfy_boot import boot, sample_custom_advanced
 
 out_path, flags = sys.argv[1], sys.argv[2:]
 folder_paths, comfy_nodes, sampler_nodes, pack = boot(flags)
-Guider_Basic, SamplerCustomAdvanced = sampler_nodes.Guider_Basic, sampler_nodes.SamplerCustomAdvanced
+Guider_Basic = sampler_nodes.Guider_Basic
 torch.set_num_threads(2)
 import comfy.ldm.modules.attention as comfy_attention  # noqa: E402
 import comfy.model_management as mm  # noqa: E402
@@ -52,23 +52,13 @@ text = torch.randn(1, cfg.text_len, cfg.text_dim, generator=g)
 sigma = 0.7
 
 
-class FixedNoise:
-    seed = 0
-
-    def generate_noise(self, latent):
-        return common.nested((noise_v, noise_a))
-
-
 def native_x0(model):
     """x0 after one Euler step from sigma to 0 through ComfyUI's own guider and sampler."""
     guider = Guider_Basic(model)
     guider.set_conds([[text, {}]])
     latent = {"samples": common.nested((video, audio))}
-    sampler = comfy.samplers.sampler_object("euler")
-    node = SamplerCustomAdvanced()
-    run = getattr(node, "sample", None) or node.execute
-    out = run(FixedNoise(), guider, sampler, torch.tensor([sigma, 0.0]), latent)
-    out = out[0] if isinstance(out, (tuple, list)) else out.result[0]
+    out = sample_custom_advanced(sampler_nodes, common.nested((noise_v, noise_a)), guider,
+                                 comfy.samplers.sampler_object("euler"), torch.tensor([sigma, 0.0]), latent)
     return out["samples"].unbind()
 
 
