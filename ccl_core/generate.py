@@ -1,4 +1,4 @@
-"""Generation with a loaded pipeline: text-to-audio-video, audio-to-video and video-to-audio.
+"""Generation with a loaded pipeline: text-, image- and audio-to-video and video-to-audio.
 
 The command line (`python -m ccl_core generate ...`) and the benchmarks call `generate`; inside
 ComfyUI the native samplers drive the model instead.
@@ -16,6 +16,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 
 from .guidance import Guidance, guided_velocity
+from .routing import prefix_mask
 from .sampling import flow_sigmas, sample
 
 
@@ -34,6 +35,18 @@ def check_settings(seed: int = 0, steps: int = 25, shift: float = 3.0) -> None:
         raise ValueError(f"steps must be in {STEPS_RANGE[0]}..{STEPS_RANGE[1]}, got {steps}")
     if not (math.isfinite(shift) and shift > 0):
         raise ValueError(f"shift must be a finite number > 0, got {shift}")
+
+
+GENERATE_TASKS = ("t2av", "i2av", "a2v", "v2a")
+
+
+def image_latent(video_ae, image: torch.Tensor) -> torch.Tensor:
+    """The first latent video frame of a clip that starts on `image` ([H, W, 3] in 0..1): the image
+    held still for the frames one latent frame covers (a causal VAE such as Wan's covers one)."""
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image must be [H, W, 3] (RGB in 0..1), got {list(image.shape)}")
+    still = image.unsqueeze(0).expand(video_ae.temporal_factor, -1, -1, -1)
+    return video_ae.encode(still.unsqueeze(0))[:, :, :1]
 
 
 @dataclass
@@ -79,12 +92,15 @@ class ProgressBar:
 def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "dpmpp_2m", shift: float = 3.0,
              guidance: Optional[Guidance] = None, negative: str = "", task: str = "t2av",
              audio: Optional[torch.Tensor] = None, frames: Optional[torch.Tensor] = None,
-             progress: Optional[Callable] = None) -> Result:
+             image: Optional[torch.Tensor] = None, progress: Optional[Callable] = None) -> Result:
     """One clip. For task "a2v" pass `audio` (waveform [S] at the pipeline's rate); for "v2a" pass
-    `frames` ([T, H, W, 3] at the pipeline's fps and size). The given stream is held clean."""
+    `frames` ([T, H, W, 3] at the pipeline's fps and size); for "i2av" pass `image` ([H, W, 3] in
+    0..1, the pipeline's size), the clip's first frame. The given stream or frame is held clean."""
     check_settings(seed, steps, shift)
-    if task not in ("t2av", "a2v", "v2a"):
-        raise ValueError(f"task must be 't2av', 'a2v' or 'v2a', got {task!r}")
+    if task not in GENERATE_TASKS:
+        raise ValueError(f"task must be one of {', '.join(map(repr, GENERATE_TASKS))}, got {task!r}")
+    if task == "i2av" and image is None:
+        raise ValueError("task 'i2av' needs the first frame (an image, e.g. from --image FILE)")
     if task == "a2v" and audio is None:
         raise ValueError("task 'a2v' needs an input audio (a waveform, e.g. from --audio FILE)")
     if task == "v2a" and frames is None:
@@ -106,6 +122,10 @@ def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "
     if task == "v2a":
         latents["video"] = pipe.video_ae.encode(frames.unsqueeze(0).to(device))
         hold.add("video")
+    if task == "i2av":
+        first = image_latent(pipe.video_ae, image.to(device))
+        latents["video"][:, :, :1] = first
+        hold = {"video": prefix_mask(torch.ones(1, dtype=torch.long), latents["video"])}
 
     def velocity(x, sigma):
         v, a = guided_velocity(model, x["video"], x["audio"], sigma, None, text.to(device), uncond.to(device),

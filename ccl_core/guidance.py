@@ -74,13 +74,15 @@ def _pad_tokens(a: torch.Tensor, n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def guided_velocity(model, video, audio, t_video, t_audio, text, uncond_text, guidance: Guidance,
-                    tasks=None, text_audio=None, uncond_text_audio=None, **model_kwargs):
+                    tasks=None, text_audio=None, uncond_text_audio=None, video_prefix=None, audio_prefix=None,
+                    **model_kwargs):
     """One batched model call over all branches, combined per stream (inference: no gradients).
 
     uncond_text is the null text (UCG, cfg) or the negative prompt (ovi). text_audio and
     uncond_text_audio give the audio tower its own prompt / negative prompt (Ovi's negative prompts
     differ per stream); they default to text and uncond_text. Texts of different token counts are
-    zero-padded to a common length, which equals the model's own padding.
+    zero-padded to a common length, which equals the model's own padding. video_prefix /
+    audio_prefix: an extension's clean span (per sample), the same in every branch.
     """
     branches = guidance.branches
     n = len(branches)
@@ -108,6 +110,9 @@ def guided_velocity(model, video, audio, t_video, t_audio, text, uncond_text, gu
         tasks = list(tasks) * n
     skip_rows = torch.cat(skip)
     kw = dict(model_kwargs)
+    for key, prefix in (("video_prefix", video_prefix), ("audio_prefix", audio_prefix)):
+        if prefix is not None:  # one per sample: the same for every branch
+            kw[key] = torch.as_tensor(prefix, dtype=torch.long).flatten().expand(b).repeat(n)
     if bool(skip_rows.any()):
         kw.update(skip_block=guidance.skip_block, skip_rows=skip_rows)
     out_v, out_a = model(rep(video), rep(audio), rep_t(t_video), rep_t(t_audio), torch.cat(texts), tasks=tasks,

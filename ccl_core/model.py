@@ -141,6 +141,8 @@ class DualStreamModel(nn.Module):
         skip_rows: Optional[torch.Tensor] = None,
         dense_reference: bool = False,
         text_audio: Optional[torch.Tensor] = None,
+        video_prefix=None,
+        audio_prefix=None,
     ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Velocities of both streams.
 
@@ -150,14 +152,17 @@ class DualStreamModel(nn.Module):
         (default t2av); ctx_only [B] forces the ctx-only route (UCG's unconditional branches);
         skip_block / skip_rows: skip that fusion block for those rows (Ovi's skip-layer guidance).
         text_audio: a separate text for the audio tower (Ovi's API allows one); defaults to text.
-        Clean conditioning streams (a2v, v2a) run at timestep 0 whatever t says. Rows whose stream
+        video_prefix / audio_prefix: the clean span of an "extend" task (routing.make_routes).
+        Clean conditioning streams (a2v, v2a) run at timestep 0 whatever t says, and so do the tokens
+        of a clean prefix (i2av's first latent frame, an extension's overlap): the caller passes
+        their clean latent there, and the prediction on them is not meaningful. Rows whose stream
         is absent get zeros in that stream's output; a stream absent for all rows is not computed.
         """
         cfg = self.config
         batch = _check_latents(cfg, video, audio)
         device = (video if video is not None else audio).device
-        routes = make_routes(tasks, batch, ctx_only, device)
-        _check_routes(routes, video, audio)
+        routes = make_routes(tasks, batch, ctx_only, device, video_prefix, audio_prefix)
+        _check_routes(cfg, routes, video, audio)
         _check_text(cfg, text, batch)
         if text_audio is not None:
             _check_text(cfg, text_audio, batch)
@@ -183,7 +188,9 @@ class DualStreamModel(nn.Module):
             sel = (lambda v: v) if rows is None else (lambda v, rows=rows: v[rows])
             tokens, grid = tower.embed(sel(x).to(dtype))
             e, e0 = tower.embed_time(sel(t), dtype)
-            streams[name] = dict(
+            prefix = sel(routes.video_prefix if name == "video" else routes.audio_prefix)
+            clean = tower.prefix_mask(grid, prefix) if bool((prefix > 0).any()) else None
+            streams[name] = dict(clean=clean, t0=None if clean is None else tower.embed_time(t.new_zeros(len(prefix)), dtype),
                 tower=tower, rows=rows, sel=sel, x=tokens, grid=grid, e=e, e0=e0,
                 text=tower.embed_text(sel(txt).to(dtype)), rope=tower.rotary(grid, device),
                 pos=tower.positions(grid, device),
@@ -208,7 +215,8 @@ class DualStreamModel(nn.Module):
             if s is None:
                 outputs.append(None if x_in is None else torch.zeros_like(x_in))
                 continue
-            out = s["tower"].unpatchify(s["tower"].head(s["x"], s["e"]), s["grid"])
+            e = s["e"] if s["clean"] is None else torch.where(s["clean"], s["t0"][0], s["e"])
+            out = s["tower"].unpatchify(s["tower"].head(s["x"], e), s["grid"])
             if s["rows"] is not None:
                 full = out.new_zeros((batch,) + tuple(out.shape[1:]))
                 full[s["rows"]] = out
@@ -268,11 +276,18 @@ class DualStreamModel(nn.Module):
         finally:
             self.block_swap.exit(i)
 
+    @staticmethod
+    def _modulation(block, s):
+        mods = block.modulation(s["e0"])
+        if s["clean"] is None:
+            return mods
+        return PrefixModulation(mods, block.modulation(s["t0"][1]), s["clean"])
+
     def _block_compute(self, i: int, *xs, streams, skip: bool):
         names = list(streams)
         x = dict(zip(names, xs))
         blocks = {n: streams[n]["tower"].blocks[i] for n in names}
-        mods = {n: blocks[n].modulation(streams[n]["e0"]) for n in names}
+        mods = {n: self._modulation(blocks[n], streams[n]) for n in names}
         # 1. self-attention (audio first, as Ovi)
         h = {n: blocks[n].self_attention(x[n], mods[n], streams[n]["rope"]) for n in ("audio", "video") if n in x}
         # 2./3. audio reads video after video's self-attention; video reads audio from before step 2
@@ -286,6 +301,17 @@ class DualStreamModel(nn.Module):
         if skip:
             out = {n: torch.where(streams[n]["skip"], x[n], out[n]) for n in out}
         return tuple(out[n] for n in names)
+
+
+class PrefixModulation:
+    """A block's six modulation tensors when some tokens are clean (timestep 0): each is selected per
+    token when the block reads it, so no [B, L, 6, dim] table is kept (Ovi keeps one)."""
+
+    def __init__(self, noised, clean, mask: torch.Tensor):
+        self.noised, self.clean, self.mask = noised, clean, mask
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.where(self.mask, self.clean[i], self.noised[i])
 
 
 # ---------------------------------------------------------------------- input checks
@@ -329,7 +355,7 @@ def _check_latents(cfg: ModelConfig, video, audio) -> int:
     return (video if video is not None else audio).shape[0]
 
 
-def _check_routes(routes: Routes, video, audio) -> None:
+def _check_routes(cfg: ModelConfig, routes: Routes, video, audio) -> None:
     if video is None and bool(routes.video_present.any()):
         raise ValueError("a task needs the video stream (t2av, t2v, a2v or v2a) but video is None; "
                          "pass a video latent or use task 't2a'")
@@ -339,6 +365,17 @@ def _check_routes(routes: Routes, video, audio) -> None:
     if bool((routes.video_reads_audio & ~routes.audio_present).any()) or \
             bool((routes.audio_reads_video & ~routes.video_present).any()):
         raise ValueError("a route reads a stream that is absent for that sample")
+    for name, x, prefix, unit in (("video", video, routes.video_prefix, "latent frames"),
+                                  ("audio", audio, routes.audio_prefix, "latents")):
+        if not bool((prefix > 0).any()):
+            continue
+        length = x.shape[2]
+        if bool((prefix >= length).any()):
+            raise ValueError(f"a clean {name} prefix of {int(prefix.max())} {unit} leaves nothing to generate in "
+                             f"a {name} latent of {length}; make the window longer or the overlap shorter")
+        if name == "video" and bool((prefix % cfg.video_patch[0] != 0).any()):
+            raise ValueError(f"a clean video prefix must be a multiple of the temporal patch {cfg.video_patch[0]} "
+                             f"latent frames, got {prefix.tolist()}")
 
 
 def _check_text(cfg: ModelConfig, text, batch: int) -> None:

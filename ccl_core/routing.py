@@ -2,8 +2,9 @@
 
 A task decides, per sample, which streams exist, which are noised or clean, what each stream's
 cross-modal attention may read ("full" = [context tokens ; other stream], "ctx" = context tokens
-only) and which stream's loss counts. Routes are per-sample boolean vectors, so one batch can mix
-tasks: the model turns them into attention masks, never into separate runs.
+only), which leading part of the streams is held clean, and which stream's loss counts. Routes are
+per-sample vectors, so one batch can mix tasks: the model turns them into attention masks and
+per-token timesteps, never into separate runs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ class TaskSpec:
     audio: str
     video_reads: str  # "full" | "ctx" | "-"
     audio_reads: str
+    # A clean prefix inside a noised stream, run at timestep 0 and held at its given latent:
+    # "frame": the first latent video frame (image-to-audio-video, as Ovi's first_frame_is_clean);
+    # "span": the leading latents of both streams over one time span (extending a clip: the
+    # previous window's tail), its length given per call; "-": none.
+    prefix: str = "-"
 
 
 # DESIGN.md section 2, the DCR table.
@@ -29,6 +35,8 @@ TASKS: Dict[str, TaskSpec] = {
     "t2a": TaskSpec("absent", "noised", "-", "ctx"),
     "a2v": TaskSpec("noised", "clean", "full", "ctx"),
     "v2a": TaskSpec("clean", "noised", "ctx", "full"),
+    "i2av": TaskSpec("noised", "noised", "full", "full", prefix="frame"),
+    "extend": TaskSpec("noised", "noised", "full", "full", prefix="span"),
 }
 
 DEFAULT_TASK_MIX: Dict[str, float] = {"t2av": 0.6, "a2v": 0.15, "v2a": 0.15, "t2v": 0.05, "t2a": 0.05}
@@ -53,6 +61,12 @@ class Routes:
     audio_reads_video: torch.Tensor
     video_loss: torch.Tensor
     audio_loss: torch.Tensor
+    video_prefix: torch.Tensor  # long [B]: leading latent video frames held clean (timestep 0)
+    audio_prefix: torch.Tensor  # long [B]: leading audio latents held clean
+
+    @property
+    def has_prefix(self) -> bool:
+        return bool((self.video_prefix > 0).any()) or bool((self.audio_prefix > 0).any())
 
     @property
     def batch(self) -> int:
@@ -73,16 +87,32 @@ class Routes:
 TaskArg = Union[str, Sequence[str], Routes, None]
 
 
-def make_routes(tasks: TaskArg, batch: int, ctx_only=None, device=None) -> Routes:
+def _counts(value, batch: int, name: str) -> torch.Tensor:
+    t = torch.as_tensor(0 if value is None else value, dtype=torch.long).flatten()
+    if t.numel() == 1:
+        t = t.expand(batch)
+    if t.shape != (batch,):
+        raise ValueError(f"{name} must be one count or one per sample ({batch}), got {list(t.shape)}")
+    if bool((t < 0).any()):
+        raise ValueError(f"{name} must be >= 0, got {t.tolist()}")
+    return t.clone()
+
+
+def make_routes(tasks: TaskArg, batch: int, ctx_only=None, device=None, video_prefix=None,
+                audio_prefix=None) -> Routes:
     """Routes for a batch from task names (one name for all, or one per sample).
 
     ctx_only (bool or [B] bools) forces both directions to read the context tokens only: the
-    route-dropout of training and the unconditional branches of UCG.
+    route-dropout of training and the unconditional branches of UCG. video_prefix / audio_prefix
+    (a count, or one per sample) are the clean prefix lengths of "span" tasks (extension), in
+    latent video frames and audio latents; a "frame" task (i2av) has one clean latent video frame.
     """
     if isinstance(tasks, Routes):
         routes = tasks
         if routes.batch != batch:
             raise ValueError(f"routes cover {routes.batch} samples but the batch has {batch}")
+        if video_prefix is not None or audio_prefix is not None:
+            raise ValueError("pass clean prefix lengths to make_routes with task names, not with ready Routes")
     else:
         names = ["t2av"] * batch if tasks is None else [tasks] * batch if isinstance(tasks, str) else list(tasks)
         if len(names) != batch:
@@ -101,6 +131,7 @@ def make_routes(tasks: TaskArg, batch: int, ctx_only=None, device=None) -> Route
             audio_reads_video=col(lambda s: s.audio_reads == "full"),
             video_loss=col(lambda s: s.video == "noised"),
             audio_loss=col(lambda s: s.audio == "noised"),
+            **_prefixes(names, specs, batch, video_prefix, audio_prefix),
         )
     if ctx_only is not None:
         force = torch.as_tensor(ctx_only, dtype=torch.bool).expand(batch).to(routes.video_present.device)
@@ -108,6 +139,41 @@ def make_routes(tasks: TaskArg, batch: int, ctx_only=None, device=None) -> Route
                            "video_reads_audio": routes.video_reads_audio & ~force,
                            "audio_reads_video": routes.audio_reads_video & ~force})
     return routes.to(device) if device is not None else routes
+
+
+def _prefixes(names, specs, batch: int, video_prefix, audio_prefix) -> Dict[str, torch.Tensor]:
+    """Per-sample clean prefix lengths: one video frame for "frame" tasks, the given span for "span"
+    tasks, none for the rest (a prefix given for a task without one is an error, not ignored)."""
+    video = _counts(video_prefix, batch, "video_prefix")
+    audio = _counts(audio_prefix, batch, "audio_prefix")
+    for i, (name, spec) in enumerate(zip(names, specs)):
+        if spec.prefix == "frame":
+            if video_prefix is not None and int(video[i]) not in (0, 1) or audio_prefix is not None and int(audio[i]):
+                raise ValueError(f"task {name!r} holds exactly the first latent video frame; do not pass prefix lengths")
+            video[i], audio[i] = 1, 0
+        elif spec.prefix == "span":
+            if int(video[i]) == 0 and int(audio[i]) == 0:
+                raise ValueError(f"task {name!r} needs the clean span's length: video_prefix (latent frames) and "
+                                 "audio_prefix (audio latents), e.g. the overlap with the previous window")
+        elif int(video[i]) or int(audio[i]):
+            raise ValueError(f"task {name!r} has no clean prefix, got video_prefix={int(video[i])}, "
+                             f"audio_prefix={int(audio[i])}; use 'i2av' or 'extend'")
+    return {"video_prefix": video, "audio_prefix": audio}
+
+
+def prefix_mask(prefix: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """Bool mask broadcastable to a latent ([B, C, T, H, W] or [B, C, L]): True on each sample's
+    first prefix[b] entries along time (dim 2), the positions held at their clean values."""
+    prefix = torch.as_tensor(prefix, device=latent.device).view(-1, 1)
+    mask = torch.arange(latent.shape[2], device=latent.device).view(1, -1) < prefix
+    return mask.view(mask.shape[0], 1, latent.shape[2], *([1] * (latent.ndim - 3)))
+
+
+def span_prefix(video_frames, video_latent_fps: float, audio_latent_rate: float):
+    """The audio latents that lie inside the first `video_frames` latent video frames' time span
+    (rounded down, so that no held audio latent reaches past the held video)."""
+    frames = torch.as_tensor(video_frames, dtype=torch.float64)
+    return torch.floor(frames / video_latent_fps * audio_latent_rate + 1e-9).long()
 
 
 @dataclass

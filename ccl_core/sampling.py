@@ -1,14 +1,16 @@
 """Rectified-flow sampling: x_t = (1 - t) x_0 + t * noise, the model predicts v = noise - x_0.
 
 Used by the command line, the tests and training previews; inside ComfyUI the native samplers
-drive the model instead. Streams are sampled together on one schedule; a stream listed in `hold`
-(the clean conditioning stream of a2v / v2a) stays at its given latent.
+drive the model instead. Streams are sampled together on one schedule; what `hold` names stays at
+its given latent: a whole stream (the clean conditioning stream of a2v / v2a) or the positions of a
+mask (i2av's first latent frame, an extension's overlap), written back after every step as Ovi's
+engine writes the image latent before each.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, Mapping, Optional, Union
 
 import torch
 
@@ -31,21 +33,41 @@ def flow_sigmas(steps: int, shift: float = 1.0, device=None) -> torch.Tensor:
 
 
 VelocityFn = Callable[[Dict[str, torch.Tensor], float], Dict[str, torch.Tensor]]
+HoldArg = Union[Iterable[str], Mapping[str, Optional[torch.Tensor]]]
+
+
+def hold_masks(hold: HoldArg) -> Dict[str, Optional[torch.Tensor]]:
+    """name -> bool mask of the held positions (broadcastable to the latent), None for a whole stream."""
+    if isinstance(hold, Mapping):
+        return dict(hold)
+    return {name: None for name in hold}
+
+
+def restore_held(x: Dict[str, torch.Tensor], given: Dict[str, torch.Tensor],
+                 masks: Dict[str, Optional[torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """x with its held positions set back to the given latents."""
+    out = dict(x)
+    for name, mask in masks.items():
+        out[name] = given[name] if mask is None else torch.where(mask.to(given[name].device), given[name], x[name])
+    return out
 
 
 @torch.no_grad()
 def sample(velocity: VelocityFn, latents: Dict[str, torch.Tensor], sigmas: torch.Tensor,
-           method: str = "euler", hold: Iterable[str] = (),
+           method: str = "euler", hold: HoldArg = (),
            callback: Optional[Callable[[int, int, Dict[str, torch.Tensor]], None]] = None) -> Dict[str, torch.Tensor]:
     """Integrate the flow ODE from sigmas[0] to sigmas[-1].
 
     latents: name -> tensor at sigmas[0] (noise for generated streams, the clean latent for held
-    ones). velocity(latents, sigma) returns name -> velocity. callback(i, steps, latents) after each
-    step (progress bars, previews, cancellation).
+    ones or held positions). hold: stream names held whole, or name -> bool mask of held positions.
+    velocity(latents, sigma) returns name -> velocity. callback(i, steps, latents) after each step
+    (progress bars, previews, cancellation).
     """
     if method not in METHODS:
         raise ValueError(f"Unknown sampler {method!r}; expected one of {METHODS}")
-    hold = set(hold)
+    masks = hold_masks(hold)
+    whole = {name for name, mask in masks.items() if mask is None}
+    given = dict(latents)
     x = dict(latents)
     sig = [float(s) for s in sigmas]
     prev_x0, prev_h = None, None
@@ -53,12 +75,13 @@ def sample(velocity: VelocityFn, latents: Dict[str, torch.Tensor], sigmas: torch
     for i in range(steps):
         s, s_next = sig[i], sig[i + 1]
         v = velocity(x, s)
-        x0 = {k: x[k] - s * v[k] for k in x if k not in hold}
+        x0 = {k: x[k] - s * v[k] for k in x if k not in whole}
         if method == "euler":
             for k in x0:
                 x[k] = x[k] + (s_next - s) * v[k]
         else:
             x, prev_x0, prev_h = _dpmpp_2m_step(x, x0, s, s_next, prev_x0, prev_h)
+        x = restore_held(x, given, masks)
         if callback is not None:
             callback(i, steps, x)
     return x

@@ -69,6 +69,14 @@ class Tower(nn.Module):
             return f.repeat_interleave(h * w)
         return torch.arange(grid[0], device=device, dtype=torch.float64) * self.cfg.audio_time_scale
 
+    def prefix_mask(self, grid, prefix: torch.Tensor) -> torch.Tensor:
+        """[B, L, 1] bool: tokens inside each sample's clean prefix (prefix [B] in latent frames for
+        video, latents for audio). A video token covers video_patch[0] frames from its start."""
+        start = self.positions(grid, prefix.device)  # the latent frame / latent index each token starts at
+        if self.modality == "audio":
+            start = torch.arange(grid[0], device=prefix.device, dtype=torch.float64)
+        return (start.view(1, -1) < prefix.view(-1, 1).double()).unsqueeze(-1)
+
     def rotary(self, grid, device) -> Rotary:
         cfg = self.cfg
         if self.modality == "video":

@@ -13,7 +13,8 @@ from conftest import randomize, tiny_inputs
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_every_task_gives_both_shapes(tiny, task):
     video, audio, t, text = tiny_inputs()
-    v, a = tiny(video, audio, t, None, text, tasks=task)
+    span = dict(video_prefix=1, audio_prefix=2) if TASKS[task].prefix == "span" else {}
+    v, a = tiny(video, audio, t, None, text, tasks=task, **span)
     assert v.shape == video.shape and a.shape == audio.shape
     spec = TASKS[task]
     assert (v.abs().sum() == 0) == (spec.video == "absent")
@@ -271,7 +272,7 @@ def test_bad_inputs_are_named(tiny, mutate, message):
 
 def test_unknown_task_lists_the_tasks(tiny):
     video, audio, t, text = tiny_inputs()
-    with pytest.raises(ValueError, match=r"Unknown task 'tv2a'; expected one of \['a2v', 't2a', 't2av', 't2v', 'v2a'\]"):
+    with pytest.raises(ValueError, match=r"Unknown task 'tv2a'; expected one of \['a2v', 'extend', 'i2av', 't2a', 't2av', 't2v', 'v2a'\]"):
         tiny(video, audio, t, None, text, tasks=["t2av", "tv2a"])
     with pytest.raises(ValueError, match="video is None"):
         tiny(None, audio, t, None, text, tasks="t2av")
@@ -287,3 +288,47 @@ def test_task_sampling_follows_the_mix():
     assert draw.ctx_only.float().mean().item() == pytest.approx(0.1, abs=0.01)
     routes = make_routes(draw.tasks[:8], 8, draw.ctx_only[:8])
     assert not (routes.video_reads_audio & draw.ctx_only[:8]).any()
+
+
+def test_a_clean_prefix_runs_its_tokens_at_timestep_zero(tiny):
+    """i2av's first latent frame: its tokens are modulated with t = 0's embedding, the rest with t.
+
+    Reference: the same forward with the time embedding computed per token, by hand (Ovi's way: a
+    [B, L] timestep through the embedding), checked against the model's select-at-use modulation."""
+    video, audio, t, text = tiny_inputs()
+    v_i2av, a_i2av = tiny(video, audio, t, None, text, tasks="i2av")
+    v_t2av, a_t2av = tiny(video, audio, t, None, text, tasks="t2av")
+    assert not torch.allclose(v_i2av, v_t2av) and not torch.allclose(a_i2av, a_t2av)  # audio reads the video
+
+    tower = tiny.video_model
+    real = tower.embed_time
+
+    def per_token(sigma, dtype):  # every video token's own timestep: 0 on the first latent frame
+        e, e0 = real(sigma, dtype)
+        if sigma.abs().sum() == 0 or e.shape[0] != video.shape[0]:
+            return e, e0
+        e_zero, e0_zero = real(torch.zeros_like(sigma), dtype)
+        tokens = video.shape[2] * (video.shape[3] // 2) * (video.shape[4] // 2)
+        first = (torch.arange(tokens) < (video.shape[3] // 2) * (video.shape[4] // 2)).view(1, -1, 1)
+        return torch.where(first, e_zero, e), torch.where(first.unsqueeze(-1), e0_zero, e0)
+
+    tower.embed_time = per_token
+    try:
+        v_ref, a_ref = tiny(video, audio, t, None, text, tasks="t2av")
+    finally:
+        del tower.embed_time
+    torch.testing.assert_close(v_i2av, v_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(a_i2av, a_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_extension_span_and_bad_prefixes(tiny):
+    video, audio, t, text = tiny_inputs()
+    v, a = tiny(video, audio, t, None, text, tasks="extend", video_prefix=2, audio_prefix=8)
+    v0, a0 = tiny(video, audio, t, None, text, tasks="t2av")
+    assert not torch.allclose(a, a0)
+    with pytest.raises(ValueError, match="needs the clean span's length"):
+        tiny(video, audio, t, None, text, tasks="extend")
+    with pytest.raises(ValueError, match="has no clean prefix"):
+        tiny(video, audio, t, None, text, tasks="t2av", video_prefix=2)
+    with pytest.raises(ValueError, match="leaves nothing to generate"):
+        tiny(video, audio, t, None, text, tasks="extend", video_prefix=8, audio_prefix=8)

@@ -396,3 +396,50 @@ def test_command_line(tmp_path):
           "--stage", "joint", "--set", "steps=2", "--set", "warmup_steps=0", "--device", "cpu"])
     assert (run / "checkpoints" / "step-00000002" / "ema.safetensors").exists()
     assert TrainConfig.from_json((run / "train_config.json").read_text()).steps == 2
+
+
+# ---------------------------------------------------------------------- clean prefixes (i2av, extension)
+def test_clean_prefixes_are_given_clean_and_left_out_of_the_loss():
+    batch = make_batch(size=6)
+    cfg = TrainConfig(task_mix={"i2av": 1, "extend": 1, "t2av": 1}, timestep_dist="uniform")
+    fb = prepare_batch(batch, cfg, torch.Generator().manual_seed(3), torch.Generator().manual_seed(5))
+    assert {"i2av", "extend"} <= set(fb.tasks)
+    frames, latents = batch["video"].shape[2], batch["audio"].shape[2]
+    for i, task in enumerate(fb.tasks):
+        k, a = int(fb.routes.video_prefix[i]), int(fb.routes.audio_prefix[i])
+        if task == "i2av":
+            assert (k, a) == (1, 0)
+        elif task == "extend":
+            assert 1 <= k <= frames // 2 and a == k * latents // frames  # the audio of the same span
+        else:
+            assert (k, a) == (0, 0)
+        # held at the clean latent on the prefix, noised after it
+        torch.testing.assert_close(fb.video[i, :, :k], batch["video"][i, :, :k])
+        assert not torch.allclose(fb.video[i, :, k:], batch["video"][i, :, k:])
+        torch.testing.assert_close(fb.audio[i, :, :a], batch["audio"][i, :, :a])
+    # a prediction that is wrong only on the prefix costs nothing; wrong after it, it does
+    exact = flow_loss(fb.video_target, fb.audio_target, fb, cfg).total
+    assert exact.item() == 0
+    row = fb.tasks.index("extend")
+    k = int(fb.routes.video_prefix[row])
+    wrong_prefix = fb.video_target.clone()
+    wrong_prefix[row, :, :k] += 10
+    assert flow_loss(wrong_prefix, fb.audio_target, fb, cfg).total.item() == 0
+    wrong_after = fb.video_target.clone()
+    wrong_after[row, :, k:] += 10
+    assert flow_loss(wrong_after, fb.audio_target, fb, cfg).total.item() > 0
+
+
+def test_a_mix_without_prefix_tasks_draws_as_before():
+    """Spans are drawn only for extension rows, so every other task mix keeps its random stream."""
+    from ccl_core.routing import sample_tasks
+    from ccl_core.training.timesteps import sample_timesteps
+    batch = make_batch(size=4)
+    for mix, same in (({"t2av": 1, "a2v": 1}, True), ({"extend": 1}, False)):
+        cfg = TrainConfig(task_mix=mix)
+        used = torch.Generator().manual_seed(3)
+        prepare_batch(batch, cfg, used, torch.Generator().manual_seed(5))
+        plain = torch.Generator().manual_seed(3)
+        sample_tasks(4, plain, cfg.task_mix, cfg.p_null_text, cfg.p_ctx_only)
+        sample_timesteps(4, cfg, plain)
+        assert torch.equal(torch.rand(8, generator=used), torch.rand(8, generator=plain)) == same

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda (one GPU; for several use torchrun)")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", default=None, metavar="FILE",
+                    help="start from this checkpoint's weights (e.g. the shipped model, to teach it new tasks) "
+                         "instead of a fresh init; its config must equal the one this command builds")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a model config field (JSON value), e.g. --set num_layers=6")
     ap.add_argument("--train-set", action="append", default=[], metavar="FIELD=VALUE",
@@ -115,6 +118,13 @@ def main(argv=None):
     cfg = toyav_config(video_ae, audio_ae, text_encoder, **trains["model"])
     torch.manual_seed(args.seed)
     model = DualStreamModel(cfg)
+    if args.init:
+        from ..checkpoint import load_checkpoint
+        start = load_checkpoint(args.init)
+        if start.config != cfg:
+            raise SystemExit(f"--init {args.init}: its config differs from this command's ({start.config} vs {cfg})")
+        model.load_state_dict(start.state_dict())
+        print(f"starting from {args.init}", flush=True)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
     batches = LatentBatches(data, text_encoder.null(1), args.batch, seed=args.seed)
 
@@ -126,6 +136,7 @@ def main(argv=None):
 
     minutes = (time.time() - t0) / 60
     meta = {"trained_with": "python -m ccl_core.toyav.train_embedded " + " ".join(argv or sys.argv[1:]),
+            **({"init": _init_record(args.init)} if args.init else {}),
             "recipe": json.dumps(trains, sort_keys=True),
             "train_minutes": f"{minutes:.1f}",  # this sitting, data loading included
             # each stage's training over all sittings: what a from-scratch run of this recipe costs
@@ -134,6 +145,14 @@ def main(argv=None):
     with trainer.ema_weights():
         save_checkpoint(model, args.out, metadata=meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MB) after {minutes:.1f} min", flush=True)
+
+
+def _init_record(path: str) -> str:
+    """What a fine-tune started from: the file's own training record, so the chain stays readable."""
+    from ..checkpoint import read_header
+    meta = read_header(path).metadata
+    return json.dumps({k: meta[k] for k in ("trained_with", "recipe", "stage_minutes", "init") if k in meta},
+                      sort_keys=True)
 
 
 def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, timestep_shift: float = 3.0,

@@ -3,8 +3,9 @@
 Per sample (DESIGN.md section 2): a task from the mix, null text with p_null_text, the ctx-only
 route with p_ctx_only (independently), and one noise level t shared by the sample's noised
 streams (as Ovi). Noised streams get x_t = (1 - t) x0 + t eps and the target eps - x0; clean
-conditioning streams (a2v audio, v2a video) are passed as their clean latent and the model runs
-them at t = 0; absent streams are passed as they are (the model skips those rows) or as None when
+conditioning streams (a2v audio, v2a video) and clean prefixes (i2av's first latent frame, an
+extension's overlap: a span of 1 to half the clip's latent frames, the audio of the same span) are
+passed as their clean latent and the model runs them at t = 0; absent streams are passed as they are (the model skips those rows) or as None when
 no sample of the batch has them.
 """
 
@@ -16,7 +17,7 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 
-from ..routing import Routes, make_routes, sample_tasks
+from ..routing import TASKS, Routes, make_routes, prefix_mask, sample_tasks
 from .config import TrainConfig
 from .data import Batch
 from .timesteps import sample_timesteps
@@ -46,7 +47,7 @@ def prepare_batch(batch: Batch, cfg: TrainConfig, task_gen: torch.Generator,
     size, device = text.shape[0], text.device
     draw = sample_tasks(size, task_gen, cfg.task_mix, cfg.p_null_text, cfg.p_ctx_only)
     t = sample_timesteps(size, cfg, task_gen).to(device)
-    routes = make_routes(draw.tasks, size, draw.ctx_only, device)
+    routes = make_routes(draw.tasks, size, draw.ctx_only, device, **draw_spans(draw.tasks, batch, task_gen))
     text = drop_text(text, batch["null_text"], draw.null_text.to(device))
 
     eps = {}
@@ -55,6 +56,20 @@ def prepare_batch(batch: Batch, cfg: TrainConfig, task_gen: torch.Generator,
         if x0 is not None and bool(present.any()):
             eps[stream] = torch.randn(x0.shape, generator=noise_gen, device=device, dtype=x0.dtype)
     return flow_batch(batch, routes, t, eps, text, draw.tasks)
+
+
+def draw_spans(tasks: List[str], batch: Batch, gen: torch.Generator) -> dict:
+    """Clean-span lengths of the "span" rows (extension): 1 to half the clip's latent video frames,
+    and the audio latents inside that span (the batch's two streams cover the same time). No draw
+    is made when no row needs one, so task mixes without extension keep their random streams."""
+    rows = [i for i, t in enumerate(tasks) if TASKS[t].prefix == "span"]
+    if not rows:
+        return {}
+    frames, latents = batch["video"].shape[2], batch["audio"].shape[2]
+    video = torch.zeros(len(tasks), dtype=torch.long)
+    video[rows] = torch.randint(1, max(frames // 2, 1) + 1, (len(rows),), generator=gen)
+    audio = torch.where(video > 0, (video * latents) // frames, 0)
+    return {"video_prefix": video, "audio_prefix": audio}
 
 
 def flow_batch(batch: Batch, routes: Routes, t: torch.Tensor, eps: dict, text: torch.Tensor,
@@ -67,6 +82,7 @@ def flow_batch(batch: Batch, routes: Routes, t: torch.Tensor, eps: dict, text: t
             inputs[stream] = targets[stream] = None
             continue
         noised = getattr(routes, f"{stream}_loss").view(-1, *[1] * (x0.ndim - 1))
+        noised = noised & ~prefix_mask(getattr(routes, f"{stream}_prefix"), x0)
         tb = t.view(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
         inputs[stream] = torch.where(noised, (1 - tb) * x0 + tb * eps[stream], x0)
         targets[stream] = eps[stream] - x0

@@ -2,7 +2,8 @@
 
 Each stream's loss is the mean squared velocity error over the rows whose route says its loss
 counts (routes.video_loss / audio_loss), so clean conditioning streams and absent streams never
-contribute, and a stream's loss does not shrink when few of the batch's rows train it. The total
+contribute, and a stream's loss does not shrink when few of the batch's rows train it. Positions
+of a clean prefix (i2av, extension) are left out of their row's mean. The total
 is the weighted sum of the streams present. Per (task, stream) sums and counts are kept as one
 tensor so that ranks can add them up with a single all_reduce.
 """
@@ -14,7 +15,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..routing import TASKS
+from ..routing import TASKS, prefix_mask
 from .config import TrainConfig
 from .dcr import FlowBatch
 
@@ -44,7 +45,13 @@ def flow_loss(pred_video: Optional[torch.Tensor], pred_audio: Optional[torch.Ten
         if pred is None or target is None or not bool(rows.any()):
             streams[stream] = None
             continue
-        per_row = (pred.float() - target.float()).square().flatten(1).mean(1)
+        err = (pred.float() - target.float()).square()
+        prefix = getattr(fb.routes, f"{stream}_prefix")
+        if bool((prefix > 0).any()):
+            keep = (~prefix_mask(prefix, err)).expand_as(err).flatten(1).float()
+            per_row = (err.flatten(1) * keep).sum(1) / keep.sum(1).clamp_min(1)
+        else:
+            per_row = err.flatten(1).mean(1)
         loss = per_row[rows].mean()
         streams[stream] = loss
         total = weights[stream] * loss if total is None else total + weights[stream] * loss
