@@ -367,3 +367,25 @@ def write_mp4(path, frames, fps, waveform=None, sample_rate: Optional[int] = Non
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         _PARTIAL.discard(tmp)
+
+
+def cover_crop(image: torch.Tensor, size: Tuple[int, int]) -> Tuple[torch.Tensor, float]:
+    """Fit an image ([..., H, W, 3] in 0..1) to `size` (height, width) as image-to-video needs it:
+    scaled (bicubic, as Ovi's preprocessing) until it covers the frame, then centre-cropped. Returns
+    the fitted image and the fraction of its area the crop cut away (0 when the aspect ratios match),
+    so that a caller can warn about or refuse a crop that would lose the subject."""
+    if image.ndim < 3 or image.shape[-1] != 3:
+        raise MediaError(f"image must be [..., H, W, 3] (RGB), got {list(image.shape)}")
+    h, w = int(image.shape[-3]), int(image.shape[-2])
+    th, tw = int(size[0]), int(size[1])
+    if min(h, w, th, tw) < 1:
+        raise MediaError(f"cannot fit a {w}x{h} image to {tw}x{th}")
+    scale = max(th / h, tw / w)
+    sh, sw = max(th, round(h * scale)), max(tw, round(w * scale))
+    lead = image.shape[:-3]
+    x = image.reshape(-1, h, w, 3).permute(0, 3, 1, 2).float()
+    if (sh, sw) != (h, w):
+        x = F.interpolate(x, size=(sh, sw), mode="bicubic", align_corners=False).clamp(0, 1)
+    top, left = (sh - th) // 2, (sw - tw) // 2
+    x = x[:, :, top:top + th, left:left + tw].permute(0, 2, 3, 1).reshape(*lead, th, tw, 3)
+    return x.to(image.dtype), 1.0 - (th * tw) / (sh * sw)
