@@ -6,6 +6,10 @@ of model, the config (field by field, and that the file's tensors can fill it, a
 fit in memory), then missing / unexpected keys and shapes. The model is built on the meta device
 and every tensor is read straight from the file into its final buffer (plain reads, no mmap, so
 resident memory stays at one copy of the weights plus one tensor in flight).
+
+Scaled-fp8 files (ComfyUI's per-layer `scale_weight` format) are read here too: dequantized on
+load (fp8 * scale) for ccl_core, or kept scaled by a model whose layers carry the scales (ComfyUI's
+scaled-fp8 ops, see load_weights).
 """
 
 from __future__ import annotations
@@ -140,6 +144,85 @@ def read_header(path: Union[str, os.PathLike]) -> Header:
             raise CheckpointError(f"{path}: tensors {n0!r} (bytes {s0 - base}-{e0 - base}) and {n1!r} (bytes "
                                   f"{s1 - base}-{e1 - base}) overlap; the file is corrupt or crafted")
     return Header(path, tensors, metadata)
+
+
+# ---------------------------------------------------------------------- scaled fp8 (ComfyUI's format)
+# A scaled-fp8 file stores some layers' weights as float8_e4m3fn with a per-layer float32 scale:
+# weight = fp8 * `<layer>.scale_weight`; `<layer>.scale_input` (optional) scales activations for fp8
+# matrix multiplication; the tensor `scaled_fp8` marks the file (two elements: no fp8 matmul).
+SCALED_FP8_KEY = "scaled_fp8"
+SCALE_WEIGHT, SCALE_INPUT = "scale_weight", "scale_input"
+FP8_MAX = float(torch.finfo(torch.float8_e4m3fn).max)  # 448
+
+
+@dataclass
+class ScaledFP8:
+    """What a scaled-fp8 file holds besides plain weights."""
+    scales: Dict[str, str]  # weight key -> its scale_weight key
+    input_scales: Dict[str, str]  # weight key -> its scale_input key
+    fp8_matmul: bool  # the marker allows fp8 matrix multiplication (ComfyUI's fp8 optimizations)
+    base_dtype: torch.dtype  # the dtype of the file's unscaled float tensors (what it dequantizes to)
+
+
+def _is_scale(name: str) -> bool:
+    return name == SCALED_FP8_KEY or name.endswith(("." + SCALE_WEIGHT, "." + SCALE_INPUT))
+
+
+def scaled_fp8_info(header: Header) -> Optional[ScaledFP8]:
+    """The file's scaled-fp8 layout, checked (None for a plain file).
+
+    Every scale must belong to a float8_e4m3fn weight in the file and hold one value (per layer).
+    """
+    t = header.tensors
+    if not any(_is_scale(k) for k in t):
+        return None
+    where = f"{header.path} is a scaled-fp8 file (per-layer scale_weight tensors)"
+    marker = t.get(SCALED_FP8_KEY)
+    if marker is not None and marker.dtype == "F8_E5M2":
+        raise CheckpointError(f"{where} of float8_e5m2 weights; this loader takes scaled float8_e4m3fn (ComfyUI's "
+                              "usual fp8_scaled files) or bf16/fp16/fp32 weights: use one of those")
+    scales, inputs = {}, {}
+    for name, info in t.items():
+        for suffix, table in ((SCALE_WEIGHT, scales), (SCALE_INPUT, inputs)):
+            if not name.endswith("." + suffix):
+                continue
+            weight = name[:-len(suffix)] + "weight"
+            if weight not in t:
+                raise CheckpointError(f"{where}, but {name!r} has no weight {weight!r} in the file; the file is "
+                                      "incomplete or was edited")
+            if math.prod(info.shape) != 1 or info.dtype not in ("F32", "F16", "BF16"):
+                raise CheckpointError(f"{where}, but {name!r} is {info.dtype} {list(info.shape)}; expected one float "
+                                      "per layer (per-channel or block scales are another format)")
+            if suffix == SCALE_WEIGHT and t[weight].dtype != "F8_E4M3":
+                kind = "float8_e5m2" if t[weight].dtype == "F8_E5M2" else t[weight].dtype
+                raise CheckpointError(f"{where}, but {weight!r} is stored as {kind}; a scaled weight must be "
+                                      "float8_e4m3fn: use ComfyUI's fp8_e4m3fn_scaled file or the bf16 one")
+            table[weight] = name
+    counts: Dict[str, int] = {}
+    for name, info in t.items():
+        if not _is_scale(name) and info.dtype in ("F32", "F16", "BF16"):
+            counts[info.dtype] = counts.get(info.dtype, 0) + math.prod(info.shape)
+    base = ST_DTYPES[max(counts, key=counts.get)] if counts else torch.bfloat16
+    fp8_matmul = marker is not None and math.prod(marker.shape) != 2
+    return ScaledFP8(scales, inputs, fp8_matmul, base)
+
+
+def quantize_fp8(w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(float8_e4m3fn weight, float32 scale) with scale = amax / 448: ComfyUI's per-layer scaled fp8."""
+    amax = w.detach().abs().max().float()
+    scale = amax / FP8_MAX if amax > 0 else torch.ones((), dtype=torch.float32)
+    q = (w.detach().float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    return q, scale.reshape(())
+
+
+def dequantize_fp8(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The weight a scaled-fp8 layer holds: fp8 values times their scale (computed in float32)."""
+    return (q.float() * scale.float().reshape(())).to(dtype)
+
+
+def model_view(header: Header) -> Header:
+    """The header without the scaled-fp8 marker and scales: the tensors that are model parameters."""
+    return Header(header.path, {k: v for k, v in header.tensors.items() if not _is_scale(k)}, header.metadata)
 
 
 # ---------------------------------------------------------------------- kinds of checkpoint
@@ -294,18 +377,17 @@ def check_keys(header: Header, expected: Dict[str, Tuple[int, ...]], allow_missi
     return allowed
 
 
-def _check_dtypes(header: Header) -> None:
-    if "scaled_fp8" in header.tensors or any(k.endswith(".scale_weight") for k in header.tensors):
-        raise CheckpointError(f"{header.path} is a scaled-fp8 file (per-layer scale_weight tensors); this loader "
-                              "takes plain float8_e4m3fn (Ovi's fp8 release), bf16, fp16 or fp32 weights: use one of "
-                              "those, or load the bf16 file with weight dtype fp8")
-    bad = {t.dtype for t in header.tensors.values()} - LOADABLE_FLOATS
+def _check_dtypes(header: Header) -> Optional[ScaledFP8]:
+    """Refuse dtypes this loader cannot use; return the file's scaled-fp8 layout (None: a plain file)."""
+    scaled = scaled_fp8_info(header)
+    bad = {t.dtype for k, t in header.tensors.items() if k != SCALED_FP8_KEY} - LOADABLE_FLOATS
     if "F8_E5M2" in bad:
         raise CheckpointError(f"{header.path} stores float8_e5m2 weights; this loader takes float8_e4m3fn "
                               f"(the format of Ovi's fp8 release) or bf16/fp16/fp32: use that file instead")
     if bad:
         raise CheckpointError(f"{header.path} has tensors of dtype {sorted(bad)}; expected floating-point "
                               f"weights ({sorted(LOADABLE_FLOATS)})")
+    return scaled
 
 
 def read_tensor(f, info: TensorInfo, device="cpu") -> torch.Tensor:
@@ -341,13 +423,37 @@ def load_weights(model: DualStreamModel, header: Header) -> List[str]:
     Each tensor is read and copied (converting its dtype) into its parameter before the next one
     is read, so memory holds one copy of the weights plus one tensor in flight. Parameters the file
     lacks that CCL adds (context tokens, gates) get their initial values; their names are returned.
+
+    Scaled fp8: a layer whose module has a `scale_weight` parameter (ComfyUI's scaled-fp8 ops) keeps
+    the file's fp8 weight and scale (a layer the file does not scale is quantized with amax / 448);
+    into any other layer a scaled weight is dequantized (fp8 * scale).
     """
-    _check_dtypes(header)
+    scaled = _check_dtypes(header)
     params = dict(model.named_parameters())
-    new_params = check_keys(header, {k: tuple(p.shape) for k, p in params.items()}, allow_missing=NEW_PARAMETERS)
+    expected = {k: tuple(p.shape) for k, p in params.items() if not _is_scale(k)}
+    new_params = check_keys(model_view(header), expected, allow_missing=NEW_PARAMETERS)
+    scales = scaled.scales if scaled else {}
+    inputs = scaled.input_scales if scaled else {}
     with torch.no_grad(), open(header.path, "rb") as f:
-        for name, info in header.tensors.items():
-            params[name].copy_(read_tensor(f, info))
+        def scale_of(table, name):
+            return read_tensor(f, header.tensors[table[name]]) if name in table else None
+
+        for name, info in model_view(header).tensors.items():
+            t = read_tensor(f, info)
+            layer = name[:-len("weight")] if name.endswith(".weight") else None
+            scale_param = params.get(f"{layer}{SCALE_WEIGHT}") if layer else None
+            scale = scale_of(scales, name)
+            if scale_param is not None:  # the model keeps this layer in scaled fp8
+                if scale is None:
+                    t, scale = quantize_fp8(t)
+                scale_param.copy_(scale.reshape(scale_param.shape))
+                input_param = params.get(f"{layer}{SCALE_INPUT}")
+                if input_param is not None:
+                    given = scale_of(inputs, name)
+                    input_param.copy_(given.reshape(()) if given is not None else torch.ones(()))
+            elif scale is not None:
+                t = dequantize_fp8(t, scale)
+            params[name].copy_(t)
         for name, t in DualStreamModel.fresh_parameters(model.config, new_params).items():
             params[name].copy_(t)
     return new_params
@@ -391,6 +497,9 @@ def load_checkpoint(path: Union[str, os.PathLike], dtype: Union[str, torch.dtype
 
     dtype: None keeps the stored dtypes (fp8 stays fp8 and is upcast per layer at compute time);
     "bf16", "fp16", "fp32" convert; "fp8" stores the block matrices as float8_e4m3fn.
+    A scaled-fp8 file (ComfyUI's per-layer scale_weight format) is dequantized on load (fp8 * scale)
+    into `dtype`, or with None into the dtype of its unscaled tensors (bf16 for ComfyUI's files);
+    "fp8" is refused for it (re-rounding without the scales would lose range).
     overrides: config fields to change (e.g. CCL switches on an Ovi checkpoint). Parameters the
     config adds that the file lacks (context tokens, gates) are initialised by `init_new`, or by
     the model's own initialisation when it is None.
@@ -401,16 +510,25 @@ def load_checkpoint(path: Union[str, os.PathLike], dtype: Union[str, torch.dtype
         dtype = DTYPE_NAMES[dtype]
     header = read_header(path)
     config = infer_config(header, overrides)
-    _check_dtypes(header)
+    scaled = _check_dtypes(header)
+    if scaled is not None:
+        if dtype == torch.float8_e4m3fn:
+            raise CheckpointError(f"{header.path} is a scaled-fp8 file (per-layer scale_weight tensors): outside "
+                                  "ComfyUI it is dequantized on load, and plain fp8 storage would drop its scales. "
+                                  "Load it with dtype default or bf16 (or load it in ComfyUI, which keeps it in fp8)")
+        dtype = dtype or scaled.base_dtype
     check_memory(header, dtype, device)
     with torch.device("meta"):
         model = DualStreamModel(config)
-    new_params = check_keys(header, _expected(model), allow_missing=NEW_PARAMETERS)
+    view = model_view(header)
+    new_params = check_keys(view, _expected(model), allow_missing=NEW_PARAMETERS)
 
     state = {}
     with open(header.path, "rb") as f:
-        for name, info in header.tensors.items():
+        for name, info in view.tensors.items():
             t = read_tensor(f, info)
+            if scaled is not None and name in scaled.scales:
+                t = dequantize_fp8(t, read_tensor(f, header.tensors[scaled.scales[name]]))
             target = storage_dtype(name, dtype, t.dtype)
             if t.dtype != target:
                 t = t.to(target)

@@ -164,16 +164,3 @@ def test_new_ccl_parameters_are_initialised_when_switched_on(tmp_path):
     video, audio, t, text = tiny_inputs()
     for a, b in zip(plain(video, audio, t, None, text), upgraded(video, audio, t, None, text)):
         assert ((a - b).norm() / a.norm()).item() < 1e-3
-
-
-def test_scaled_fp8_file_is_refused_with_the_alternatives(tmp_path, tiny):
-    from safetensors.torch import save_file
-    state = {k: v.detach().clone() for k, v in tiny.state_dict().items()}
-    key = "video_model.blocks.0.self_attn.q"
-    state[key + ".weight"] = state[key + ".weight"].to(torch.float8_e4m3fn)
-    state[key + ".scale_weight"] = torch.tensor([0.5])
-    state["scaled_fp8"] = torch.zeros(0, dtype=torch.float8_e4m3fn)
-    path = tmp_path / "scaled.safetensors"
-    save_file(state, path, metadata={"ccl_format": "1", "ccl_config": tiny.config.to_json()})
-    with pytest.raises(CheckpointError, match="scaled-fp8 file.*plain float8_e4m3fn"):
-        load_checkpoint(path)
