@@ -164,7 +164,8 @@ class ScaledFP8:
     base_dtype: torch.dtype  # the dtype of the file's unscaled float tensors (what it dequantizes to)
 
 
-def _is_scale(name: str) -> bool:
+def is_scale_key(name: str) -> bool:
+    """The scaled-fp8 marker or a per-layer scale (not a model parameter)."""
     return name == SCALED_FP8_KEY or name.endswith(("." + SCALE_WEIGHT, "." + SCALE_INPUT))
 
 
@@ -174,7 +175,7 @@ def scaled_fp8_info(header: Header) -> Optional[ScaledFP8]:
     Every scale must belong to a float8_e4m3fn weight in the file and hold one value (per layer).
     """
     t = header.tensors
-    if not any(_is_scale(k) for k in t):
+    if not any(is_scale_key(k) for k in t):
         return None
     where = f"{header.path} is a scaled-fp8 file (per-layer scale_weight tensors)"
     marker = t.get(SCALED_FP8_KEY)
@@ -200,7 +201,7 @@ def scaled_fp8_info(header: Header) -> Optional[ScaledFP8]:
             table[weight] = name
     counts: Dict[str, int] = {}
     for name, info in t.items():
-        if not _is_scale(name) and info.dtype in ("F32", "F16", "BF16"):
+        if not is_scale_key(name) and info.dtype in ("F32", "F16", "BF16"):
             counts[info.dtype] = counts.get(info.dtype, 0) + math.prod(info.shape)
     base = ST_DTYPES[max(counts, key=counts.get)] if counts else torch.bfloat16
     fp8_matmul = marker is not None and math.prod(marker.shape) != 2
@@ -222,7 +223,7 @@ def dequantize_fp8(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = to
 
 def model_view(header: Header) -> Header:
     """The header without the scaled-fp8 marker and scales: the tensors that are model parameters."""
-    return Header(header.path, {k: v for k, v in header.tensors.items() if not _is_scale(k)}, header.metadata)
+    return Header(header.path, {k: v for k, v in header.tensors.items() if not is_scale_key(k)}, header.metadata)
 
 
 # ---------------------------------------------------------------------- kinds of checkpoint
@@ -430,7 +431,7 @@ def load_weights(model: DualStreamModel, header: Header) -> List[str]:
     """
     scaled = _check_dtypes(header)
     params = dict(model.named_parameters())
-    expected = {k: tuple(p.shape) for k, p in params.items() if not _is_scale(k)}
+    expected = {k: tuple(p.shape) for k, p in params.items() if not is_scale_key(k)}
     new_params = check_keys(model_view(header), expected, allow_missing=NEW_PARAMETERS)
     scales = scaled.scales if scaled else {}
     inputs = scaled.input_scales if scaled else {}

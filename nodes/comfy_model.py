@@ -36,9 +36,13 @@ import comfy.ldm.modules.attention
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
+import comfy.ops
 import comfy.supported_models_base
+import comfy.utils
 
-from ..ccl_core.checkpoint import Header, load_weights, storage_dtype
+from ..ccl_core.checkpoint import (NEW_PARAMETERS, SCALE_INPUT, SCALE_WEIGHT, SCALED_FP8_KEY, CheckpointError, Header,
+                                   ScaledFP8, check_keys, load_weights, model_view, read_tensor, scaled_fp8_info,
+                                   storage_dtype)
 from ..ccl_core.config import ModelConfig
 from ..ccl_core.layers import TorchOps
 from ..ccl_core.model import DualStreamModel
@@ -97,8 +101,11 @@ class CCLDualStream(DualStreamModel):
         device = torch.device("cpu") if device is None else device
         for name, p in list(self.named_parameters()):
             owner, _, leaf = name.rpartition(".")
+            # dtypes comfy.ops chose itself are kept: scaled-fp8 layers' fp8 weight and float32 scales
+            kept = leaf in (SCALE_WEIGHT, SCALE_INPUT) or p.dtype in (torch.float8_e4m3fn, torch.float8_e5m2)
             self.get_submodule(owner)._parameters[leaf] = nn.Parameter(
-                torch.empty(p.shape, dtype=storage_dtype(name, self.dtype), device=device), requires_grad=False)
+                torch.empty(p.shape, dtype=p.dtype if kept else storage_dtype(name, self.dtype), device=device),
+                requires_grad=False)
         self.eval()
 
     def forward(self, x, timestep, context=None, control=None, transformer_options={}, ccl_task=None,
@@ -308,22 +315,95 @@ def with_block_swap(patcher, resident: int):
     return model
 
 
-def create_model(config: ModelConfig, spec: LatentSpec, shift: float, weight_dtype: torch.dtype):
-    """A ModelPatcher around an empty CCLBaseModel, with ComfyUI's choice of compute dtype."""
+def scaled_fp8_route() -> str:
+    """How this ComfyUI runs a scaled-fp8 checkpoint (per-layer scale_weight) natively, by its features.
+
+    "mixed_precision" (0.12 and later): comfy.utils.convert_old_quants turns the file's scales into
+    per-layer quant configs that comfy.ops.mixed_precision_ops' Linear layers load (a model config
+    with quant_config). "scaled_fp8" (0.3.x): comfy.ops.scaled_fp8_ops, picked by the model config's
+    scaled_fp8 dtype, keeps each layer's fp8 weight and scale_weight. "dequantize": neither; the
+    weights are dequantized on load (fp8 * scale) into the file's 16-bit dtype.
+    """
+    base = comfy.supported_models_base.BASE
+    if all(hasattr(comfy.utils, f) for f in ("convert_old_quants", "detect_layer_quantization")) \
+            and hasattr(comfy.ops, "mixed_precision_ops") and hasattr(base, "quant_config"):
+        return "mixed_precision"
+    if hasattr(comfy.ops, "scaled_fp8_ops") and hasattr(base, "scaled_fp8"):
+        return "scaled_fp8"
+    return "dequantize"
+
+
+def create_model(config: ModelConfig, spec: LatentSpec, shift: float, weight_dtype: Optional[torch.dtype],
+                 quant: Optional[tuple] = None, params: int = 0):
+    """A ModelPatcher around an empty CCLBaseModel, with ComfyUI's choice of compute dtype.
+
+    quant: how a scaled-fp8 file is kept, ("scaled_fp8", ScaledFP8) or ("mixed_precision", quant
+    config); the model config is then set up as ComfyUI's load_diffusion_model_state_dict does for
+    such a file: ComfyUI's own dtype for the unscaled layers (unet_dtype, whose launch flags apply),
+    the scaled_fp8 dtype or the quant config that makes BaseModel pick the matching comfy.ops.
+    """
     mm = comfy.model_management
     load_device = mm.get_torch_device()
     model_config = CCLModelConfig(config, spec, shift)
-    model_config.set_inference_dtype(
-        weight_dtype, mm.unet_manual_cast(weight_dtype, load_device, model_config.supported_inference_dtypes))
+    supported = model_config.supported_inference_dtypes
+    cast_for = weight_dtype
+    if quant is not None:
+        route, detail = quant
+        weight_dtype = mm.unet_dtype(model_params=params, supported_dtypes=supported, weight_dtype=None)
+        if route == "scaled_fp8":
+            model_config.scaled_fp8 = torch.float8_e4m3fn
+            model_config.optimizations["fp8"] = detail.fp8_matmul
+            cast_for = weight_dtype
+        else:
+            model_config.quant_config = detail
+            cast_for = None  # ComfyUI: the compute dtype of a quantized model is chosen as for unknown weights
+    model_config.set_inference_dtype(weight_dtype, mm.unet_manual_cast(cast_for, load_device, supported))
     offload = mm.unet_offload_device()
     model = model_config.get_model(device=offload)
     return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload)
 
 
+def _mixed_precision_model(header: Header, scaled: ScaledFP8, config: ModelConfig, spec: LatentSpec, shift: float,
+                           params: int):
+    """ComfyUI 0.12+: the file converted by ComfyUI's own convert_old_quants (scale_weight -> per-layer
+    quant configs) and loaded into mixed_precision_ops' layers through load_state_dict, as ComfyUI's
+    loader does (its Linear layers build their quantized weight from the state dict)."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in DualStreamModel(config).state_dict().items()}
+    new_params = check_keys(model_view(header), expected, allow_missing=NEW_PARAMETERS)
+    with open(header.path, "rb") as f:
+        sd = {name: read_tensor(f, info) for name, info in header.tensors.items()}
+    if SCALED_FP8_KEY not in sd:  # the marker convert_old_quants keys on (2 elements: no fp8 matmul)
+        sd[SCALED_FP8_KEY] = torch.zeros(0 if scaled.fp8_matmul else 2, dtype=torch.float8_e4m3fn)
+    sd, _ = comfy.utils.convert_old_quants(sd, "", metadata={})
+    patcher = create_model(config, spec, shift, None, ("mixed_precision", comfy.utils.detect_layer_quantization(sd, "")),
+                           params)
+    sd.update(DualStreamModel.fresh_parameters(config, new_params, like=sd))
+    missing, unexpected = patcher.model.diffusion_model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{header.path}: ComfyUI's scaled-fp8 conversion left keys the model does not take "
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]}); load it with weight dtype bf16 "
+                              "to dequantize it instead")
+    return patcher
+
+
 def model_from_file(header: Header, config: ModelConfig, spec: LatentSpec, shift: float,
                     weight_dtype: Optional[torch.dtype]) -> "comfy.model_patcher.ModelPatcher":
-    """Build the native model and stream the checkpoint's tensors into it (one copy in memory)."""
-    patcher = create_model(config, spec, shift, weight_dtype)
+    """Build the native model and stream the checkpoint's tensors into it (one copy in memory).
+
+    A scaled-fp8 file asked for in fp8 stays scaled fp8 the way this ComfyUI keeps such files
+    (scaled_fp8_route); in any other dtype, or where ComfyUI has no such ops, it is dequantized.
+    """
+    scaled = scaled_fp8_info(header)
+    route = scaled_fp8_route() if scaled is not None and weight_dtype == torch.float8_e4m3fn else "dequantize"
+    params = sum(math.prod(t.shape) for t in model_view(header).tensors.values())
+    if route == "mixed_precision":
+        return _mixed_precision_model(header, scaled, config, spec, shift, params)
+    if scaled is not None and route == "dequantize" and weight_dtype == torch.float8_e4m3fn:
+        log.info("CCL: this ComfyUI has no scaled-fp8 ops; %s is dequantized to %s", header.path, scaled.base_dtype)
+        weight_dtype = scaled.base_dtype
+    quant = ("scaled_fp8", scaled) if route == "scaled_fp8" else None
+    patcher = create_model(config, spec, shift, weight_dtype, quant, params)
     load_weights(patcher.model.diffusion_model, header)
     return patcher
 

@@ -10,10 +10,10 @@ import folder_paths
 import torch
 
 from ..ccl_core.checkpoint import (DTYPE_NAMES, ST_DTYPES, CheckpointError, check_memory, detect_kind, infer_config,
-                                   read_header)
+                                   read_header, scaled_fp8_info)
 from .api import io
 from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec
-from .comfy_model import WEIGHT_DTYPE_KEY, model_from_file, with_block_swap
+from .comfy_model import WEIGHT_DTYPE_KEY, model_from_file, scaled_fp8_route, with_block_swap
 from .toyav import EMBEDDED_MODELS, embedded_model_path
 
 log = logging.getLogger("ccl")
@@ -97,15 +97,22 @@ def load_model(ckpt_name: str, weight_dtype: str = "default", resident_blocks: i
     dtype = weight_dtype_of(header, weight_dtype)
     check_memory(header, dtype)  # the weights are read into CPU memory first (ComfyUI's offload device)
     model = model_from_file(header, config, spec, shift, dtype)
-    log.info("CCL: loaded %s (%s, %s, %d blocks, width %d)", os.path.basename(path), kind,
-             config.name or "unnamed", config.num_layers, config.dim)
+    scaled = "" if scaled_fp8_info(header) is None else \
+        f", scaled fp8 {scaled_fp8_route() if dtype == torch.float8_e4m3fn else 'dequantize'}"
+    log.info("CCL: loaded %s (%s, %s, %d blocks, width %d%s)", os.path.basename(path), kind,
+             config.name or "unnamed", config.num_layers, config.dim, scaled)
     return model if resident_blocks == -1 else with_block_swap(model, resident_blocks)
 
 
 def weight_dtype_of(header, choice: str) -> torch.dtype:
-    """The storage dtype of the block matrices: the file's ('default') or the one asked for."""
+    """The storage dtype of the block matrices: the file's ('default') or the one asked for.
+
+    A scaled-fp8 file's is fp8 (kept scaled by ComfyUI's ops); bf16 / fp16 dequantize it.
+    """
     if choice != "default":
         return DTYPE_NAMES[choice]
+    if scaled_fp8_info(header) is not None:
+        return torch.float8_e4m3fn
     probe = header.tensors.get(WEIGHT_DTYPE_KEY) or next(iter(header.tensors.values()))
     return ST_DTYPES[probe.dtype]
 
@@ -129,7 +136,9 @@ class CCLModelLoader(io.ComfyNode):
                     "use it with the CCL/ToyAV nodes)")),
                 io.Combo.Input("weight_dtype", options=WEIGHT_DTYPES, default="default", tooltip=(
                     "Weight storage: default keeps the file's dtype; bf16/fp16 convert; fp8 stores the block "
-                    "matrices as float8_e4m3fn (about half the memory of bf16) and computes in bf16")),
+                    "matrices as float8_e4m3fn (about half the memory of bf16) and computes in bf16. A scaled-fp8 "
+                    "file (per-layer scale_weight) stays scaled fp8 with default/fp8 through ComfyUI's own fp8 ops; "
+                    "bf16/fp16 dequantize it")),
                 io.Int.Input("resident_blocks", default=-1, min=-1, max=1024, optional=True, tooltip=(
                     "Block swap: how many block pairs stay on the GPU; the others are copied in layer by layer "
                     "while they run (ComfyUI's lowvram casting). -1: ComfyUI's memory manager decides (it also "

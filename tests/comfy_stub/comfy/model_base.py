@@ -2,7 +2,7 @@
 
 Mimics BaseModel.__init__ (the diffusion model built as `unet_model(**unet_config, device=device,
 operations=operations)` with operations from comfy.ops.pick_operations(unet_config["dtype"],
-manual_cast_dtype) unless the config has custom_operations),
+manual_cast_dtype, fp8 optimizations, scaled_fp8, model_config) unless the config has custom_operations),
 extra_conds (c_crossattn from cross_attn), apply_model/_apply_model (unpack by latent_shapes,
 t = sigma * multiplier, re-pack a returned list, x0 = x - sigma * v for FLOW/CONST) and
 memory_required; process_latent_in/out through the latent format.
@@ -53,7 +53,8 @@ class BaseModel(torch.nn.Module):
             if unet_model is None:
                 raise NotImplementedError("the stub builds no UNet: pass unet_model")
             operations = model_config.custom_operations or comfy.ops.pick_operations(
-                unet_config.get("dtype"), self.manual_cast_dtype, model_config=model_config)
+                unet_config.get("dtype"), self.manual_cast_dtype, fp8_optimizations=model_config.optimizations["fp8"],
+                scaled_fp8=getattr(model_config, "scaled_fp8", None), model_config=model_config)
             self.diffusion_model = unet_model(**unet_config, device=device, operations=operations)
             self.diffusion_model.eval()
         self.model_type = model_type

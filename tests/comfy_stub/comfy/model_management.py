@@ -56,3 +56,9 @@ def throw_exception_if_processing_interrupted():
 def unet_manual_cast(weight_dtype, inference_device, supported_dtypes=(torch.float16, torch.bfloat16, torch.float32)):
     """On the CPU: no cast for float32 weights, float32 compute for anything else."""
     return None if weight_dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def unet_dtype(device=None, model_params=0, supported_dtypes=(torch.float16, torch.bfloat16, torch.float32),
+               weight_dtype=None):
+    """On the CPU: float32 (no fp16 / bf16 compute)."""
+    return torch.float32

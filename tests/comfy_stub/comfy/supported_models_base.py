@@ -1,4 +1,7 @@
-"""Stub of comfy/supported_models_base.py BASE: the config object a BaseModel is built from."""
+"""Stub of comfy/supported_models_base.py BASE: the config object a BaseModel is built from.
+
+scaled_fp8 (0.3.x) and quant_config (0.12+) are how each generation marks a scaled-fp8 model;
+tests delete one to present the other version's features."""
 import torch
 
 import comfy.latent_formats
@@ -13,11 +16,15 @@ class BASE:
     memory_usage_factor = 2.0
     manual_cast_dtype = None
     custom_operations = None
+    scaled_fp8 = None
+    quant_config = None
+    optimizations = {"fp8": False}
 
     def __init__(self, unet_config):
         self.unet_config = unet_config.copy()  # the argument, not the class attribute
         self.sampling_settings = self.sampling_settings.copy()
         self.latent_format = self.latent_format()
+        self.optimizations = self.optimizations.copy()
         for k in self.unet_extra_config:
             self.unet_config[k] = self.unet_extra_config[k]
 

@@ -1,4 +1,6 @@
-"""Stub of comfy/utils.py: pack_latents, unpack_latents, repeat_to_batch_size, ProgressBar, common_upscale."""
+"""Stub of comfy/utils.py: pack_latents, unpack_latents, repeat_to_batch_size, ProgressBar, common_upscale,
+and 0.12+'s convert_old_quants / detect_layer_quantization (scaled fp8 -> per-layer quant configs)."""
+import json
 import math
 
 import torch
@@ -47,3 +49,32 @@ class ProgressBar:
 def common_upscale(samples, width, height, upscale_method, crop):
     """[B, C, H, W] resized to (height, width); the stub only does a plain bilinear resize (no crop)."""
     return torch.nn.functional.interpolate(samples, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def detect_layer_quantization(state_dict, prefix):
+    return {"mixed_ops": True} if any(k.startswith(prefix) and k.endswith(".comfy_quant") for k in state_dict) else None
+
+
+def convert_old_quants(state_dict, model_prefix="", metadata={}):
+    """The `scaled_fp8` marker's file: `<layer>.scale_weight` -> `weight_scale` plus a `comfy_quant`
+    JSON tensor per layer, `scale_input` -> `input_scale` (dropped when 1.0), the marker removed."""
+    marker = model_prefix + "scaled_fp8"
+    if marker not in state_dict:
+        return state_dict, metadata
+    conf = {"format": "float8_e4m3fn"}
+    if state_dict[marker].nelement() == 2:
+        conf["full_precision_matrix_mult"] = True
+    out = {}
+    for k, v in state_dict.items():
+        if k == marker:
+            continue
+        if k.endswith(".scale_weight"):
+            layer = k[:-len(".scale_weight")]
+            out[layer + ".weight_scale"] = v
+            out[layer + ".comfy_quant"] = torch.tensor(list(json.dumps(conf).encode("utf-8")), dtype=torch.uint8)
+        elif k.endswith(".scale_input"):
+            if v.item() != 1.0:
+                out[k[:-len(".scale_input")] + ".input_scale"] = v
+        else:
+            out[k] = v
+    return out, metadata
