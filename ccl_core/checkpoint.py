@@ -426,8 +426,9 @@ def load_weights(model: DualStreamModel, header: Header) -> List[str]:
     lacks that CCL adds (context tokens, gates) get their initial values; their names are returned.
 
     Scaled fp8: a layer whose module has a `scale_weight` parameter (ComfyUI's scaled-fp8 ops) keeps
-    the file's fp8 weight and scale (a layer the file does not scale is quantized with amax / 448);
-    into any other layer a scaled weight is dequantized (fp8 * scale).
+    the file's fp8 weight and scale; a layer the file does not scale gets scale 1 (or, when its
+    parameter is fp8, its own amax / 448 scale); into any other layer a scaled weight is
+    dequantized (fp8 * scale).
     """
     scaled = _check_dtypes(header)
     params = dict(model.named_parameters())
@@ -446,7 +447,8 @@ def load_weights(model: DualStreamModel, header: Header) -> List[str]:
             scale = scale_of(scales, name)
             if scale_param is not None:  # the model keeps this layer in scaled fp8
                 if scale is None:
-                    t, scale = quantize_fp8(t)
+                    fp8 = params[name].dtype in (torch.float8_e4m3fn, torch.float8_e5m2)
+                    t, scale = quantize_fp8(t) if fp8 else (t, torch.ones(()))
                 scale_param.copy_(scale.reshape(scale_param.shape))
                 input_param = params.get(f"{layer}{SCALE_INPUT}")
                 if input_param is not None:

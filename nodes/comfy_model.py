@@ -92,7 +92,7 @@ class CCLDualStream(DualStreamModel):
     so that the weights are read straight into their final buffers afterwards, one copy in memory.
     """
 
-    def __init__(self, ccl_config: dict, dtype=None, device=None, operations=None, **_):
+    def __init__(self, ccl_config: dict, dtype=None, device=None, operations=None, ccl_fp8_layers=None, **_):
         config = ModelConfig.from_dict(ccl_config)
         with torch.device("meta"):
             super().__init__(config, operations=layer_ops(operations), attention=comfy_attention, initialize=False)
@@ -101,8 +101,12 @@ class CCLDualStream(DualStreamModel):
         device = torch.device("cpu") if device is None else device
         for name, p in list(self.named_parameters()):
             owner, _, leaf = name.rpartition(".")
-            # dtypes comfy.ops chose itself are kept: scaled-fp8 layers' fp8 weight and float32 scales
-            kept = leaf in (SCALE_WEIGHT, SCALE_INPUT) or p.dtype in (torch.float8_e4m3fn, torch.float8_e5m2)
+            # dtypes comfy.ops chose itself are kept: scaled-fp8 layers' float32 scales and fp8 weights, but
+            # only the weights a scaled-fp8 file stores in fp8 (`ccl_fp8_layers`): biases and the layers it
+            # keeps unscaled stay wide (scale 1; the ops cast any dtype), not rounded to fp8 as 0.3.x would
+            fp8 = leaf == "weight" and p.dtype in (torch.float8_e4m3fn, torch.float8_e5m2) \
+                and (ccl_fp8_layers is None or name in ccl_fp8_layers)
+            kept = fp8 or leaf in (SCALE_WEIGHT, SCALE_INPUT)
             self.get_submodule(owner)._parameters[leaf] = nn.Parameter(
                 torch.empty(p.shape, dtype=p.dtype if kept else storage_dtype(name, self.dtype), device=device),
                 requires_grad=False)
@@ -352,6 +356,7 @@ def create_model(config: ModelConfig, spec: LatentSpec, shift: float, weight_dty
         weight_dtype = mm.unet_dtype(model_params=params, supported_dtypes=supported, weight_dtype=None)
         if route == "scaled_fp8":
             model_config.scaled_fp8 = torch.float8_e4m3fn
+            model_config.unet_config["ccl_fp8_layers"] = sorted(detail.scales)
             model_config.optimizations["fp8"] = detail.fp8_matmul
             cast_for = weight_dtype
         else:

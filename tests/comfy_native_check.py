@@ -10,7 +10,11 @@ LTS" 0.12 source tree (its comfy package is imported from the venv). Checks, eac
   diffusers/PEFT lora_A/lora_B) gives the output of the same weights merged by hand, float32;
 - lowvram: the same LoRA with the model partially loaded (every layer cast per call, the patches
   applied on the fly) gives the same output again;
-- attention: which dispatcher ComfyUI's launch flags chose, and that the model went through it.
+- attention: which dispatcher ComfyUI's launch flags chose, and that the model went through it;
+- scaled_fp8: the embedded model written as a scaled-fp8 file and loaded by the CCL Model Loader through
+  this ComfyUI's own fp8 ops (route, ops class, weight dtype) gives the step of the same file dequantized
+  by hand; LoRA on it, then lowvram and block swap, against the LoRA merged by hand (fp8 re-rounds the
+  patched layers) and against the LoRA model fully loaded.
 """
 
 import json
@@ -147,6 +151,62 @@ with torch.no_grad():
 res["block_swap"] = {"switched": switched, "max_abs_diff": max_diff((sigma * noise_v - sigma * ev,
                                                                      sigma * noise_a - sigma * ea), want_lora)}
 lora_model.unpatch_model()
+
+# ---------------------------------------------------------------- scaled fp8 through the CCL Model Loader
+# The embedded model as a scaled-fp8 file (per-layer scale_weight = amax / 448), loaded the way this ComfyUI
+# keeps such files (scaled_fp8_route); the reference is the same file dequantized by hand (ccl_core).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the helper imports ccl_core
+from scaled_fp8 import write_scaled  # noqa: E402
+from ccl_pack.nodes import model_loading  # noqa: E402
+from ccl_pack.nodes.comfy_model import scaled_fp8_route  # noqa: E402
+
+mm.unload_all_models()
+scaled_name = "toyav_ccl_fp8_scaled.safetensors"
+scaled_path = os.path.join(folder_paths.get_folder_paths("diffusion_models")[0], scaled_name)
+os.makedirs(os.path.dirname(scaled_path), exist_ok=True)
+write_scaled(path, scaled_path)
+fp8_model = model_loading.load_model(scaled_name, "default")
+q = fp8_model.model.diffusion_model.video_model.blocks[0].self_attn.q
+scaled_net = load_checkpoint(scaled_path, dtype="fp32").eval()
+want_s = core_x0(scaled_net)
+res["scaled_fp8"] = {"route": scaled_fp8_route(), "ops": type(q).__qualname__,
+                     "weight": str(getattr(q.weight, "_qdata", q.weight).dtype),  # 0.12+: inside a QuantizedTensor
+                     "quant_error": max_diff(want_s, want),  # the file's fp8 rounding, for scale
+                     "parity": max_diff(native_x0(fp8_model), want_s)}
+merged_s = scaled_net.state_dict()
+for key in targets:
+    merged_s[key + ".weight"] = merged_s[key + ".weight"] + merged[key + ".weight"] - state[key + ".weight"]
+ref_s = core.DualStreamModel(cfg)
+ref_s.load_state_dict(merged_s)
+want_lora_s = core_x0(ref_s.eval())
+lora_model = loader.load_lora_model_only(fp8_model, "ccl_kohya.safetensors", strength)[0]
+lora_x0 = native_x0(lora_model)
+res["scaled_fp8"]["lora"] = {"patched_keys": len(lora_model.patches), "effect": max_diff(want_lora_s, want_s),
+                             "max_abs_diff": max_diff(lora_x0, want_lora_s), "from_base": max_diff(lora_x0, want_s)}
+
+
+def direct_x0(model):
+    with torch.no_grad():
+        ev, ea = model.model.diffusion_model([sigma * noise_v, sigma * noise_a], torch.tensor([sigma * 1000.0]),
+                                             context=text)
+    return sigma * noise_v - sigma * ev, sigma * noise_a - sigma * ea
+
+
+mm.unload_all_models()
+lora_model.load(mm.get_torch_device(), lowvram_model_memory=1, force_patch_weights=False, full_load=False)
+layers = [m for m in lora_model.model.diffusion_model.modules() if hasattr(m, "comfy_cast_weights")]
+x0 = direct_x0(lora_model)
+res["scaled_fp8"]["lowvram"] = {"layers": len(layers), "cast_per_call": sum(bool(m.comfy_cast_weights) for m in layers),
+                                "max_abs_diff": max_diff(x0, want_lora_s), "vs_full_load": max_diff(x0, lora_x0)}
+lora_model.unpatch_model()
+mm.unload_all_models()
+lora_model.load(mm.get_torch_device(), full_load=True)
+switched = offload_blocks(lora_model.model.diffusion_model, 1, lora_model.offload_device)
+x0 = direct_x0(lora_model)
+res["scaled_fp8"]["block_swap"] = {"switched": switched, "max_abs_diff": max_diff(x0, want_lora_s),
+                                   "vs_full_load": max_diff(x0, lora_x0)}
+lora_model.unpatch_model()
+mm.unload_all_models()
 
 # ---------------------------------------------------------------- TorchCompileModel's wrapper (slow on a CPU: opt-in)
 if os.environ.get("CCL_CHECK_COMPILE"):

@@ -6,7 +6,8 @@ Runs tests/comfy_native_check.py with ComfyUI's Python, once with ComfyUI's defa
 with --use-pytorch-cross-attention: the native sampling path equals ccl_core, LoraLoaderModelOnly
 patches the model in three key formats exactly as merging by hand, partial (lowvram) loading keeps
 the result, block swap keeps it, and the launch flag picks the attention kernel the model runs
-through. With CCL_CHECK_COMPILE=1 it also compiles the model with TorchCompileModel's wrapper
+through; a scaled-fp8 file loaded by the CCL Model Loader stays fp8 in this ComfyUI's own fp8 ops and
+gives the step of the file dequantized by hand, with LoRA, lowvram and block swap. With CCL_CHECK_COMPILE=1 it also compiles the model with TorchCompileModel's wrapper
 (inductor) and checks the compiled output: 8 minutes on a 2-core CPU, hence opt-in.
 """
 
@@ -57,3 +58,13 @@ def test_native_model_lora_lowvram_and_attention(tmp_path, flags, kernel):
         assert res["compile"]["max_abs_diff"] < 1e-5 and res["compile"]["again_max_abs_diff"] < 1e-5, res["compile"]
     bs = res["block_swap"]  # all but the first block pair cast per call, LoRA kept
     assert bs["switched"] > 0 and bs["max_abs_diff"] < 1e-5, bs
+    fp8 = res["scaled_fp8"]  # a scaled-fp8 file kept in fp8 by this ComfyUI's own ops (feature-detected)
+    assert fp8["route"] in ("scaled_fp8", "mixed_precision"), fp8
+    assert fp8["route"] + "_ops" in fp8["ops"] and fp8["weight"] == "torch.float8_e4m3fn", fp8
+    assert fp8["parity"] < 1e-5, fp8  # the step of the same file dequantized by hand
+    lora, bound = fp8["lora"], fp8["quant_error"]  # bound: the file's own fp8 rounding, at the output
+    # LoRA on fp8 weights re-rounds the patched layers: nearer the merged weights than one rounding of all
+    assert lora["patched_keys"] == 4 and lora["max_abs_diff"] < bound and lora["from_base"] > 0.5 * lora["effect"], fp8
+    lv = fp8["lowvram"]
+    assert lv["cast_per_call"] > 0.8 * lv["layers"] and lv["max_abs_diff"] < bound, fp8
+    assert fp8["block_swap"]["switched"] > 0 and fp8["block_swap"]["vs_full_load"] < 1e-5, fp8
