@@ -288,8 +288,9 @@ def offload_blocks(diffusion_model: DualStreamModel, resident: int, offload_devi
                         m.prev_comfy_cast_weights = m.comfy_cast_weights
                     m.comfy_cast_weights = True
                     switched += 1
-                for p in m.parameters(recurse=False):
-                    p.data = p.data.to(offload_device)
+                # through the module's own _apply, as Module.to does: quantized layers (0.12+'s mixed-precision
+                # ops) re-wrap their QuantizedTensor weights there, which a plain `p.data =` would not
+                m._apply(lambda t: t.to(offload_device), recurse=False)
     return switched
 
 
