@@ -382,8 +382,8 @@ def _mixed_precision_model(header: Header, scaled: ScaledFP8, config: ModelConfi
     if SCALED_FP8_KEY not in sd:  # the marker convert_old_quants keys on (2 elements: no fp8 matmul)
         sd[SCALED_FP8_KEY] = torch.zeros(0 if scaled.fp8_matmul else 2, dtype=torch.float8_e4m3fn)
     sd, _ = comfy.utils.convert_old_quants(sd, "", metadata={})
-    patcher = create_model(config, spec, shift, None, ("mixed_precision", comfy.utils.detect_layer_quantization(sd, "")),
-                           params)
+    quant_config = comfy.utils.detect_layer_quantization(sd, "")
+    patcher = create_model(config, spec, shift, None, ("mixed_precision", quant_config), params)
     sd.update(DualStreamModel.fresh_parameters(config, new_params, like=sd))
     missing, unexpected = patcher.model.diffusion_model.load_state_dict(sd, strict=False)
     if missing or unexpected:

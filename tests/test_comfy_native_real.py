@@ -7,7 +7,8 @@ with --use-pytorch-cross-attention: the native sampling path equals ccl_core, Lo
 patches the model in three key formats exactly as merging by hand, partial (lowvram) loading keeps
 the result, block swap keeps it, and the launch flag picks the attention kernel the model runs
 through; a scaled-fp8 file loaded by the CCL Model Loader stays fp8 in this ComfyUI's own fp8 ops and
-gives the step of the file dequantized by hand, with LoRA, lowvram and block swap. With CCL_CHECK_COMPILE=1 it also compiles the model with TorchCompileModel's wrapper
+gives the step of the file dequantized by hand, with LoRA, lowvram and block swap. With
+CCL_CHECK_COMPILE=1 it also compiles the model with TorchCompileModel's wrapper
 (inductor) and checks the compiled output: 8 minutes on a 2-core CPU, hence opt-in.
 """
 

@@ -84,9 +84,9 @@ def test_mixed_precision_route_keeps_the_files_fp8_and_scales(monkeypatch, files
     q = dm.video_model.blocks[0].self_attn.q
     assert type(q).__qualname__.startswith("mixed_precision_ops")
     assert q.weight.dtype == torch.float8_e4m3fn and q.quant_format == "float8_e4m3fn"
-    header = checkpoint.read_header(path)
-    assert torch.equal(q.weight_scale, checkpoint.read_tensor(open(path, "rb"),
-                                                              header.tensors["video_model.blocks.0.self_attn.q.scale_weight"]))
+    scale = checkpoint.read_header(path).tensors["video_model.blocks.0.self_attn.q.scale_weight"]
+    with open(path, "rb") as f:
+        assert torch.equal(q.weight_scale, checkpoint.read_tensor(f, scale))
     assert dm.video_model.head.head.weight_scale is None  # a layer the file does not scale: plain weight
     assert _rel(dm, ref) < 1e-5  # fp8 * scale is exactly the dequantized weight
 
