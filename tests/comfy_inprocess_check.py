@@ -5,8 +5,9 @@
 Loads the pack the way ComfyUI does, builds a tiny random CCL model, and checks with the real
 samplers: every guidance form through SamplerCustomAdvanced; a2v and v2a through SamplerCustomAdvanced
 and KSampler (the conditioning stream after sampling vs the given clean latent, and after CCL Split /
-CCL Decode, which restore it); the guider's two negatives (Ovi's audio negative) against ccl_core; that a native VAE (pixel_space) decodes a split video half. Writes
-the results as JSON for tests/test_comfy_integration.py.
+CCL Decode, which restore it); the guider's two negatives (Ovi's audio negative) against ccl_core;
+that a native VAE (pixel_space) decodes a split video half. Writes the results as JSON for
+tests/test_comfy_integration.py.
 """
 
 import asyncio

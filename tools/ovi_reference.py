@@ -486,7 +486,8 @@ def make_fixture(ovi, out_dir, seed, fresh=False):
             "engine": OVI_ENGINE,
             "engine_sha256": engine_sha,
             "how": "the assignments above are taken from Ovi's engine source with ast and executed as they "
-                   "stand, each prediction given as a one-element list holding the batch; the positive reads in.vid_context / in.audio_context, the negative "
+                   "stand, each prediction given as a one-element list holding the batch; the positive "
+                   "reads in.vid_context / in.audio_context, the negative "
                    "in.vid_negative / in.audio_negative (one negative per tower, as in Ovi)",
         },
         "negatives": {
