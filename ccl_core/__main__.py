@@ -59,6 +59,8 @@ def _check_options(args) -> None:
             raise ValueError(f"{option} is only used by --task {task}; --task {args.task} would ignore it")
     if args.task in given and getattr(args, given[args.task][2:]) is None:
         raise ValueError(f"--task {args.task} needs {given[args.task]} FILE")
+    if args.guidance == "none" and (args.negative or args.negative_audio is not None):
+        raise ValueError("--guidance none has no unconditional branch: --negative / --negative-audio would be ignored")
     if not 1 <= args.threads <= MAX_THREADS:
         raise ValueError(f"--threads must be in 1..{MAX_THREADS} (this machine's cores), got {args.threads}")
     for option in ("video_scale", "audio_scale", "video_av_scale", "audio_av_scale"):
@@ -83,8 +85,9 @@ def _generate(args, state: dict) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     pipe = load_pipeline(args.model)
-    if args.prompt is not None:
-        pipe.text_encoder.tokenize([args.prompt])  # an unknown word fails here, listing the vocabulary
+    for text in (args.prompt, args.negative, args.negative_audio):
+        if text is not None:
+            pipe.text_encoder.tokenize([text])  # an unknown word fails here, listing the vocabulary
     audio = frames = None
     seconds = world.NUM_FRAMES / world.FPS
     if args.task == "a2v":
@@ -96,7 +99,7 @@ def _generate(args, state: dict) -> int:
     state["bar"] = None if args.quiet else ProgressBar(args.steps)
     result = generate(pipe, args.prompt or "", seed=args.seed, steps=args.steps, sampler=args.sampler,
                       shift=args.shift, guidance=guidance, task=args.task, audio=audio, frames=frames,
-                      progress=state["bar"])
+                      progress=state["bar"], negative=args.negative, negative_audio=args.negative_audio)
     path = write_mp4(args.out, result.frames, result.fps, result.waveform, result.sample_rate,
                      overwrite=args.overwrite)
     if not args.quiet:
@@ -152,6 +155,10 @@ def main(argv=None) -> int:
     g.add_argument("--audio-scale", type=float, default=3.0)
     g.add_argument("--video-av-scale", type=float, default=2.0, help="decoupled form: cross-modal scale (video)")
     g.add_argument("--audio-av-scale", type=float, default=2.0, help="decoupled form: cross-modal scale (audio)")
+    g.add_argument("--negative", default="", help="negative prompt: the unconditional text (default: the null "
+                   "text); of the video tower alone when --negative-audio is given")
+    g.add_argument("--negative-audio", default=None, help="the audio tower's own negative prompt (Ovi guides each "
+                   "tower with its own; default: --negative)")
     g.add_argument("--task", choices=["t2av", "a2v", "v2a"], default="t2av")
     g.add_argument("--audio", help="input sound for --task a2v (any format PyAV reads)")
     g.add_argument("--video", help="input video for --task v2a")

@@ -92,10 +92,13 @@ class ProgressBar:
 def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "dpmpp_2m", shift: float = 3.0,
              guidance: Optional[Guidance] = None, negative: str = "", task: str = "t2av",
              audio: Optional[torch.Tensor] = None, frames: Optional[torch.Tensor] = None,
-             image: Optional[torch.Tensor] = None, progress: Optional[Callable] = None) -> Result:
+             image: Optional[torch.Tensor] = None, progress: Optional[Callable] = None,
+             negative_audio: Optional[str] = None) -> Result:
     """One clip. For task "a2v" pass `audio` (waveform [S] at the pipeline's rate); for "v2a" pass
     `frames` ([T, H, W, 3] at the pipeline's fps and size); for "i2av" pass `image` ([H, W, 3] in
-    0..1, the pipeline's size), the clip's first frame. The given stream or frame is held clean."""
+    0..1, the pipeline's size), the clip's first frame. The given stream or frame is held clean.
+    `negative` is the unconditional text of both towers, or of the video tower only when
+    `negative_audio` gives the audio tower its own (Ovi guides with one negative per tower)."""
     check_settings(seed, steps, shift)
     if task not in GENERATE_TASKS:
         raise ValueError(f"task must be one of {', '.join(map(repr, GENERATE_TASKS))}, got {task!r}")
@@ -110,6 +113,7 @@ def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "
     device = pipe.model.device
     text, _ = pipe.text_encoder.encode([prompt])
     uncond, _ = pipe.text_encoder.encode([negative])
+    uncond_audio = None if negative_audio is None else pipe.text_encoder.encode([negative_audio])[0].to(device)
     vshape = pipe.video_ae.latent_shape()
     ashape = pipe.audio_ae.latent_shape()
     g = torch.Generator().manual_seed(seed)
@@ -129,7 +133,7 @@ def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "
 
     def velocity(x, sigma):
         v, a = guided_velocity(model, x["video"], x["audio"], sigma, None, text.to(device), uncond.to(device),
-                               guidance, tasks=task)
+                               guidance, tasks=task, uncond_text_audio=uncond_audio)
         return {"video": v, "audio": a}
 
     out = sample(velocity, latents, flow_sigmas(steps, shift), sampler, hold=hold, callback=progress)

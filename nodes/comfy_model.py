@@ -19,6 +19,7 @@ into per-row tensors that batch across conds, so one model call can mix tasks an
   ccl_ctx_only    bool: force the context-tokens-only route (UCG's unconditional branches)
   ccl_skip        int: fusion block to skip for this cond (Ovi's skip-layer guidance), -1 none
   ccl_null_text   bool: use the model's null text (zeros; ToyAV: the empty prompt) instead of the cond's text
+  ccl_text_audio  text of the audio tower when it differs from the video tower's (the guider's negative_audio)
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ class CCLDualStream(DualStreamModel):
         self.eval()
 
     def forward(self, x, timestep, context=None, control=None, transformer_options={}, ccl_task=None,
-                ccl_ctx_only=None, ccl_skip=None, ccl_clean_video=None, ccl_clean_audio=None, **kwargs):
+                ccl_ctx_only=None, ccl_skip=None, ccl_clean_video=None, ccl_clean_audio=None, ccl_text_audio=None,
+                **kwargs):
         if torch.is_tensor(x):
             raise ValueError("a CCL model takes a joint audio-video latent; make it with 'CCL Empty Joint "
                              f"Latent' (got a plain latent {list(x.shape)})")
@@ -155,7 +157,8 @@ class CCLDualStream(DualStreamModel):
                     raise ValueError(f"one batch can skip only one fusion block, got {blocks}")
                 skip_block, skip_rows = int(blocks[0]), skip >= 0
         v_video, v_audio = super().forward(inputs["video"], inputs["audio"], sigma, sigma, context, tasks=tasks,
-                                           ctx_only=ctx_only, skip_block=skip_block, skip_rows=skip_rows)
+                                           ctx_only=ctx_only, skip_block=skip_block, skip_rows=skip_rows,
+                                           text_audio=ccl_text_audio)
         out = {"video": v_video, "audio": v_audio}
         # A stream the task does not generate is held by the model itself, with no sampler mask (ComfyUI
         # versions read a mask over a joint latent differently): its velocity is the one whose denoised
@@ -228,13 +231,10 @@ class CCLBaseModel(comfy.model_base.BaseModel):
         if text is not None:
             if kwargs.get("ccl_null_text", False):
                 text = null_text_for(self.ccl_spec, text)
-            limit = self.ccl_config.text_len
-            if text.shape[1] > limit:
-                if not self._warned_text:
-                    log.warning("CCL: text has %d tokens, the model reads %d: the rest is cut", text.shape[1], limit)
-                    self._warned_text = True
-                text = text[:, :limit]
-            out["c_crossattn"] = ZeroPadCrossAttn(text)
+            out["c_crossattn"] = ZeroPadCrossAttn(self._fit_text(text))
+        text_audio = kwargs.get("ccl_text_audio")
+        if text_audio is not None:
+            out["ccl_text_audio"] = ZeroPadCrossAttn(self._fit_text(text_audio))
         shapes = kwargs.get("latent_shapes")
         if shapes is not None:
             out["latent_shapes"] = comfy.conds.CONDConstant(shapes)
@@ -250,6 +250,16 @@ class CCLBaseModel(comfy.model_base.BaseModel):
             if clean is not None:
                 out[f"ccl_clean_{name}"] = comfy.conds.CONDRegular(clean)
         return out
+
+    def _fit_text(self, text: torch.Tensor) -> torch.Tensor:
+        """The text cut to the tokens the model reads (warned once)."""
+        limit = self.ccl_config.text_len
+        if text.shape[1] > limit:
+            if not self._warned_text:
+                log.warning("CCL: text has %d tokens, the model reads %d: the rest is cut", text.shape[1], limit)
+                self._warned_text = True
+            text = text[:, :limit]
+        return text
 
     def memory_required(self, input_shape, cond_shapes={}):
         """Bytes for one forward at this (packed [B, 1, N]) input shape.

@@ -2,7 +2,9 @@
 
 All guidance branches of a step (u, c_text, c_full, ...) are conds of one calc_cond_batch call, so
 ComfyUI batches them into one model call whenever memory allows. The branch flags travel in the
-cond dicts (ccl_ctx_only, ccl_skip, ccl_null_text; see comfy_model.py). The packed x0 prediction
+cond dicts (ccl_ctx_only, ccl_skip, ccl_null_text; see comfy_model.py), and so does the audio
+tower's own text (ccl_text_audio) when an audio negative is connected: Ovi guides each tower with
+its own negative prompt. The packed x0 prediction
 of each branch is split per modality with the latent shapes and combined per stream by
 ccl_core.guidance.Guidance.combine. Its forms are affine with weights summing to one, so combining
 denoised x0 (what ComfyUI's guiders return) equals combining velocities.
@@ -20,13 +22,27 @@ from .api import io
 from .common import CATEGORY, null_text_for, null_text_like, spec_of
 
 TASK_KEYS = ("ccl_task", "ccl_clean_video", "ccl_clean_audio")
+AUDIO_TEXT_KEY = "ccl_text_audio"  # the audio tower's text, when it differs from the video tower's
 
 
-def branch_conds(guidance: Guidance, positive, negative=None, spec=None):
+def audio_text_of(negative_audio):
+    """The one text tensor of an audio-negative CONDITIONING (a guider branch has one audio text)."""
+    if negative_audio is None:
+        return None
+    if len(negative_audio) != 1:
+        raise ValueError(f"negative_audio must be one text encoding, got a CONDITIONING of {len(negative_audio)} "
+                         "entries; connect a single text encode node")
+    return negative_audio[0][0]
+
+
+def branch_conds(guidance: Guidance, positive, negative=None, spec=None, negative_audio=None):
     """branch name -> CONDITIONING with that branch's flags; task keys always from the positive.
     Without a negative the unconditional branches read the null text (null_text_like: the
-    encoder's own, else the model's from `spec`)."""
+    encoder's own, else the model's from `spec`). With `negative_audio` the unconditional branches'
+    audio tower reads it instead (Ovi's audio negative); every branch then carries its audio text,
+    the others their own text, so that all branches still batch into one model call."""
     task = {k: v for k, v in positive[0][1].items() if k in TASK_KEYS} if positive else {}
+    audio_uncond = audio_text_of(negative_audio)
     out = {}
     for name, (use_text, full, skips) in guidance.branches.items():
         if use_text:
@@ -38,9 +54,11 @@ def branch_conds(guidance: Guidance, positive, negative=None, spec=None):
         flags = {"ccl_ctx_only": not full, "ccl_skip": guidance.skip_block if skips else -1}
         conds = []
         for t, d in src:
-            d = {k: v for k, v in d.items() if k not in TASK_KEYS}
+            d = {k: v for k, v in d.items() if k not in TASK_KEYS and k != AUDIO_TEXT_KEY}
             d.update(task)
             d.update(flags)
+            if audio_uncond is not None:
+                d[AUDIO_TEXT_KEY] = t if use_text else audio_uncond
             conds.append([t, d])
         out[name] = conds
     return out
@@ -49,10 +67,10 @@ def branch_conds(guidance: Guidance, positive, negative=None, spec=None):
 class CCLGuider(comfy.samplers.CFGGuider):
     """CFGGuider whose predict_noise evaluates every guidance branch in one batch, combined per stream."""
 
-    def set_guidance(self, guidance: Guidance, positive, negative=None, spec=None):
+    def set_guidance(self, guidance: Guidance, positive, negative=None, spec=None, negative_audio=None):
         self.guidance = guidance
         self.branch_names = list(guidance.branches)
-        self.inner_set_conds(branch_conds(guidance, positive, negative, spec))
+        self.inner_set_conds(branch_conds(guidance, positive, negative, spec, negative_audio))
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         names = self.branch_names
@@ -112,21 +130,25 @@ class CCLGuiderNode(io.ComfyNode):
                     "ovi form only: fusion block skipped in the negative branch (Ovi: 11).")),
                 io.Conditioning.Input("negative", optional=True, tooltip=(
                     "Optional negative prompt used in place of the null text in the unconditional branch (left "
-                    "empty: the null text, zeros for Ovi, the empty prompt's encoding for ToyAV).")),
+                    "empty: the null text, zeros for Ovi, the empty prompt's encoding for ToyAV). With "
+                    "negative_audio connected it is the video tower's negative only.")),
+                io.Conditioning.Input("negative_audio", optional=True, tooltip=(
+                    "Optional negative prompt of the audio tower (Ovi guides each tower with its own: e.g. "
+                    "'robotic, muffled, echo, distorted'). Left empty, the audio tower reads the negative.")),
             ],
             outputs=[io.Guider.Output(display_name="guider", tooltip="Guider for SamplerCustomAdvanced.")],
         )
 
     @classmethod
     def execute(cls, model, positive, form, video_scale, audio_scale, video_av_scale, audio_av_scale, skip_block,
-                negative=None):
+                negative=None, negative_audio=None):
         spec = spec_of(model)  # a clear error for a non-CCL model
         layers = model.model.ccl_config.num_layers
         if form == "ovi" and not 0 <= skip_block < layers:
             raise ValueError(f"skip_block {skip_block} is outside this model's {layers} fusion blocks (0..{layers - 1})")
         guidance = Guidance(form, video_scale, audio_scale, video_av_scale, audio_av_scale, skip_block)
         guider = CCLGuider(model)
-        guider.set_guidance(guidance, positive, negative, spec)
+        guider.set_guidance(guidance, positive, negative, spec, negative_audio)
         return io.NodeOutput(guider)
 
 

@@ -5,8 +5,9 @@
 Loads the pack the way ComfyUI does, builds a tiny random CCL model, and checks with the real
 samplers: every guidance form through SamplerCustomAdvanced; a2v and v2a through SamplerCustomAdvanced
 and KSampler (the conditioning stream after sampling vs the given clean latent, and after CCL Split /
-CCL Decode, which restore it); that a native VAE (pixel_space) decodes a split video half. Writes
-the results as JSON for tests/test_comfy_integration.py.
+CCL Decode, which restore it); the guider's two negatives (Ovi's audio negative) against ccl_core;
+that a native VAE (pixel_space) decodes a split video half. Writes the results as JSON for
+tests/test_comfy_integration.py.
 """
 
 import asyncio
@@ -108,6 +109,30 @@ for task, (p, n, l2) in {
     }
     images, aud, _ = N["CCLDecode"].execute(out, px, FakeAudioVAE())
     res[task]["decode"] = {"images": list(images.shape), "audio": list(aud["waveform"].shape), "rate": aud["sample_rate"]}
+
+# Ovi's two negatives through the real samplers: the guider's negative_audio reaches the audio tower
+# (cond key ccl_text_audio) and both branches still run as one batch. One Euler step from s to 0
+# returns the guided x0 = x - s * v, compared with ccl_core's guided_velocity.
+neg_v, neg_a = torch.randn(1, 3, 16), torch.randn(1, 4, 16)
+dm, calls = model.model.diffusion_model, []
+dm.forward = lambda x, *a, _f=dm.forward, **k: calls.append(x[0].shape[0]) or _f(x, *a, **k)
+g = N["CCLGuider"].execute(model, pos, "ovi", 4.0, 3.0, 2.0, 2.0, 1, negative=[[neg_v, {}]],
+                           negative_audio=[[neg_a, {}]])[0]
+s = 0.6
+out2 = SamplerCustomAdvanced().sample(Noise_RandomNoise(5), g, sampler, torch.tensor([s, 0.0]), lat)[0]
+del dm.forward
+nv, na = Noise_RandomNoise(5).generate_noise(lat).unbind()
+ov, oa = out2["samples"].unbind()
+ovi_g = core.guidance.Guidance("ovi", 4.0, 3.0, 2.0, 2.0, skip_block=1)
+with torch.no_grad():
+    ev, ea = core.guidance.guided_velocity(net, s * nv, s * na, s, s, pos[0][0], neg_v, ovi_g, uncond_text_audio=neg_a)
+    _, ea_one = core.guidance.guided_velocity(net, s * nv, s * na, s, s, pos[0][0], neg_v, ovi_g)
+res["two_negatives"] = {
+    "video_max_abs_diff": float((ov - (s * nv - s * ev)).abs().max()),
+    "audio_max_abs_diff": float((oa - (s * na - s * ea)).abs().max()),
+    "audio_vs_one_negative": float((oa - (s * na - s * ea_one)).abs().max()),
+    "model_call_batches": calls,
+}
 
 v_half, a_half = N["CCLSplitLatent"].execute(out)
 img = comfy_nodes.VAEDecode().decode(px, {"samples": v_half["samples"][:, :, 0]})[0]  # one frame: an image latent

@@ -384,6 +384,8 @@ def _main(capsys, *args):
     (["--task", "a2v"], r"--task a2v needs --audio FILE"),
     (["--video-scale", "inf"], r"--video-scale must be a finite number"),
     (["--shift", "0"], r"--shift must be a finite number > 0"),
+    (["--guidance", "none", "--negative-audio", "a red circle"], r"--guidance none has no unconditional branch"),
+    (["--negative-audio", "muffled echo"], r"unknown ToyAV word\(s\) \['muffled', 'echo'\]"),
 ])
 def test_cli_options_refused_in_one_line(capsys, tmp_path, args, message):
     code, err = _main(capsys, "--prompt", "a red circle bouncing", "--out", tmp_path / "x.mp4", *args)

@@ -346,7 +346,8 @@ def test_wrong_checkpoint_gives_clear_error(server):
 
 
 def test_tasks_hold_the_clean_stream_in_real_comfy(tmp_path):
-    """a2v / v2a with the real samplers: the conditioning stream ends equal to the clean latent."""
+    """a2v / v2a with the real samplers: the conditioning stream ends equal to the clean latent; the
+    guider's two negatives (Ovi's audio negative) equal ccl_core's guidance, in one batch."""
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     out = tmp_path / "res.json"
     run = subprocess.run([python, os.path.join(ROOT, "tests", "comfy_inprocess_check.py"), str(out)],
@@ -361,3 +362,6 @@ def test_tasks_hold_the_clean_stream_in_real_comfy(tmp_path):
         assert r["split_exact"] and r["generated_stream_changed"], r
         assert r["decode"]["images"] == [8, 16, 16, 3] and r["decode"]["audio"] == [1, 1, 88200], r
     assert res["native_vae_decode_of_split_frame"] == [1, 16, 16, 3]
+    r = res["two_negatives"]  # the audio negative is read, and the ovi form's 2 branches are one batch
+    assert r["video_max_abs_diff"] < 1e-4 and r["audio_max_abs_diff"] < 1e-4 and r["audio_vs_one_negative"] > 1e-3, r
+    assert r["model_call_batches"] == [2], r

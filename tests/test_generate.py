@@ -10,6 +10,7 @@ import torch
 
 from ccl_core.checkpoint import save_checkpoint
 from ccl_core.generate import generate
+from ccl_core.guidance import Guidance
 from ccl_core.media import MediaError, MediaWarning, read_audio, read_video, write_mp4
 from ccl_core.model import DualStreamModel
 from ccl_core.toyav import world
@@ -57,6 +58,21 @@ def test_given_stream_is_kept_in_a2v_and_v2a(pipe):
     assert torch.equal(r.frames, frames)
     with pytest.raises(ValueError, match="needs an input audio"):
         generate(pipe, "a red circle bouncing", task="a2v")
+
+
+def test_negative_audio_is_the_audio_towers_own_negative():
+    """Ovi's two negatives: `negative_audio` is the audio tower's unconditional text. In the joint form
+    the unconditional branch is ctx-only, so in one step (later steps read the other stream's new
+    state) the video cannot read it: only the audio changes. (The embedded model: a random-init one
+    has zero heads, which no text can move.)"""
+    pipe = load_pipeline()
+    kw = dict(steps=1, guidance=Guidance("joint", 3.0, 3.0))
+    one = generate(pipe, "a red circle bouncing", negative="a blue square", **kw)
+    same = generate(pipe, "a red circle bouncing", negative="a blue square", negative_audio="a blue square", **kw)
+    two = generate(pipe, "a red circle bouncing", negative="a blue square", negative_audio="a green triangle", **kw)
+    torch.testing.assert_close(same.audio_latent, one.audio_latent, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(two.video_latent, one.video_latent, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(two.audio_latent, one.audio_latent, atol=1e-3)
 
 
 def _write_wav(path, data, rate, channels):

@@ -240,6 +240,42 @@ def test_guider_matches_core_guidance(model, form, with_negative):
     assert comfy.samplers.CALLS == [len(guidance.branches)]  # all branches in one model call
 
 
+@pytest.mark.parametrize("form,with_negative", [("ovi", True), ("joint", True), ("decoupled", False)])
+def test_guider_audio_negative_matches_core_guidance(model, form, with_negative):
+    """negative_audio is the audio tower's unconditional text (Ovi's two negatives), through the
+    ccl_text_audio cond key; every branch carries its audio text, so all still run as one batch."""
+    net = core_twin(model)
+    lat = N["CCLEmptyJointLatent"].execute(model, 8, 8, 1.0, 1)[0]
+    v0, a0 = lat["samples"].unbind()
+    g = torch.Generator().manual_seed(4)
+    nv, na = torch.randn(v0.shape, generator=g), torch.randn(a0.shape, generator=g)
+    text, neg, neg_a = (torch.randn(1, n, 16, generator=g) for n in (5, 3, 4))
+    negative = [[neg, {}]] if with_negative else None
+    guider = N["CCLGuider"].execute(model, [[text, {}]], form, 4.0, 3.0, 2.0, 1.5, 1, negative=negative,
+                                    negative_audio=[[neg_a, {}]])[0]
+    comfy.samplers.CALLS.clear()
+    s = 0.6
+    ov, oa = guider.sample(pack.nodes.common.nested((nv, na)), lat["samples"], None, torch.tensor([s, 0.0])).unbind()
+    guidance = core.guidance.Guidance(form, 4.0, 3.0, 2.0, 1.5, skip_block=1)
+    with torch.no_grad():
+        ev, ea = core.guidance.guided_velocity(net, s * nv, s * na, s, s, text, neg if with_negative else None,
+                                               guidance, uncond_text_audio=neg_a)
+        _, ea_one = core.guidance.guided_velocity(net, s * nv, s * na, s, s, text, neg if with_negative else None,
+                                                  guidance)
+    torch.testing.assert_close(ov, s * nv - s * ev, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(oa, s * na - s * ea, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(ea, ea_one, atol=1e-3)  # the audio negative is read: the check can fail
+    assert comfy.samplers.CALLS == [len(guidance.branches)]  # all branches in one model call
+
+
+def test_guider_audio_negative_is_one_text(model):
+    two = [[torch.zeros(1, 2, 16), {}], [torch.zeros(1, 3, 16), {}]]
+    with pytest.raises(ValueError, match="negative_audio must be one text encoding, got a CONDITIONING of 2"):
+        N["CCLGuider"].execute(model, [[torch.zeros(1, 2, 16), {}]], "ovi", 4.0, 3.0, 2.0, 2.0, 1, negative_audio=two)
+    info = node_info(N["CCLGuider"])
+    assert info["input_order"]["optional"] == ["negative", "negative_audio"]  # old workflows keep loading
+
+
 def test_null_text_node(model):
     (cond,) = N["CCLNullText"].execute(model)
     assert cond[0][0].shape == (1, 1, 16) and not cond[0][0].any()

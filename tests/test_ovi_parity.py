@@ -13,6 +13,7 @@ import torch
 from safetensors import safe_open
 
 from ccl_core.checkpoint import detect_kind, load_checkpoint, read_header
+from ccl_core.guidance import Guidance, guided_velocity
 
 FIX = pathlib.Path(__file__).parent / "fixtures"
 TOL = 1e-4  # relative error, float32
@@ -97,3 +98,37 @@ def test_modality_guidance_on_ovi_weights(ovi):
     v_ctx, a_ctx = call(model, io, ctx_only=True)
     assert rel(v_ctx, io["out.video_only.video"]) < TOL
     assert rel(a_ctx, io["out.audio_only.audio"]) < TOL
+
+
+def test_i2av_forward_matches_ovi_first_frame_is_clean(ovi):
+    """i2av (Ovi's i2v): latent frame 0 is the image latent, its tokens at timestep 0, as Ovi's
+    first_frame_is_clean=True; in.video[:, :, :1] stands for the image latent Ovi's engine writes there."""
+    model, io, _ = ovi
+    v, a = call(model, io, tasks="i2av")
+    assert rel(v, io["out.first_frame_clean.video"]) < TOL
+    assert rel(a, io["out.first_frame_clean.audio"]) < TOL
+    # the check can fail: the clean frame changes both streams (audio through fusion)
+    assert rel(io["out.first_frame_clean.video"], io["out.full.video"]) > 100 * TOL
+    assert rel(io["out.first_frame_clean.audio"], io["out.full.audio"]) > 100 * TOL
+
+
+@pytest.mark.parametrize("task,pos,guided", [("t2av", "full", "guided"), ("i2av", "first_frame_clean", "i2av_guided")])
+def test_two_negatives_guidance_matches_ovi_engine(ovi, task, pos, guided):
+    """Ovi's engine guides each tower with its own negative prompt (video negative for the video
+    tower, audio negative for the audio tower) in one skip-layer pass; the stored result is Ovi's
+    own guidance lines run on Ovi's outputs (tools/ovi_reference.py)."""
+    model, io, meta = ovi
+    g = meta["guidance"]
+    guidance = Guidance("ovi", video_scale=g["scales"]["video_guidance_scale"],
+                        audio_scale=g["scales"]["audio_guidance_scale"], skip_block=g["slg_layer"])
+    t = io["in.t"] / 1000.0
+    v, a = guided_velocity(model, io["in.video"], io["in.audio"], t, t, io["in.vid_context"], io["in.vid_negative"],
+                           guidance, tasks=task, text_audio=io["in.audio_context"],
+                           uncond_text_audio=io["in.audio_negative"])
+    assert rel(v, io[f"out.{guided}.video"]) < 1e-5
+    assert rel(a, io[f"out.{guided}.audio"]) < 1e-5
+    # the check can fail: one negative for both towers (the video one) gives other audio
+    _, a_one = guided_velocity(model, io["in.video"], io["in.audio"], t, t, io["in.vid_context"],
+                               io["in.vid_negative"], guidance, tasks=task, text_audio=io["in.audio_context"])
+    assert rel(a_one, io[f"out.{guided}.audio"]) > 1e-3
+    assert rel(io[f"out.{guided}.video"], io[f"out.{pos}.video"]) > 1e-3

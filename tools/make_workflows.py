@@ -24,6 +24,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, ROOT)
+from ccl_core.ovi import OVI_AUDIO_NEGATIVE, OVI_VIDEO_NEGATIVE  # noqa: E402  (Ovi's defaults, one place)
 NATIVE_TXT = os.path.join(ROOT, "tests", "native_nodes.txt")
 NATIVE_SPECS = os.path.join(ROOT, "tests", "native_node_specs.json")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -31,7 +33,6 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 OVI_PROMPT = ("A young woman with curly hair sits at a piano in a sunlit room and sings, looking at the camera: "
               "<S>The morning light is all I need.<E> "
               "<AUDCAP>Clear female singing voice with soft piano accompaniment, small room ambience.<ENDAUDCAP>")
-OVI_NEGATIVE = "jitter, bad hands, blur, distortion, robotic, muffled, echo, distorted"
 
 TOYAV_INPUTS = "workflows/inputs"  # shipped input files; LoadAudio / LoadVideo read them from ComfyUI/input
 TOYAV_A2V_AUDIO = "ccl_toyav_a2v_input.wav"  # made by tools/make_toyav_inputs.py: "a blue square bouncing"
@@ -106,12 +107,13 @@ WORKFLOWS = {
             (3, "CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
                                "device": "default"}, {}, None),
             (4, "CLIPTextEncode", {"text": OVI_PROMPT}, {"clip": (3, 0)}, "Prompt (speech in <S>..<E>, sound in <AUDCAP>..<ENDAUDCAP>)"),
-            (5, "CLIPTextEncode", {"text": OVI_NEGATIVE}, {"clip": (3, 0)}, "Negative prompt"),
+            (5, "CLIPTextEncode", {"text": OVI_VIDEO_NEGATIVE}, {"clip": (3, 0)}, "Video negative prompt"),
+            (17, "CLIPTextEncode", {"text": OVI_AUDIO_NEGATIVE}, {"clip": (3, 0)}, "Audio negative prompt"),
             (6, "CCLEmptyJointLatent", {"width": 704, "height": 704, "seconds": 5.0, "batch_size": 1},
              {"model": (2, 0)}, None),
             (7, "CCLGuider", {"form": "ovi", "video_scale": 4.0, "audio_scale": 3.0, "video_av_scale": 2.0,
                               "audio_av_scale": 2.0, "skip_block": 11},
-             {"model": (2, 0), "positive": (4, 0), "negative": (5, 0)}, None),
+             {"model": (2, 0), "positive": (4, 0), "negative": (5, 0), "negative_audio": (17, 0)}, None),
             (8, "KSamplerSelect", {"sampler_name": "uni_pc"}, {}, None),
             (9, "BasicScheduler", {"scheduler": "simple", "steps": 50, "denoise": 1.0}, {"model": (2, 0)}, None),
             (10, "RandomNoise", {"noise_seed": 103}, {}, None),

@@ -24,7 +24,9 @@ monkeypatched at run time so that its forward pass runs on CPU in float32:
 Nothing else is touched: the computation is Ovi's. Sequence parallelism stays off (Ovi's default).
 
 Modes:
-  (default)       build the tiny fixture (tests/fixtures/ovi_tiny*.safetensors)
+  (default)       build the tiny fixture (tests/fixtures/ovi_tiny*.safetensors); tensors already
+                  stored there are kept bit for bit and only missing ones are added
+  --fresh         rewrite the whole fixture from scratch
   --verify-spec   check an independent from-the-spec forward (written here, not Ovi's code)
                   against Ovi's output, plus variants that break each convention
   --bench         time Ovi's forward at a medium config (median of 3, 2 threads)
@@ -219,6 +221,12 @@ MEDIUM = dict(dim=512, num_heads=8, ffn_dim=2048, freq_dim=256, num_layers=4, te
 MEDIUM_SHAPES = dict(video=(16, 16, 24, 24), audio_len=80, vid_text_lens=(40,), audio_text_lens=(40,),
                      t=(870.0,))
 SLG_LAYER = 2
+# Ovi's engine (ovi_fusion_engine.py) guides with a second forward on the negatives: the video tower
+# reads the video negative prompt, the audio tower the audio negative, fusion block slg_layer skipped,
+# first_frame_is_clean as in the positive. Scales: Ovi's inference_fusion.yaml.
+OVI_ENGINE = "ovi/ovi_fusion_engine.py"
+GUIDE_SCALES = dict(video_guidance_scale=4.0, audio_guidance_scale=3.0)
+NEG_TEXT_LENS = dict(video=(5, 8), audio=(6, 10))
 
 
 def build_model(ovi, vcfg, acfg, seed):
@@ -259,6 +267,42 @@ def make_inputs(vcfg, acfg, shapes, seed):
     vid_seq_len = (f // pt) * (h // ph) * (w // pw)
     return dict(vid=vid, aud=aud, vctx=vctx, actx=actx, t=t, vid_seq_len=vid_seq_len,
                 aud_seq_len=shapes["audio_len"])
+
+
+def make_negatives(vcfg, acfg, seed):
+    """Negative-prompt embeddings, from their own generator so that adding them changes no other draw."""
+    g = torch.Generator().manual_seed(seed + 2)
+    vneg = [torch.randn(n, vcfg["text_dim"], generator=g) for n in NEG_TEXT_LENS["video"]]
+    aneg = [torch.randn(n, acfg["text_dim"], generator=g) for n in NEG_TEXT_LENS["audio"]]
+    return vneg, aneg
+
+
+def ovi_guidance_lines(ovi_path):
+    """Ovi's own guidance formula: the two assignments of pred_video_guided / pred_audio_guided in its
+    engine's sampling loop, compiled verbatim (no re-typing of the formula), and the engine's SHA-256."""
+    import ast
+
+    path = os.path.join(ovi_path, OVI_ENGINE)
+    with open(path, "rb") as f:
+        raw = f.read()
+    tree = ast.parse(raw.decode("utf-8"))
+    wanted = ("pred_video_guided", "pred_audio_guided")
+    found = [n for n in ast.walk(tree) if isinstance(n, ast.Assign) and len(n.targets) == 1
+             and isinstance(n.targets[0], ast.Name) and n.targets[0].id in wanted]
+    if sorted(n.targets[0].id for n in found) != sorted(wanted):
+        raise SystemExit(f"{path}: expected one assignment each of {wanted}, found "
+                         f"{[n.targets[0].id for n in found]}")
+    source = [ast.get_source_segment(raw.decode("utf-8"), n) for n in found]
+    code = compile(ast.Module(body=found, type_ignores=[]), path, "exec")
+    return code, source, hashlib.sha256(raw).hexdigest()
+
+
+def ovi_guided(code, pos, neg, scales):
+    """Run Ovi's guidance lines on (video, audio) predictions; returns (video, audio)."""
+    ns = dict(pred_vid_pos=[pos[0]], pred_vid_neg=[neg[0]], pred_audio_pos=[pos[1]], pred_audio_neg=[neg[1]],
+              **scales)
+    exec(code, {}, ns)
+    return ns["pred_video_guided"], ns["pred_audio_guided"]
 
 
 def pad_text(ctx, text_len):
@@ -327,7 +371,11 @@ def maxdiff(a, b):
 # --------------------------------------------------------------------------------------------
 # Fixture
 # --------------------------------------------------------------------------------------------
-def make_fixture(ovi, out_dir, seed):
+def make_fixture(ovi, out_dir, seed, fresh=False):
+    """Write the tiny fixture. Unless `fresh`, tensors already stored in out_dir are kept bit for bit
+    (a rerun on another machine or torch differs in the last float bits) and only runs missing there
+    are added; the weights file is then left as it is, after checking it holds the same weights."""
+    from safetensors import safe_open
     from safetensors.torch import save_file, load_file
 
     vcfg, acfg = make_configs(**TINY)
@@ -345,6 +393,12 @@ def make_fixture(ovi, out_dir, seed):
     vo_v, _ = run_ovi(ovi, model, inp, audio=False)
     _, ao_a = run_ovi(ovi, model, inp, video=False)
     ffc_v, ffc_a = run_ovi(ovi, model, inp, first_frame_is_clean=True)
+
+    # Ovi's engine: a positive and a negative forward, combined by its own guidance lines.
+    vneg, aneg = make_negatives(vcfg, acfg, seed)
+    guide_code, guide_src, engine_sha = ovi_guidance_lines(ovi.path)
+    neg = run_ovi(ovi, model, inp, vctx=vneg, actx=aneg, slg_layer=SLG_LAYER)
+    i2av_neg = run_ovi(ovi, model, inp, vctx=vneg, actx=aneg, slg_layer=SLG_LAYER, first_frame_is_clean=True)
 
     checks = {}
     s0_v, s0_a = run_ovi(ovi, model, inp, slg_layer=0)
@@ -365,6 +419,8 @@ def make_fixture(ovi, out_dir, seed):
     checks["batch item 1 alone == item 1 in batch"] = max(maxdiff(b1v, full_v[1:]), maxdiff(b1a, full_a[1:]))
     checks["first_frame_is_clean changes video"] = maxdiff(ffc_v, full_v)
     checks["first_frame_is_clean changes audio (via fusion)"] = maxdiff(ffc_a, full_a)
+    checks["negative pass differs from slg2 (video)"] = maxdiff(neg[0], slg_v)
+    checks["negative pass differs from slg2 (audio)"] = maxdiff(neg[1], slg_a)
     for k_, v_ in checks.items():
         print(f"  check {k_}: max|diff| = {v_:.3e}")
     assert checks["slg_layer=0 == no slg"] == 0.0
@@ -407,13 +463,40 @@ def make_fixture(ovi, out_dir, seed):
                           "text cross-attention only",
             "audio_only": "model(None, audio, t, None, audio_context, None, audio_seq_len)",
             "first_frame_clean": "full with first_frame_is_clean=True: video tokens of latent frame 0 get t=0 "
-                                 "(audio t unchanged; audio output changes only through fusion)",
+                                 "(audio t unchanged; audio output changes only through fusion). Ovi's i2v "
+                                 "positive pass: in.video[:, :, :1] stands for the image latent Ovi's engine "
+                                 "writes into video_noise[:, :1]",
         },
         "checks_max_abs_diff": checks,
         "dtypes_computed": sorted(audit.seen),
         "tolerance_hint": "float32 CPU reimplementation should match to ~1e-5 abs",
     }
-    meta_json = json.dumps(meta, indent=1, sort_keys=True)
+    added_runs = {
+        "neg": f"Ovi's engine's negative pass: vid_context=in.vid_negative, audio_context=in.audio_negative, "
+               f"slg_layer={SLG_LAYER}",
+        "i2av_neg": "the same with first_frame_is_clean=True (Ovi's i2v negative pass)",
+        "guided": "Ovi's guidance lines (guidance.formula) on out.full (positive) and out.neg (negative)",
+        "i2av_guided": "Ovi's guidance lines on out.first_frame_clean (positive) and out.i2av_neg (negative)",
+    }
+    added_meta = {
+        "guidance": {
+            "formula": guide_src,
+            "scales": GUIDE_SCALES,
+            "slg_layer": SLG_LAYER,
+            "engine": OVI_ENGINE,
+            "engine_sha256": engine_sha,
+            "how": "the assignments above are taken from Ovi's engine source with ast and executed as they "
+                   "stand, each prediction given as a one-element list holding the batch; the positive "
+                   "reads in.vid_context / in.audio_context, the negative "
+                   "in.vid_negative / in.audio_negative (one negative per tower, as in Ovi)",
+        },
+        "negatives": {
+            "in.vid_negative / in.audio_negative": "[B, text_len, text_dim] zero-padded, lengths in *_lens; "
+                                                   "drawn from torch.Generator(seed + 2)",
+        },
+    }
+    meta["runs"].update(added_runs)
+    meta.update(added_meta)
 
     sd = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
     io = {
@@ -432,12 +515,54 @@ def make_fixture(ovi, out_dir, seed):
     }
     for k_, v_ in inter.items():
         io[f"dbg.full.{k_}"] = v_
+    io.update({
+        "in.vid_negative": pad_text(vneg, vcfg["text_len"]),
+        "in.vid_negative_lens": torch.tensor([u.size(0) for u in vneg], dtype=torch.int64),
+        "in.audio_negative": pad_text(aneg, acfg["text_len"]),
+        "in.audio_negative_lens": torch.tensor([u.size(0) for u in aneg], dtype=torch.int64),
+        "out.neg.video": neg[0], "out.neg.audio": neg[1],
+        "out.i2av_neg.video": i2av_neg[0], "out.i2av_neg.audio": i2av_neg[1],
+    })
     io = {k_: v_.contiguous() for k_, v_ in io.items()}
 
     os.makedirs(out_dir, exist_ok=True)
     w_path = os.path.join(out_dir, "ovi_tiny.safetensors")
     io_path = os.path.join(out_dir, "ovi_tiny_io.safetensors")
-    save_file(sd, w_path, metadata={"ovi_reference": meta_json})
+    keep = not fresh and os.path.exists(w_path) and os.path.exists(io_path)
+    stored = {}
+    if keep:
+        stored_sd = load_file(w_path)
+        if stored_sd.keys() != sd.keys() or any(not torch.equal(stored_sd[k_], sd[k_]) for k_ in sd):
+            raise SystemExit(f"{w_path} holds other weights than this seed and config make; "
+                             "rerun with --fresh to rewrite the fixture")
+        stored = load_file(io_path)
+        for k_ in sorted(stored.keys() & io.keys()):
+            d = maxdiff(stored[k_].double(), io[k_].double())
+            if d:
+                print(f"  kept stored {k_} (this run differs by max|diff| {d:.3e})")
+            io[k_] = stored[k_]
+    # Ovi's guided outputs from the tensors as stored, so that they equal its formula on them exactly.
+    for name, pos_key, neg_key in (("guided", "full", "neg"), ("i2av_guided", "first_frame_clean", "i2av_neg")):
+        if f"out.{name}.video" not in stored:
+            gv, ga = ovi_guided(guide_code, (io[f"out.{pos_key}.video"], io[f"out.{pos_key}.audio"]),
+                                (io[f"out.{neg_key}.video"], io[f"out.{neg_key}.audio"]), GUIDE_SCALES)
+            io[f"out.{name}.video"], io[f"out.{name}.audio"] = gv.contiguous(), ga.contiguous()
+    for k_ in stored.keys() - io.keys():
+        io[k_] = stored[k_]  # a run this version of the harness no longer makes stays as it was
+    if keep:
+        added = sorted(io.keys() - stored.keys())
+        print(f"  added to {io_path}: {', '.join(added) or 'nothing'}")
+        with safe_open(io_path, "pt") as f:
+            fresh_meta, meta = meta, json.loads(f.metadata()["ovi_reference"])
+        if added:
+            meta["runs"] = fresh_meta["runs"]  # descriptions of every run, the kept ones included
+            meta.update(added_meta)
+            meta["checks_max_abs_diff"].update({k_: v_ for k_, v_ in checks.items()
+                                                if k_ not in meta["checks_max_abs_diff"]})
+            meta.setdefault("added_with_torch", {})[torch.__version__] = added
+    meta_json = json.dumps(meta, indent=1, sort_keys=True)
+    if not keep:
+        save_file(sd, w_path, metadata={"ovi_reference": meta_json})
     save_file(io, io_path, metadata={"ovi_reference": meta_json})
     for path in (w_path, io_path):
         os.chmod(path, 0o644)
@@ -739,6 +864,8 @@ def main(argv=None):
     ap.add_argument("--out-dir", default=FIXTURE_DIR)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-fixture", action="store_true", help="skip writing the tiny fixture")
+    ap.add_argument("--fresh", action="store_true",
+                    help="rewrite the fixture from scratch (default: keep the tensors stored there, add missing ones)")
     ap.add_argument("--verify-spec", action="store_true")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--dump-medium", metavar="DIR")
@@ -750,7 +877,7 @@ def main(argv=None):
     ovi = import_ovi(a.ovi_path)
     only_extra = a.bench or a.dump_medium or a.verify_spec
     if not a.no_fixture and not only_extra:
-        w_path, io_path, *_ = make_fixture(ovi, a.out_dir, a.seed)
+        w_path, io_path, *_ = make_fixture(ovi, a.out_dir, a.seed, fresh=a.fresh)
         summarize(w_path)
         summarize(io_path)
     if a.verify_spec:
