@@ -17,9 +17,7 @@ import comfy.utils
 
 from ..ccl_core.guidance import FORMS, Guidance
 from .api import io
-from .common import CATEGORY, null_text_for, null_text_like, spec_of
-
-TASK_KEYS = ("ccl_task", "ccl_clean_video", "ccl_clean_audio")
+from .common import CATEGORY, TASK_KEYS, null_text_for, null_text_like, spec_of
 
 
 def branch_conds(guidance: Guidance, positive, negative=None, spec=None):
