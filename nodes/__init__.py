@@ -6,7 +6,7 @@ NODES of its node classes and add its name to FAMILIES.
 
 from importlib import import_module
 
-FAMILIES = ("model_loading", "latents", "tasks", "guidance", "decode", "video", "toyav")
+FAMILIES = ("model_loading", "latents", "tasks", "extend", "guidance", "decode", "video", "toyav")
 
 NODES = []
 for _name in FAMILIES:

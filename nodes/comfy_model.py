@@ -14,8 +14,11 @@ type FLOW gives `x0 = x - sigma * v`, the rectified-flow convention of ccl_core 
 
 Our keys in a CONDITIONING dict reach `extra_conds` (every key of the dict does) and are turned
 into per-row tensors that batch across conds, so one model call can mix tasks and guidance branches:
-  ccl_task        task name (t2av, t2v, t2a, a2v, v2a), default t2av
-  ccl_clean_video / ccl_clean_audio   clean conditioning latent (model space) of v2a / a2v
+  ccl_task        task name (t2av, t2v, t2a, a2v, v2a, i2av, extend), default t2av
+  ccl_clean_video / ccl_clean_audio   clean latent (model space, the stream's shape): the conditioning
+                  stream of v2a / a2v, or one whose leading part is a clean prefix (i2av, extend)
+  ccl_prefix_video / ccl_prefix_audio int: the clean prefix's length in latent frames / audio latents
+                  (extend; i2av's one frame comes from routing.TASKS), 0 none
   ccl_ctx_only    bool: force the context-tokens-only route (UCG's unconditional branches)
   ccl_skip        int: fusion block to skip for this cond (Ovi's skip-layer guidance), -1 none
   ccl_null_text   bool: use the model's null text (zeros; ToyAV: the empty prompt) instead of the cond's text
@@ -47,7 +50,7 @@ from ..ccl_core.checkpoint import (NEW_PARAMETERS, SCALE_INPUT, SCALE_WEIGHT, SC
 from ..ccl_core.config import ModelConfig
 from ..ccl_core.layers import TorchOps
 from ..ccl_core.model import DualStreamModel
-from ..ccl_core.routing import TASKS
+from ..ccl_core.routing import make_routes, prefix_mask
 from .common import TASK_IDS, TASK_NAMES, LatentSpec, null_text_for
 
 log = logging.getLogger("ccl")
@@ -114,8 +117,8 @@ class CCLDualStream(DualStreamModel):
         self.eval()
 
     def forward(self, x, timestep, context=None, control=None, transformer_options={}, ccl_task=None,
-                ccl_ctx_only=None, ccl_skip=None, ccl_clean_video=None, ccl_clean_audio=None, ccl_text_audio=None,
-                **kwargs):
+                ccl_ctx_only=None, ccl_skip=None, ccl_clean_video=None, ccl_clean_audio=None, ccl_prefix_video=None,
+                ccl_prefix_audio=None, ccl_text_audio=None, **kwargs):
         if torch.is_tensor(x):
             raise ValueError("a CCL model takes a joint audio-video latent; make it with 'CCL Empty Joint "
                              f"Latent' (got a plain latent {list(x.shape)})")
@@ -130,23 +133,15 @@ class CCLDualStream(DualStreamModel):
             sigma = sigma.expand(batch)
         ids = torch.zeros(batch, dtype=torch.long, device=device) if ccl_task is None else ccl_task.to(device).long()
         tasks = [TASK_NAMES[i] for i in ids.tolist()]
-        state = {s: [getattr(TASKS[t], s) for t in tasks] for s in ("video", "audio")}  # noised / clean / absent
-        held = {s: torch.tensor([st == "clean" for st in state[s]], device=device) for s in state}  # a2v / v2a
+        counts = {n: None if c is None else c.to(device).long().flatten()
+                  for n, c in (("video", ccl_prefix_video), ("audio", ccl_prefix_audio))}
+        routes = make_routes(tasks, batch, device=device, video_prefix=counts["video"], audio_prefix=counts["audio"])
         inputs = {"video": video, "audio": audio}
         cleans = {"video": ccl_clean_video, "audio": ccl_clean_audio}
-        for name in ("video", "audio"):
-            rows = held[name]
-            if bool(rows.any()):
-                clean = cleans[name]
-                if clean is None:
-                    raise ValueError(f"task {tasks[int(rows.nonzero()[0])]} needs the clean {name} latent; "
-                                     "set it with the CCL task node")
-                clean = clean.to(device=device, dtype=inputs[name].dtype)
-                if clean.shape != inputs[name].shape:
-                    raise ValueError(f"clean {name} latent {list(clean.shape)} does not match the joint latent's "
-                                     f"{name} {list(inputs[name].shape)}; run the task node on this latent")
-                view = (-1,) + (1,) * (clean.ndim - 1)
-                inputs[name] = torch.where(rows.view(view), clean, inputs[name])
+        holds = {name: held_positions(routes, name, inputs[name], cleans[name], tasks) for name in inputs}
+        for name, (_, given, clean) in holds.items():
+            if given is not None:  # the model reads the clean latent where it is given (timestep 0 there)
+                inputs[name] = torch.where(given, clean.to(inputs[name].dtype), inputs[name])
         ctx_only = None if ccl_ctx_only is None else ccl_ctx_only.to(device).bool()
         skip_block = skip_rows = None
         if ccl_skip is not None:
@@ -156,24 +151,47 @@ class CCLDualStream(DualStreamModel):
                 if len(blocks) > 1:
                     raise ValueError(f"one batch can skip only one fusion block, got {blocks}")
                 skip_block, skip_rows = int(blocks[0]), skip >= 0
-        v_video, v_audio = super().forward(inputs["video"], inputs["audio"], sigma, sigma, context, tasks=tasks,
+        v_video, v_audio = super().forward(inputs["video"], inputs["audio"], sigma, sigma, context, tasks=routes,
                                            ctx_only=ctx_only, skip_block=skip_block, skip_rows=skip_rows,
                                            text_audio=ccl_text_audio)
         out = {"video": v_video, "audio": v_audio}
-        # A stream the task does not generate is held by the model itself, with no sampler mask (ComfyUI
-        # versions read a mask over a joint latent differently): its velocity is the one whose denoised
-        # value (x - sigma * v) is the clean latent (a2v's audio, v2a's video) or zeros (an absent stream).
+        # What the task does not generate is held by the model itself, with no sampler mask (ComfyUI versions
+        # read a mask over a joint latent differently, and a mask would not reach every guider): on held
+        # positions the velocity is the one whose denoised value (x - sigma * v) is the clean latent (a2v's
+        # audio, v2a's video, i2av's first frame, an extension's overlap) or zeros (an absent stream), so any
+        # sampler lands there.
         for name, x_in in (("video", video), ("audio", audio)):
-            rows = torch.tensor([st != "noised" for st in state[name]], device=device)
-            if bool(rows.any()):
-                view = (-1,) + (1,) * (x_in.ndim - 1)
-                target = torch.zeros_like(x_in, dtype=torch.float32)
-                if bool(held[name].any()):
-                    target = torch.where(held[name].view(view), cleans[name].to(device).float(), target)
-                s = sigma.view(view).float()
-                v_hold = torch.where(s > 0, (x_in.float() - target) / s.clamp_min(1e-12), torch.zeros_like(target))
-                out[name] = torch.where(rows.view(view), v_hold.to(out[name].dtype), out[name])
+            mask, given, clean = holds[name]
+            if mask is None:
+                continue
+            target = torch.zeros_like(x_in, dtype=torch.float32)
+            if given is not None:
+                target = torch.where(given, clean.float(), target)
+            s = sigma.view((-1,) + (1,) * (x_in.ndim - 1)).float()
+            v_hold = torch.where(s > 0, (x_in.float() - target) / s.clamp_min(1e-12), torch.zeros_like(target))
+            out[name] = torch.where(mask, v_hold.to(out[name].dtype), out[name])
         return [out["video"], out["audio"]]
+
+
+def held_positions(routes, name: str, x: torch.Tensor, clean: Optional[torch.Tensor], tasks):
+    """(held mask, mask of the positions whose clean latent is given, that clean latent) of one stream, each
+    broadcastable to x; None where nothing is held. Held: a clean stream (a2v, v2a) and a clean prefix
+    (i2av, extend), both at the given latent, and an absent stream (t2v, t2a), at zeros."""
+    view = (-1,) + (1,) * (x.ndim - 1)
+    whole = getattr(routes, f"{name}_clean").view(view)
+    given = whole | prefix_mask(getattr(routes, f"{name}_prefix"), x)
+    absent = ~getattr(routes, f"{name}_present").view(view)
+    if not bool(given.any()):
+        return (absent if bool(absent.any()) else None), None, None
+    if clean is None:
+        row = int(given.flatten(1).any(1).nonzero()[0])
+        raise ValueError(f"task {tasks[row]} needs the clean {name} latent; set it with the CCL task node "
+                         "(or CCL Extend)")
+    clean = clean.to(x.device)
+    if clean.shape != x.shape:
+        raise ValueError(f"clean {name} latent {list(clean.shape)} does not match the joint latent's {name} "
+                         f"{list(x.shape)}; run the task node on this latent")
+    return given | absent, given, clean
 
 
 class ZeroPadCrossAttn(comfy.conds.CONDCrossAttn):
@@ -249,6 +267,9 @@ class CCLBaseModel(comfy.model_base.BaseModel):
             clean = kwargs.get(f"ccl_clean_{name}")
             if clean is not None:
                 out[f"ccl_clean_{name}"] = comfy.conds.CONDRegular(clean)
+            # always set (0: none), so that conds with and without a prefix still batch together
+            out[f"ccl_prefix_{name}"] = comfy.conds.CONDRegular(
+                torch.tensor([int(kwargs.get(f"ccl_prefix_{name}", 0))], dtype=torch.long))
         return out
 
     def _fit_text(self, text: torch.Tensor) -> torch.Tensor:

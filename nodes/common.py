@@ -26,6 +26,9 @@ CCL_KEY = "ccl"
 CATEGORY = "CCL"
 TASK_NAMES = tuple(TASKS)  # DCR's table (ccl_core.routing); a task's id is its index, to batch it in a cond
 TASK_IDS = {name: i for i, name in enumerate(TASK_NAMES)}
+# The cond keys a task node sets (read by the model adapter, nodes/comfy_model.py); every guidance branch
+# carries the positive's.
+TASK_KEYS = ("ccl_task", "ccl_clean_video", "ccl_clean_audio", "ccl_prefix_video", "ccl_prefix_audio")
 # Optional checkpoint metadata: {"video": {...LatentSpec video fields...}, "audio": {...}} as JSON.
 SPACES_METADATA_KEY = "ccl_latent_spaces"
 SHIFT_METADATA_KEY = "ccl_shift"

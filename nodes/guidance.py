@@ -19,9 +19,8 @@ import comfy.utils
 
 from ..ccl_core.guidance import FORMS, Guidance
 from .api import io
-from .common import CATEGORY, null_text_for, null_text_like, spec_of
+from .common import CATEGORY, TASK_KEYS, null_text_for, null_text_like, spec_of
 
-TASK_KEYS = ("ccl_task", "ccl_clean_video", "ccl_clean_audio")
 AUDIO_TEXT_KEY = "ccl_text_audio"  # the audio tower's text, when it differs from the video tower's
 
 

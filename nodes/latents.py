@@ -143,13 +143,21 @@ class CCLJoinLatents(io.ComfyNode):
 
 
 def restore_held(video, audio, meta):
-    """Put back the exact clean conditioning stream of a2v / v2a (the sampler returns it up to rounding)."""
+    """Put back the exact clean values a task held (the sampler returns them up to rounding): a2v's / v2a's
+    whole conditioning stream, or the first meta["prefix"][stream] positions along time (i2av, extend)."""
     clean = meta.get("clean") or {}
-    if "video" in clean and clean["video"].shape == video.shape:
-        video = clean["video"].to(video)
-    if "audio" in clean and clean["audio"].shape == audio.shape:
-        audio = clean["audio"].to(audio)
-    return video, audio
+    prefix = meta.get("prefix") or {}
+    out = {"video": video, "audio": audio}
+    for name, x in out.items():
+        given = clean.get(name)
+        if given is None or given.shape != x.shape:
+            continue
+        n = prefix.get(name)
+        if n is None:
+            out[name] = given.to(x)
+        elif n > 0:
+            out[name] = torch.cat([given[:, :, :n].to(x), x[:, :, n:]], dim=2)
+    return out["video"], out["audio"]
 
 
 NODES = [CCLEmptyJointLatent, CCLSplitLatent, CCLJoinLatents]

@@ -1,9 +1,9 @@
-"""Task nodes (DCR routes): audio-to-video, video-to-audio, video only, audio only.
+"""Task nodes (DCR routes): audio-to-video, video-to-audio, video only, audio only, image-to-video+audio.
 
-Each node writes the task (and the clean conditioning latent of a2v / v2a) into the CONDITIONING
-dicts, where the model adapter reads them (comfy_model.py), and sets a packed noise mask on the
-joint latent that keeps the conditioning (or absent) stream out of the sampler's updates. So the
-native sampler nodes need no change: connect the node's outputs where the plain ones went.
+Each node writes the task (and the clean latent of a2v / v2a, or i2av's clean first frame) into the
+CONDITIONING dicts, where the model adapter reads them (comfy_model.py) and holds what the task does
+not generate at its clean value (or zeros), with no sampler mask. So the native sampler nodes and
+guiders need no change: connect the node's outputs where the plain ones went.
 """
 
 from __future__ import annotations
@@ -12,26 +12,31 @@ import math
 
 import torch
 
+from ..ccl_core.routing import make_routes
 from .api import io
-from .common import (CATEGORY, CCL_KEY, fit_batch, fit_length, latent_spec, nested, null_text_like,
-                     split_joint, to_model_space)
+from .common import (CATEGORY, CCL_KEY, TASK_KEYS, fit_batch, fit_length, latent_spec, nested, null_text_like,
+                     show_warning, split_joint, to_model_space)
 
 
-def with_task(conditioning, task, clean=None):
-    """Copy of a CONDITIONING list with our keys set on every entry."""
+def with_task(conditioning, task, clean=None, prefix=None):
+    """Copy of a CONDITIONING list with our task keys (common.TASK_KEYS) set on every entry."""
     out = []
     for t, d in conditioning:
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k not in TASK_KEYS}
         d["ccl_task"] = task
-        for k in ("ccl_clean_video", "ccl_clean_audio"):
-            d.pop(k, None)
         for name, x in (clean or {}).items():
             d[f"ccl_clean_{name}"] = x
+        for name, n in (prefix or {}).items():
+            d[f"ccl_prefix_{name}"] = int(n)
         out.append([t, d])
     return out
 
 
-def apply_task(positive, negative, latent, task, clean=None):
+def apply_task(positive, negative, latent, task, clean=None, prefix=None, extra=None):
+    """(positive, negative, latent) carrying the task. clean: stream -> clean latent of the stream's shape
+    (a whole conditioning stream, or one whose first prefix[stream] positions along time are the clean
+    prefix); it is also the latent's starting point for that stream. extra: more entries for the latent's
+    CCL metadata."""
     if not positive:
         raise ValueError("positive conditioning is empty")
     video, audio = split_joint(latent, f"the {task} task node")
@@ -41,16 +46,18 @@ def apply_task(positive, negative, latent, task, clean=None):
         video = clean["video"] = fit_batch(clean["video"].to(video), video.shape[0], "the clean video latent")
     if "audio" in clean:
         audio = clean["audio"] = fit_batch(clean["audio"].to(audio), audio.shape[0], "the clean audio latent")
-    # No noise_mask: the model holds the stream the task does not generate (comfy_model.CCLDualStream),
-    # which reads the same on every ComfyUI; a mask over a joint latent does not (0.12 takes a flat one
-    # as the video's alone).
+    # No noise_mask: the model holds what the task does not generate (comfy_model.CCLDualStream), which
+    # reads the same on every ComfyUI and with every guider; a mask over a joint latent does not (0.12
+    # takes a flat one as the video's alone).
     out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask", CCL_KEY)}
-    meta = dict(latent.get(CCL_KEY, {}))
-    meta.update(spec=spec.to_dict(), task=task, clean=clean)
+    meta = {k: v for k, v in latent.get(CCL_KEY, {}).items() if k not in ("clean", "prefix", "extend")}
+    meta.update(spec=spec.to_dict(), task=task, clean=clean, **(extra or {}))
+    if prefix:
+        meta["prefix"] = {k: int(v) for k, v in prefix.items()}
     out.update(samples=nested((video, audio)))
     out[CCL_KEY] = meta
     neg = null_text_like(positive, spec) if negative is None else negative
-    return with_task(positive, task, clean), with_task(neg, task, clean), out
+    return with_task(positive, task, clean, prefix), with_task(neg, task, clean, prefix), out
 
 
 def cond_inputs():
@@ -70,13 +77,13 @@ def task_outputs():
     return [io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning carrying the task."),
             io.Conditioning.Output(display_name="negative", tooltip="Negative conditioning carrying the task."),
             io.Latent.Output(display_name="latent", tooltip=(
-                "Joint latent with the conditioning stream filled in and held by a noise mask."))]
+                "Joint latent with the conditioning stream (or clean prefix) filled in; the model holds it."))]
 
 
-def task_schema(node_id, display_name, description, inputs):
+def task_schema(node_id, display_name, description, inputs, hidden=None):
     return io.Schema(node_id=node_id, display_name=display_name, category=f"{CATEGORY}/tasks",
                      description=description, inputs=cond_inputs() + inputs + [negative_input()],
-                     outputs=task_outputs())
+                     outputs=task_outputs(), hidden=hidden)
 
 
 def _channels_for(vae):
@@ -135,14 +142,32 @@ def encode_video(vae, images: torch.Tensor, fps: float, spec, shape) -> torch.Te
     pix = images[idx][..., :3].float()
     if pix.shape[1:3] != (height, width):
         pix = comfy.utils.common_upscale(pix.movedim(-1, 1), width, height, "bilinear", "center").movedim(1, -1)
+    return fit_length(video_latent(vae, pix, spec), t, dim=2)
+
+
+def video_latent(vae, pix: torch.Tensor, spec) -> torch.Tensor:
+    """Frames [F, H, W, 3] -> the video VAE's latent in the model's space [1, C, T, h, w]."""
     lat = vae.encode(pix)
     if lat.ndim == 4:  # an image VAE: one latent per frame
         lat = lat.movedim(0, 1).unsqueeze(0)
     if lat.ndim != 5 or lat.shape[1] != spec.video_channels:
         raise ValueError(f"the video VAE gave a latent {list(lat.shape)}; this model needs [B, "
-                         f"{spec.video_channels}, T, H, W] (Ovi: the Wan 2.2 VAE)")
-    lat = to_model_space(spec.video_space, lat.float())
-    return fit_length(lat, t, dim=2)
+                         f"{spec.video_channels}, T, H, W] (Ovi: the Wan 2.2 VAE; the embedded ToyAV model: "
+                         "the ToyAV video autoencoder)")
+    return to_model_space(spec.video_space, lat.float())
+
+
+class FirstFrameEncoder:
+    """A video VAE seen the way ccl_core.generate.image_latent reads a video autoencoder: `temporal_factor`
+    is the number of pixel frames the first latent frame covers (1 for a causal VAE such as Wan's), and
+    encode([1, F, H, W, 3]) gives the model-space latent."""
+
+    def __init__(self, vae, spec):
+        self.vae, self.spec = vae, spec
+        self.temporal_factor = spec.pixel_frames(1)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        return video_latent(self.vae, frames[0], self.spec)
 
 
 class CCLAudioToVideo(io.ComfyNode):
@@ -213,4 +238,68 @@ class CCLAudioOnly(io.ComfyNode):
         return io.NodeOutput(*apply_task(positive, negative, latent, "t2a"))
 
 
-NODES = [CCLAudioToVideo, CCLVideoToAudio, CCLVideoOnly, CCLAudioOnly]
+CROP_WARN = 0.02  # i2av: a cover crop losing more of the image than this is reported ...
+CROP_REFUSED = 0.5  # ... and more than this is refused: the subject would likely be cut away
+
+
+def first_frame_latents(vae, image: torch.Tensor, spec, shape, node_id=None) -> torch.Tensor:
+    """IMAGE [N, H, W, C] -> the clean first latent frame of each clip [B, C, 1, h, w] (N is 1 or B), the
+    image fitted to the latent's pixel size by media.cover_crop and encoded as ccl_core.generate does."""
+    from ..ccl_core.generate import image_latent
+    from ..ccl_core.media import cover_crop
+
+    batch, _, _, h, w = shape
+    height, width = h * spec.spatial_factor, w * spec.spatial_factor
+    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[-1] < 3 or min(image.shape[:3]) < 1:
+        got = list(image.shape) if torch.is_tensor(image) else type(image).__name__
+        raise ValueError(f"CCL Image to Video+Audio: the image must be an IMAGE [N, H, W, 3] (e.g. from Load "
+                         f"Image), got {got}")
+    if image.shape[0] not in (1, batch):
+        raise ValueError(f"CCL Image to Video+Audio: {image.shape[0]} images for a latent of batch {batch}; give "
+                         "one image, or one per clip")
+    fitted, lost = cover_crop(image[..., :3].float().cpu(), (height, width))
+    size = f"{image.shape[2]}x{image.shape[1]}"
+    if lost > CROP_REFUSED:
+        raise ValueError(f"CCL Image to Video+Audio: fitting the {size} image to the video's {width}x{height} "
+                         f"would crop away {lost:.0%} of it; crop or pad the image to about the video's aspect "
+                         "ratio first, or set CCL Empty Joint Latent's width and height to the image's aspect")
+    if lost > CROP_WARN:
+        show_warning(f"the {size} image is centre-cropped to the video's {width}x{height}: {lost:.0%} of it is cut "
+                     "away", node_id)
+    encoder = FirstFrameEncoder(vae, spec)
+    with torch.no_grad():
+        first = torch.cat([image_latent(encoder, frame) for frame in fitted])
+    if list(first.shape[2:]) != [1, h, w]:
+        raise ValueError(f"the video VAE gave a first latent frame {list(first.shape)} for a {width}x{height} "
+                         f"image; this latent needs [1, {spec.video_channels}, 1, {h}, {w}]: use the model's own "
+                         "video VAE")
+    return fit_batch(first, batch, "the image latent")
+
+
+class CCLImageToVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return task_schema(
+            "CCLImageToVideo", "CCL Task: Image to Video+Audio",
+            "Image-to-video with sound (i2av): the clip starts on the given image. The image is scaled to cover "
+            "the latent's frame and centre-cropped (a warning above 2 % cut away; refused above 50 %), encoded "
+            "as the first latent video frame with the video VAE, and that frame is held clean (timestep 0) "
+            "while the rest of the video and the sound are generated, as Ovi's image-to-video does.",
+            [io.Vae.Input("video_vae", tooltip=(
+                "Video VAE of the model (Ovi: Wan 2.2 VAE; the embedded ToyAV model: the ToyAV video autoencoder).")),
+             io.Image.Input("image", tooltip="The first frame: one image, or one per clip of the latent's batch.")],
+            hidden=[io.Hidden.unique_id])
+
+    @classmethod
+    def execute(cls, positive, latent, video_vae, image, negative=None):
+        v, _ = split_joint(latent, "CCL Image to Video+Audio")
+        spec = latent_spec(latent)
+        first = first_frame_latents(video_vae, image, spec, v.shape, getattr(cls.hidden, "unique_id", None))
+        frames = int(make_routes("i2av", 1).video_prefix[0])  # routing.TASKS: i2av holds the first latent frame
+        clean = v.clone()
+        clean[:, :, :frames] = first.to(clean)
+        return io.NodeOutput(*apply_task(positive, negative, latent, "i2av", {"video": clean},
+                                         prefix={"video": frames, "audio": 0}))
+
+
+NODES = [CCLAudioToVideo, CCLVideoToAudio, CCLVideoOnly, CCLAudioOnly, CCLImageToVideo]

@@ -6,8 +6,9 @@ Loads the pack the way ComfyUI does, builds a tiny random CCL model, and checks 
 samplers: every guidance form through SamplerCustomAdvanced; a2v and v2a through SamplerCustomAdvanced
 and KSampler (the conditioning stream after sampling vs the given clean latent, and after CCL Split /
 CCL Decode, which restore it); the guider's two negatives (Ovi's audio negative) against ccl_core;
-that a native VAE (pixel_space) decodes a split video half. Writes the results as JSON for
-tests/test_comfy_integration.py.
+i2av's first frame and an extension's overlap under the UCG guider, BasicGuider and KSampler, and
+Append Window's join; that a native VAE (pixel_space) decodes a split video half. Writes the results
+as JSON for tests/test_comfy_integration.py.
 """
 
 import asyncio
@@ -40,9 +41,10 @@ import comfy.samplers  # noqa: E402
 import nodes as comfy_nodes  # noqa: E402
 
 if LTS:
-    from comfy_extras.nodes.nodes_custom_sampler import BasicScheduler, Noise_RandomNoise, SamplerCustomAdvanced
+    from comfy_extras.nodes.nodes_custom_sampler import (BasicScheduler, Guider_Basic, Noise_RandomNoise,
+                                                         SamplerCustomAdvanced)
 else:
-    from comfy_extras.nodes_custom_sampler import BasicScheduler, Noise_RandomNoise, SamplerCustomAdvanced
+    from comfy_extras.nodes_custom_sampler import BasicScheduler, Guider_Basic, Noise_RandomNoise, SamplerCustomAdvanced
 
 spec = importlib.util.spec_from_file_location("ccl_inproc", os.path.join(ROOT, "__init__.py"),
                                               submodule_search_locations=[ROOT])
@@ -133,6 +135,35 @@ res["two_negatives"] = {
     "audio_vs_one_negative": float((oa - (s * na - s * ea_one)).abs().max()),
     "model_call_batches": calls,
 }
+
+# Clean prefixes (i2av's first frame, an extension's overlap) under every kind of guider: the CCL UCG guider,
+# BasicGuider (Guider_Basic) and KSampler's CFGGuider; the held positions vs their clean latent after sampling.
+def prefix_run(p, n, l2):
+    ucg = N["CCLGuider"].execute(model, p, "joint", 4.0, 3.0, 2.0, 2.0, 1)[0]
+    basic = Guider_Basic(model)
+    basic.set_conds(p)
+    return {"ucg": SamplerCustomAdvanced().sample(Noise_RandomNoise(5), ucg, sampler, sigmas, l2)[0],
+            "basic": SamplerCustomAdvanced().sample(Noise_RandomNoise(6), basic, sampler, sigmas, l2)[0],
+            "ksampler": comfy_nodes.common_ksampler(model, 7, 3, 3.0, "euler", "simple", p, n, l2)[0]}
+
+
+def held_diff(result, l2):
+    clean, prefix = l2["ccl"]["clean"], l2["ccl"]["prefix"]
+    parts = dict(zip(("video", "audio"), result["samples"].unbind()))
+    return max(float((parts[k][:, :, :m] - clean[k][:, :, :m]).abs().max()) for k, m in prefix.items() if m)
+
+
+p, n, l2 = N["CCLImageToVideo"].execute(pos, lat, px, torch.rand(1, 20, 24, 3))  # a 24x20 picture, cropped
+runs = prefix_run(p, n, l2)
+res["i2av"] = {k: held_diff(r, l2) for k, r in runs.items()}
+res["i2av"]["split_exact"] = bool(torch.equal(N["CCLSplitLatent"].execute(runs["ucg"])[0]["samples"][:, :, :1],
+                                              l2["ccl"]["clean"]["video"][:, :, :1]))
+clip = runs["ucg"]
+p, n, l2 = N["CCLExtend"].execute(pos, clip, 0.5, 2.0)
+runs = prefix_run(p, n, l2)
+res["extend"] = {k: held_diff(r, l2) for k, r in runs.items()}
+res["extend"]["prefix"] = l2["ccl"]["prefix"]
+res["extend"]["joined"] = [list(t.shape) for t in N["CCLAppendWindow"].execute(clip, runs["ksampler"])[0]["samples"].unbind()]
 
 v_half, a_half = N["CCLSplitLatent"].execute(out)
 img = comfy_nodes.VAEDecode().decode(px, {"samples": v_half["samples"][:, :, 0]})[0]  # one frame: an image latent

@@ -13,11 +13,13 @@ templates are listed and load in the real frontend (headless Chromium, when `npm
 installed it), the tiny smoke API workflow runs to mp4 files with the right frame count, fps
 and an audio stream as long as the video, and a wrong checkpoint gives a clear error.
 
-The embedded-model workflows (toyav_t2av, toyav_a2v, toyav_v2a) run as shipped when the trained model
+Every embedded-model workflow (toyav_t2av, toyav_a2v, toyav_v2a, toyav_i2av, toyav_extend: all API workflows
+whose loader names the embedded model) runs as shipped when the trained model
 ccl_core/assets/toyav_ccl.safetensors exists; before that, on a random-init ToyAV model the fixture saves in
-models/ccl (the check is the wiring: 32 frames at 16 fps, 64x64, a soundtrack as long as the video). They need
-the shipped ToyAV autoencoders (skipped without them). Their input files (workflows/inputs) are copied to the
-base directory's input/, where LoadAudio / LoadVideo read them.
+models/ccl (the check is the wiring: the clip's frames at 16 fps, 64x64, a soundtrack as long as the video).
+They need the shipped ToyAV autoencoders (skipped without them). Their input files (workflows/inputs) are
+copied to the base directory's input/, where LoadAudio / LoadVideo / LoadImage read them, with ComfyUI's own
+input/example.png (ovi_i2av's image, for the frontend check).
 """
 
 import glob
@@ -100,6 +102,9 @@ def server(tmp_path_factory):
     (base / "input").mkdir()
     for f in glob.glob(os.path.join(ROOT, "workflows", "inputs", "*")):
         shutil.copy(f, base / "input")
+    example = os.path.join(COMFY, "input", "example.png")  # what ovi_i2av's Load Image names (ComfyUI ships it)
+    if os.path.isfile(example):
+        shutil.copy(example, base / "input")
 
     port = _free_port()
     log_path = base / "server.log"
@@ -287,7 +292,25 @@ def _check_mp4(path, frames, fps, size):
     return samples / rate
 
 
-@pytest.mark.parametrize("name", ["toyav_t2av", "toyav_a2v", "toyav_v2a"])
+EMBEDDED_WORKFLOWS = sorted(
+    os.path.basename(p)[:-5] for p in glob.glob(os.path.join(ROOT, "workflows", "api", "*.json"))
+    if any(n["class_type"] == "CCLModelLoader" and n["inputs"]["ckpt_name"] == "(embedded) toyav_ccl"
+           for n in json.load(open(p)).values()))
+SCORED = ("toyav_t2av", "toyav_a2v", "toyav_v2a")  # the tasks the embedded model's benchmark scores
+
+
+def _seconds(prompt):
+    """The clip length a ToyAV workflow makes: its first latent, plus what each CCL Extend adds."""
+    first = next(n for n in prompt.values() if n["class_type"] == "CCLEmptyJointLatent")["inputs"]["seconds"]
+    return first + sum(n["inputs"]["seconds"] - n["inputs"]["overlap_seconds"] for n in prompt.values()
+                       if n["class_type"] == "CCLExtend")
+
+
+def test_every_embedded_workflow_is_run():
+    assert set(SCORED) | {"toyav_i2av", "toyav_extend"} <= set(EMBEDDED_WORKFLOWS), EMBEDDED_WORKFLOWS
+
+
+@pytest.mark.parametrize("name", EMBEDDED_WORKFLOWS)
 def test_toyav_workflow_writes_mp4(server, name):
     pytest.importorskip("av")
     missing = [os.path.basename(p) for p in TOYAV_AES if not os.path.isfile(p)]
@@ -304,9 +327,9 @@ def test_toyav_workflow_writes_mp4(server, name):
     item = hist["outputs"][saver]["images"][0]
     assert item["filename"].startswith(name) and item["subfolder"] == "video"
     path = server["base"] / "output" / item["subfolder"] / item["filename"]
-    _check_mp4(path, 32, 16.0, (64, 64))
-    if prompt[loader]["inputs"]["ckpt_name"] != "(embedded) toyav_ccl":
-        return  # the random stand-in model: the wiring is all there is to check
+    _check_mp4(path, round(_seconds(prompt) * 16), 16.0, (64, 64))  # 16 fps: 32 frames for 2 s, 160 for 10 s
+    if prompt[loader]["inputs"]["ckpt_name"] != "(embedded) toyav_ccl" or name not in SCORED:
+        return  # the random stand-in model, or a task the benchmark does not score: the wiring is what is checked
     # Sync of what the workflow wrote, scored like the benchmark (ToyAV metrics on the decoded mp4).
     from ccl_core.toyav.metrics import load_mp4, score_clip
     text = next(n["inputs"]["text"] for k, n in prompt.items()
@@ -346,8 +369,9 @@ def test_wrong_checkpoint_gives_clear_error(server):
 
 
 def test_tasks_hold_the_clean_stream_in_real_comfy(tmp_path):
-    """a2v / v2a with the real samplers: the conditioning stream ends equal to the clean latent; the
-    guider's two negatives (Ovi's audio negative) equal ccl_core's guidance, in one batch."""
+    """a2v / v2a with the real samplers: the conditioning stream ends equal to the clean latent; so do i2av's first
+    frame and an extension's overlap, with the UCG guider, BasicGuider and KSampler; the guider's two negatives
+    (Ovi's audio negative) equal ccl_core's guidance, in one batch."""
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     out = tmp_path / "res.json"
     run = subprocess.run([python, os.path.join(ROOT, "tests", "comfy_inprocess_check.py"), str(out)],
@@ -361,6 +385,13 @@ def test_tasks_hold_the_clean_stream_in_real_comfy(tmp_path):
         assert r["sampler_max_abs_diff"] < 1e-5 and r["ksampler_max_abs_diff"] < 1e-5, r  # float32 rounding
         assert r["split_exact"] and r["generated_stream_changed"], r
         assert r["decode"]["images"] == [8, 16, 16, 3] and r["decode"]["audio"] == [1, 1, 88200], r
+    for task in ("i2av", "extend"):  # clean prefixes under the UCG guider, BasicGuider and KSampler
+        r = res[task]
+        assert max(r["ucg"], r["basic"], r["ksampler"]) < 1e-5, r
+    assert res["i2av"]["split_exact"]
+    # 2 s at 4 latent frames and 16 audio latents a second, extended by a 2 s window overlapping by 0.5 s
+    assert res["extend"]["prefix"] == {"video": 2, "audio": 8} and res["extend"]["joined"] == [[1, 3, 14, 16, 16],
+                                                                                               [1, 3, 56]], res
     assert res["native_vae_decode_of_split_frame"] == [1, 16, 16, 3]
     r = res["two_negatives"]  # the audio negative is read, and the ovi form's 2 branches are one batch
     assert r["video_max_abs_diff"] < 1e-4 and r["audio_max_abs_diff"] < 1e-4 and r["audio_vs_one_negative"] > 1e-3, r

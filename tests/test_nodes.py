@@ -90,7 +90,8 @@ def test_entrypoint_ids_match_the_shipped_api_workflows():
     assert set(N) == {"CCLModelLoader", "CCLEmptyJointLatent", "CCLSplitLatent", "CCLJoinLatents", "CCLAudioToVideo",
                       "CCLVideoToAudio", "CCLVideoOnly", "CCLAudioOnly", "CCLGuider", "CCLNullText", "CCLDecode",
                       "CCLLatentPreview", "CCLCreateVideo", "CCLSaveVideo", "CCLToyAVTextEncoderLoader",
-                      "CCLToyAVTextEncode", "CCLToyAVAutoencoderLoader"}
+                      "CCLToyAVTextEncode", "CCLToyAVAutoencoderLoader", "CCLImageToVideo", "CCLExtend",
+                      "CCLAppendWindow"}
 
 
 def test_loader_lists_both_folders_and_loads(base, model):
@@ -333,9 +334,9 @@ def test_api_falls_back_to_latest_and_comfyui_lts_gets_an_empty_mapping():
     """Without comfy_api.v0_0_2 the nodes take comfy_api.latest; ComfyUI LTS (comfy.cmd present) also gets an
     empty NODE_CLASS_MAPPINGS next to comfy_entrypoint (its loader reads both)."""
     stdout, lines = _load_in_subprocess("comfy_api.v0_0_2", "ImportError('no ' + name)")
-    assert stdout.splitlines() == ["nodes absent True", "entrypoint 17"] and lines == [], (stdout, lines)
+    assert stdout.splitlines() == ["nodes absent True", f"entrypoint {len(N)}"] and lines == [], (stdout, lines)
     lts = ("import types, importlib.machinery, comfy\n"
            "cmd = types.ModuleType('comfy.cmd'); cmd.__spec__ = importlib.machinery.ModuleSpec('comfy.cmd', None)\n"
            "sys.modules['comfy.cmd'] = cmd\n")
     stdout, lines = _load_in_subprocess("no.such.module", "ImportError", lts)
-    assert stdout.splitlines() == ["nodes 0 True", "entrypoint 17"] and lines == [], (stdout, lines)
+    assert stdout.splitlines() == ["nodes 0 True", f"entrypoint {len(N)}"] and lines == [], (stdout, lines)

@@ -132,13 +132,14 @@ def test_api_workflow(path):
     assert any(SPECS[n["class_type"]].get("output_node") for n in wf.values())
 
 
-INPUT_LOADERS = {"LoadAudio": "audio", "LoadVideo": "file"}  # native nodes reading ComfyUI/input
+INPUT_LOADERS = {"LoadAudio": "audio", "LoadVideo": "file", "LoadImage": "image"}  # native nodes reading ComfyUI/input
 
 
 @pytest.mark.parametrize("path", API_FILES, ids=os.path.basename)
 def test_input_files_are_shipped(path):
-    """Files named by LoadAudio / LoadVideo are in workflows/inputs (artists copy them to ComfyUI/input), small,
-    and the prompt of a ToyAV task workflow describes its input clip."""
+    """Files named by LoadAudio / LoadVideo / LoadImage are in workflows/inputs (artists copy them to
+    ComfyUI/input), small, and the prompt of a ToyAV task workflow describes its input clip. The one exception
+    is ComfyUI's own input/example.png, which the Ovi image workflow starts from."""
     import make_toyav_inputs
 
     wf = json.load(open(path))
@@ -147,9 +148,35 @@ def test_input_files_are_shipped(path):
         if widget is None:
             continue
         name = node["inputs"][widget]
+        if name == make_workflows.COMFY_EXAMPLE_IMAGE:
+            assert node["class_type"] == "LoadImage" and os.path.basename(path).startswith("ovi_"), path
+            continue
         local = os.path.join(ROOT, "workflows", "inputs", name)
         assert os.path.isfile(local), f"{name} is not in workflows/inputs (python tools/make_toyav_inputs.py)"
         assert os.path.getsize(local) < 200_000
         prompts = [n["inputs"]["text"] for n in wf.values() if n["class_type"] == "CCLToyAVTextEncode"]
         if name in make_toyav_inputs.CLIPS:
             assert make_toyav_inputs.prompt_of(name) in prompts, (name, prompts)
+
+
+def test_new_task_workflows_use_their_nodes():
+    """toyav_i2av / ovi_i2av start from Load Image through the i2av task node; toyav_extend chains CCL Extend and
+    CCL Append Window into one clip of 10 s (the windows' lengths less their overlaps) that one saver writes."""
+    for name in ("toyav_i2av", "ovi_i2av"):
+        wf = json.load(open(os.path.join(ROOT, "workflows", "api", name + ".json")))
+        (task,) = [n for n in wf.values() if n["class_type"] == "CCLImageToVideo"]
+        assert wf[task["inputs"]["image"][0]]["class_type"] == "LoadImage"
+        sampler = next(n for n in wf.values() if n["class_type"] == "SamplerCustomAdvanced")
+        assert wf[sampler["inputs"]["latent_image"][0]] is task
+    wf = json.load(open(os.path.join(ROOT, "workflows", "api", "toyav_extend.json")))
+    extends = [n for n in wf.values() if n["class_type"] == "CCLExtend"]
+    appends = [k for k, n in wf.items() if n["class_type"] == "CCLAppendWindow"]
+    empty = next(n for n in wf.values() if n["class_type"] == "CCLEmptyJointLatent")
+    seconds = empty["inputs"]["seconds"] + sum(n["inputs"]["seconds"] - n["inputs"]["overlap_seconds"] for n in extends)
+    assert len(extends) == len(appends) == 4 and seconds == 10.0
+    # each window extends the clip the previous Append made, and the decoder reads the last one
+    for i, n in enumerate(extends[1:]):
+        assert n["inputs"]["latent"][0] == appends[i]
+    (decode,) = [n for n in wf.values() if n["class_type"] == "CCLDecode"]
+    assert decode["inputs"]["latent"][0] == appends[-1]
+    assert len([n for n in wf.values() if n["class_type"] == "CCLSaveVideo"]) == 1

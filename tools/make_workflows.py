@@ -37,6 +37,8 @@ OVI_PROMPT = ("A young woman with curly hair sits at a piano in a sunlit room an
 TOYAV_INPUTS = "workflows/inputs"  # shipped input files; LoadAudio / LoadVideo read them from ComfyUI/input
 TOYAV_A2V_AUDIO = "ccl_toyav_a2v_input.wav"  # made by tools/make_toyav_inputs.py: "a blue square bouncing"
 TOYAV_V2A_VIDEO = "ccl_toyav_v2a_input.mp4"  # "a yellow triangle sliding"
+TOYAV_I2AV_IMAGE = "ccl_toyav_i2av_input.png"  # the first frame of "a green circle bouncing"
+COMFY_EXAMPLE_IMAGE = "example.png"  # the image ComfyUI ships in its input/ folder (LoadImage's default)
 TOYAV_NOTES = (
     "The embedded ToyAV model (shipped inside the pack: 64x64, 16 fps, 2 s, 16 kHz; prompts 'a {colour} {shape} "
     "{motion}' with colours red green blue yellow, shapes circle square triangle, motions bouncing sliding "
@@ -74,16 +76,16 @@ def toyav_workflow(task, prompt, prefix, seed):
                                                     "images": (9, 0), "fps": (9, 2), "negative": neg}, None),
         ]
         pos, neg, lat = (10, 0), (10, 1), (10, 2)
+    elif task == "i2av":
+        nodes += [
+            (8, "LoadImage", {"image": TOYAV_I2AV_IMAGE}, {}, "Load Image (copy workflows/inputs/* to ComfyUI/input)"),
+            (9, "CCLImageToVideo", {}, {"positive": pos, "latent": lat, "video_vae": (7, 0), "image": (8, 0),
+                                        "negative": neg}, None),
+        ]
+        pos, neg, lat = (9, 0), (9, 1), (9, 2)
     n = nodes[-1][0]
+    nodes += sampled(n + 1, (2, 0), pos, neg, lat, seed)
     nodes += [
-        (n + 1, "CCLGuider", {"form": "joint", "video_scale": 3.0, "audio_scale": 3.0, "video_av_scale": 2.0,
-                              "audio_av_scale": 2.0, "skip_block": 2},
-         {"model": (2, 0), "positive": pos, "negative": neg}, None),
-        (n + 2, "KSamplerSelect", {"sampler_name": "dpmpp_2m"}, {}, None),
-        (n + 3, "BasicScheduler", {"scheduler": "simple", "steps": 25, "denoise": 1.0}, {"model": (2, 0)}, None),
-        (n + 4, "RandomNoise", {"noise_seed": seed}, {}, None),
-        (n + 5, "SamplerCustomAdvanced", {}, {"noise": (n + 4, 0), "guider": (n + 1, 0), "sampler": (n + 2, 0),
-                                              "sigmas": (n + 3, 0), "latent_image": lat}, None),
         (n + 6, "CCLDecode", {}, {"latent": (n + 5, 0), "video_vae": (7, 0), "audio_vae": (7, 1)}, None),
         (n + 7, "CCLCreateVideo", {"fps": 16.0}, {"images": (n + 6, 0), "fps": (n + 6, 2), "audio": (n + 6, 1)},
          None),
@@ -92,39 +94,105 @@ def toyav_workflow(task, prompt, prefix, seed):
     return nodes
 
 
+def sampled(n, model, pos, neg, lat, seed):
+    """Nodes n.. that sample one joint latent with the joint UCG guider (the ToyAV settings); the output is
+    (n + 4, 0)."""
+    return [
+        (n, "CCLGuider", {"form": "joint", "video_scale": 3.0, "audio_scale": 3.0, "video_av_scale": 2.0,
+                          "audio_av_scale": 2.0, "skip_block": 2}, {"model": model, "positive": pos, "negative": neg},
+         None),
+        (n + 1, "KSamplerSelect", {"sampler_name": "dpmpp_2m"}, {}, None),
+        (n + 2, "BasicScheduler", {"scheduler": "simple", "steps": 25, "denoise": 1.0}, {"model": model}, None),
+        (n + 3, "RandomNoise", {"noise_seed": seed}, {}, None),
+        (n + 4, "SamplerCustomAdvanced", {}, {"noise": (n + 3, 0), "guider": (n, 0), "sampler": (n + 1, 0),
+                                              "sigmas": (n + 2, 0), "latent_image": lat}, None),
+    ]
+
+
+EXTEND_WINDOWS = 5  # toyav_extend: a 2 s first window and four 2.5 s windows overlapping by 0.5 s: 10 s
+EXTEND_SECONDS, EXTEND_OVERLAP = 2.5, 0.5
+
+
+def toyav_extend_workflow(prompt, prefix, seed):
+    """ToyAV t2av for the first window, then CCL Extend -> sampler -> CCL Append Window for each next one."""
+    nodes = toyav_workflow("t2av", prompt, prefix, seed)
+    decode = next(i for i, node in enumerate(nodes) if node[1] == "CCLDecode")
+    head, tail = nodes[:decode], nodes[decode:]
+    clip = (head[-1][0], 0)  # window 1's sampler
+    n = max(node[0] for node in nodes) + 1
+    for w in range(1, EXTEND_WINDOWS):
+        head.append((n, "CCLExtend", {"overlap_seconds": EXTEND_OVERLAP, "seconds": EXTEND_SECONDS},
+                     {"positive": (4, 0), "latent": clip, "negative": (5, 0)}, f"Extend: window {w + 1}"))
+        head += sampled(n + 1, (2, 0), (n, 0), (n, 1), (n, 2), seed + w)
+        head.append((n + 6, "CCLAppendWindow", {}, {"clip": clip, "window": (n + 5, 0)}, None))
+        clip, n = (n + 6, 0), n + 7
+    decoder = tail[0]
+    tail[0] = (decoder[0], decoder[1], decoder[2], {**decoder[3], "latent": clip}, decoder[4])
+    return head + tail
+
+
+OVI_FILES = ("models/ccl/model.safetensors (or models/diffusion_models), "
+             "models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors, models/vae/wan2.2_vae.safetensors, "
+             "models/vae/mmaudio_vae_16k.safetensors (see workflows/README.md).")
+OVI_I2AV_PROMPT = ("The picture comes to life: the camera slowly pushes in while a woman off screen says: "
+                   "<S>Look how the light changes here.<E> "
+                   "<AUDCAP>Calm female voice, soft room tone, light breeze.<ENDAUDCAP>")
+
+
+def ovi_workflow(task, prompt, prefix):
+    """Ovi graph: t2av, or i2av with Load Image and the image task node."""
+    nodes = [
+        (1, "CCLModelLoader", {"ckpt_name": "model.safetensors", "weight_dtype": "default", "resident_blocks": -1},
+         {}, None),
+        (2, "ModelSamplingSD3", {"shift": 5.0}, {"model": (1, 0)}, None),
+        (3, "CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
+                           "device": "default"}, {}, None),
+        (4, "CLIPTextEncode", {"text": prompt}, {"clip": (3, 0)}, "Prompt (speech in <S>..<E>, sound in <AUDCAP>..<ENDAUDCAP>)"),
+        (5, "CLIPTextEncode", {"text": OVI_VIDEO_NEGATIVE}, {"clip": (3, 0)}, "Video negative prompt"),
+        (17, "CLIPTextEncode", {"text": OVI_AUDIO_NEGATIVE}, {"clip": (3, 0)}, "Audio negative prompt"),
+        (6, "CCLEmptyJointLatent", {"width": 704, "height": 704, "seconds": 5.0, "batch_size": 1},
+         {"model": (2, 0)}, None),
+    ]
+    pos, neg, lat = (4, 0), (5, 0), (6, 0)
+    if task == "i2av":
+        nodes += [
+            (19, "LoadImage", {"image": COMFY_EXAMPLE_IMAGE}, {}, "Load Image (the first frame)"),
+            (18, "CCLImageToVideo", {}, {"positive": pos, "latent": lat, "video_vae": (12, 0), "image": (19, 0),
+                                         "negative": neg}, None),
+        ]
+        pos, neg, lat = (18, 0), (18, 1), (18, 2)
+    nodes += [
+        (7, "CCLGuider", {"form": "ovi", "video_scale": 4.0, "audio_scale": 3.0, "video_av_scale": 2.0,
+                          "audio_av_scale": 2.0, "skip_block": 11},
+         {"model": (2, 0), "positive": pos, "negative": neg, "negative_audio": (17, 0)}, None),
+        (8, "KSamplerSelect", {"sampler_name": "uni_pc"}, {}, None),
+        (9, "BasicScheduler", {"scheduler": "simple", "steps": 50, "denoise": 1.0}, {"model": (2, 0)}, None),
+        (10, "RandomNoise", {"noise_seed": 103}, {}, None),
+        (11, "SamplerCustomAdvanced", {}, {"noise": (10, 0), "guider": (7, 0), "sampler": (8, 0),
+                                           "sigmas": (9, 0), "latent_image": lat}, None),
+        (12, "VAELoader", {"vae_name": "wan2.2_vae.safetensors"}, {}, "Video VAE (Wan 2.2)"),
+        (13, "VAELoader", {"vae_name": "mmaudio_vae_16k.safetensors"}, {}, "Audio VAE (MMAudio 16 kHz)"),
+        (14, "CCLDecode", {}, {"latent": (11, 0), "video_vae": (12, 0), "audio_vae": (13, 0)}, None),
+        (15, "CCLCreateVideo", {"fps": 24.0}, {"images": (14, 0), "fps": (14, 2), "audio": (14, 1)}, None),
+        (16, "CCLSaveVideo", {"filename_prefix": prefix, "crf": 19}, {"video": (15, 0)}, None),
+    ]
+    return nodes
+
+
 # name -> (title, notes, [(id, type, widgets {name: value}, links {input: (src id, src slot)}, title)])
 WORKFLOWS = {
     "ovi_t2av": (
         "Ovi: text to video with sound",
-        "Ovi 11B (model.safetensors: 720x720, 5 s) through the CCL pack with native samplers. Files: "
-        "models/ccl/model.safetensors (or models/diffusion_models), "
-        "models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors, models/vae/wan2.2_vae.safetensors, "
-        "models/vae/mmaudio_vae_16k.safetensors (see workflows/README.md).",
-        [
-            (1, "CCLModelLoader", {"ckpt_name": "model.safetensors", "weight_dtype": "default", "resident_blocks": -1},
-             {}, None),
-            (2, "ModelSamplingSD3", {"shift": 5.0}, {"model": (1, 0)}, None),
-            (3, "CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
-                               "device": "default"}, {}, None),
-            (4, "CLIPTextEncode", {"text": OVI_PROMPT}, {"clip": (3, 0)}, "Prompt (speech in <S>..<E>, sound in <AUDCAP>..<ENDAUDCAP>)"),
-            (5, "CLIPTextEncode", {"text": OVI_VIDEO_NEGATIVE}, {"clip": (3, 0)}, "Video negative prompt"),
-            (17, "CLIPTextEncode", {"text": OVI_AUDIO_NEGATIVE}, {"clip": (3, 0)}, "Audio negative prompt"),
-            (6, "CCLEmptyJointLatent", {"width": 704, "height": 704, "seconds": 5.0, "batch_size": 1},
-             {"model": (2, 0)}, None),
-            (7, "CCLGuider", {"form": "ovi", "video_scale": 4.0, "audio_scale": 3.0, "video_av_scale": 2.0,
-                              "audio_av_scale": 2.0, "skip_block": 11},
-             {"model": (2, 0), "positive": (4, 0), "negative": (5, 0), "negative_audio": (17, 0)}, None),
-            (8, "KSamplerSelect", {"sampler_name": "uni_pc"}, {}, None),
-            (9, "BasicScheduler", {"scheduler": "simple", "steps": 50, "denoise": 1.0}, {"model": (2, 0)}, None),
-            (10, "RandomNoise", {"noise_seed": 103}, {}, None),
-            (11, "SamplerCustomAdvanced", {}, {"noise": (10, 0), "guider": (7, 0), "sampler": (8, 0),
-                                               "sigmas": (9, 0), "latent_image": (6, 0)}, None),
-            (12, "VAELoader", {"vae_name": "wan2.2_vae.safetensors"}, {}, "Video VAE (Wan 2.2)"),
-            (13, "VAELoader", {"vae_name": "mmaudio_vae_16k.safetensors"}, {}, "Audio VAE (MMAudio 16 kHz)"),
-            (14, "CCLDecode", {}, {"latent": (11, 0), "video_vae": (12, 0), "audio_vae": (13, 0)}, None),
-            (15, "CCLCreateVideo", {"fps": 24.0}, {"images": (14, 0), "fps": (14, 2), "audio": (14, 1)}, None),
-            (16, "CCLSaveVideo", {"filename_prefix": "video/Ovi", "crf": 19}, {"video": (15, 0)}, None),
-        ],
+        "Ovi 11B (model.safetensors: 720x720, 5 s) through the CCL pack with native samplers. Files: " + OVI_FILES,
+        ovi_workflow("t2av", OVI_PROMPT, "video/Ovi"),
+    ),
+    "ovi_i2av": (
+        "Ovi: image to video with sound",
+        "Ovi 11B (model.safetensors: 720x720, 5 s) from a first frame: CCL Task: Image to Video+Audio fits the "
+        "image to the video (centre crop) and holds it as the clean first latent frame, as Ovi's own i2v. "
+        f"Load Image reads {COMFY_EXAMPLE_IMAGE} from ComfyUI/input; pick your image and describe what happens "
+        "after it in the prompt. Files: " + OVI_FILES,
+        ovi_workflow("i2av", OVI_I2AV_PROMPT, "video/Ovi_i2av"),
     ),
     "ccl_tiny_smoke": (
         "CCL: tiny smoke test",
@@ -169,9 +237,23 @@ WORKFLOWS = {
         "is generated for the frames (its own soundtrack is ignored).",
         toyav_workflow("v2a", "a yellow triangle sliding", "video/toyav_v2a", 0),
     ),
+    "toyav_i2av": (
+        "ToyAV: image to video with sound (embedded model)",
+        TOYAV_NOTES + f" Input: {TOYAV_INPUTS}/{TOYAV_I2AV_IMAGE} (the first frame of a green circle bouncing); copy "
+        "it into ComfyUI/input first, or pick your own image (scaled to cover 64x64 and centre-cropped). The clip "
+        "starts on the image; the rest of the video and the sound are generated.",
+        toyav_workflow("i2av", "a green circle bouncing", "video/toyav_i2av", 0),
+    ),
+    "toyav_extend": (
+        "ToyAV: a 10 s clip in 5 windows (embedded model)",
+        TOYAV_NOTES + f" Window 1 is text to video with sound (2 s); each next window (CCL Extend, {EXTEND_SECONDS:g} s) "
+        f"starts {EXTEND_OVERLAP:g} s before the clip so far ends and holds that overlap clean, and CCL Append Window "
+        f"joins it on: 2 + 4 x {EXTEND_SECONDS - EXTEND_OVERLAP:g} s = 10 s, saved as one mp4 with sound.",
+        toyav_extend_workflow("a red circle bouncing", "video/toyav_extend", 0),
+    ),
 }
 # UI-only widgets the frontend adds after a native node's own (upload buttons), as in ComfyUI's templates
-UI_EXTRA_WIDGETS = {"LoadAudio": [None, None], "LoadVideo": ["image"]}
+UI_EXTRA_WIDGETS = {"LoadAudio": [None, None], "LoadVideo": ["image"], "LoadImage": ["image"]}
 
 
 # ---------------------------------------------------------------------- node specs

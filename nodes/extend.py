@@ -1,0 +1,130 @@
+"""Longer clips in windows: CCL Extend makes the next window of a clip, CCL Append Window joins it on.
+
+A chain reads: window 1 (any task) -> sampler -> CCL Extend -> sampler -> CCL Append Window (clip, window)
+-> CCL Extend -> sampler -> CCL Append Window -> ... Each window starts `overlap` before the clip so far
+ends; that overlap (the clip's last latent frames and its sound from the same instant) is the window's
+clean prefix, task "extend", held by the model at the clip's values (ccl_core.extension). The window's
+latent records what it continues, so Append can join it once, in the right place, and refuse a window
+that continues another clip.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..ccl_core import extension
+from .api import io
+from .common import CATEGORY, CCL_KEY, latent_spec, make_joint_latent, split_joint
+from .latents import restore_held
+from .tasks import apply_task, negative_input, task_outputs
+
+EXTEND_KEY = "extend"  # the window's record in the LATENT's CCL metadata
+
+
+class CCLExtend(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLExtend",
+            display_name="CCL Extend",
+            category=f"{CATEGORY}/tasks",
+            description=("The next window of a clip (task 'extend'): a joint latent of `seconds` that starts "
+                         "`overlap_seconds` before the given clip ends. The overlap (the clip's last latent video "
+                         "frames and its sound from the same instant) is held clean, so the window continues what "
+                         "is there. Sample it like any joint latent, then join it to the clip with CCL Append "
+                         "Window; chain Extend -> sampler -> Append for longer clips."),
+            inputs=[
+                io.Conditioning.Input("positive", tooltip="Text conditioning of the prompt for the new window."),
+                io.Latent.Input("latent", tooltip=(
+                    "The clip so far: a sampled joint latent, or the output of CCL Append Window.")),
+                io.Float.Input("overlap_seconds", default=0.5, min=0.01, max=60.0, step=0.01, tooltip=(
+                    "How much of the clip's end the window starts with (held clean), rounded to whole latent "
+                    "frames of the model. Shorter than seconds.")),
+                io.Float.Input("seconds", default=0.0, min=0.0, max=600.0, step=0.1, tooltip=(
+                    "Length of the new window, overlap included; 0: the model's native clip length (ToyAV 2 s, "
+                    "Ovi 5 s).")),
+                negative_input(),
+            ],
+            outputs=task_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, positive, latent, overlap_seconds, seconds=0.0, negative=None):
+        video, audio = split_joint(latent, "CCL Extend")
+        spec = latent_spec(latent)
+        video, audio = restore_held(video, audio, latent.get(CCL_KEY, {}))
+        seconds = seconds or spec.native_seconds
+        if not seconds > 0:
+            raise ValueError(f"CCL Extend: model {spec.name or '(unnamed)'} does not say its native clip length; "
+                             "set seconds")
+        if overlap_seconds >= seconds:
+            raise ValueError(f"CCL Extend: the overlap ({overlap_seconds:g} s) must be shorter than the window "
+                             f"({seconds:g} s); lower overlap_seconds or raise seconds")
+        frames = extension.overlap_frames(overlap_seconds, spec.video_latent_fps, spec.video_patch[0])
+        try:
+            cont = extension.continuation(video, audio, frames, spec.video_latent_fps, spec.audio_latent_rate)
+        except ValueError as e:
+            raise ValueError(f"CCL Extend: {overlap_seconds:g} s of overlap is {frames} latent frames: {e}") from None
+        b, cv, _, h, w = video.shape
+        t, _, _, length, *_ = spec.sizes(seconds, w * spec.spatial_factor, h * spec.spatial_factor)
+        try:
+            v, a = extension.place(cont, video.new_zeros(b, cv, t, h, w), audio.new_zeros(b, audio.shape[1], length))
+        except ValueError as e:
+            raise ValueError(f"CCL Extend: {e}") from None
+        record = {"overlap_frames": frames, "video_start": cont.video_start, "audio_start": cont.audio_start,
+                  "clip_frames": video.shape[2], "clip_audio": audio.shape[2]}
+        window = make_joint_latent(v, a, spec)
+        return io.NodeOutput(*apply_task(positive, negative, window, "extend", {"video": v, "audio": a},
+                                         prefix={"video": cont.video_prefix, "audio": cont.audio_prefix},
+                                         extra={EXTEND_KEY: record}))
+
+
+class CCLAppendWindow(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLAppendWindow",
+            display_name="CCL Append Window",
+            category=f"{CATEGORY}/latent",
+            description=("Joins a sampled window from CCL Extend onto the clip it continues: the clip up to where "
+                         "the window starts, then the whole window (its overlap equals the clip's end, so it is "
+                         "taken once). The result is the longer clip, for CCL Decode or the next CCL Extend."),
+            inputs=[
+                io.Latent.Input("clip", tooltip="The clip that went into CCL Extend (the same latent)."),
+                io.Latent.Input("window", tooltip="The window: CCL Extend's latent after the sampler."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent", tooltip="The clip continued by the window.")],
+        )
+
+    @classmethod
+    def execute(cls, clip, window):
+        cv, ca = split_joint(clip, "CCL Append Window (clip)")
+        wv, wa = split_joint(window, "CCL Append Window (window)")
+        spec, wspec = latent_spec(clip), latent_spec(window)
+        if spec.to_dict() != wspec.to_dict():
+            raise ValueError(f"CCL Append Window: the window is a latent of another model ({wspec.name or 'unnamed'}) "
+                             f"than the clip ({spec.name or 'unnamed'}); extend and sample the clip with one model")
+        record = window.get(CCL_KEY, {}).get(EXTEND_KEY)
+        if record is None:
+            raise ValueError("CCL Append Window: the window was not made by CCL Extend; connect CCL Extend's latent, "
+                             "after the sampler, to window")
+        if (cv.shape[2], ca.shape[2]) != (record["clip_frames"], record["clip_audio"]) or \
+                (cv.shape[0], *cv.shape[3:]) != (wv.shape[0], *wv.shape[3:]):
+            raise ValueError(f"CCL Append Window: the window continues a clip of {record['clip_frames']} latent frames "
+                             f"and {record['clip_audio']} audio latents, batch {wv.shape[0]}, {wv.shape[3]}x"
+                             f"{wv.shape[4]}; the clip given has {cv.shape[2]} and {ca.shape[2]}, batch {cv.shape[0]}, "
+                             f"{cv.shape[3]}x{cv.shape[4]}: connect the latent that went into CCL Extend")
+        cv, ca = restore_held(cv, ca, clip.get(CCL_KEY, {}))
+        wv, wa = restore_held(wv, wa, window.get(CCL_KEY, {}))
+        cont = extension.continuation(cv, ca, record["overlap_frames"], spec.video_latent_fps, spec.audio_latent_rate)
+        same = (cont.video_start, cont.audio_start) == (record["video_start"], record["audio_start"]) and \
+            torch.allclose(wv[:, :, :cont.video_prefix], cont.video.to(wv), atol=1e-5) and \
+            torch.allclose(wa[:, :, :cont.audio_prefix], cont.audio.to(wa), atol=1e-5)
+        if not same:
+            raise ValueError("CCL Append Window: the window continues another clip of the same length (its overlap "
+                             "differs from this clip's end); connect the latent that went into its CCL Extend")
+        video, audio = extension.join(cv, ca, cont, wv, wa)
+        return io.NodeOutput(make_joint_latent(video.contiguous(), audio.contiguous(), spec))
+
+
+NODES = [CCLExtend, CCLAppendWindow]
