@@ -433,6 +433,12 @@ def toy_model(tmp_path_factory):
     return path
 
 
+def default_sigint():
+    """A test run started in the background (`cmd &` in a non-interactive shell) ignores SIGINT, and a
+    child inherits that, so Python would never raise KeyboardInterrupt: the CLI starts as from a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, code, line", [(signal.SIGTERM, 143, "terminated (SIGTERM); nothing was written"),
                                              (signal.SIGINT, 130, "interrupted (SIGINT); nothing was written")])
 def test_cli_signal_during_generation_exits_in_one_line(toy_model, tmp_path, sig, code, line):
@@ -440,7 +446,7 @@ def test_cli_signal_during_generation_exits_in_one_line(toy_model, tmp_path, sig
     proc = subprocess.Popen([sys.executable, "-m", "ccl_core", "generate", "--prompt", "a red circle bouncing",
                              "--model", str(toy_model), "--steps", "1000", "--threads", "1",
                              "--out", str(tmp_path / "x.mp4")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, bufsize=0)
+                            stderr=subprocess.PIPE, bufsize=0, preexec_fn=default_sigint)
     err = b""
     try:
         sel = selectors.DefaultSelector()
