@@ -21,6 +21,7 @@ import torch
 from .extension import Continuation, audio_index, continuation, overlap_frames, place
 from .extension import join as join_latents
 from .guidance import Guidance, guided_velocity
+from .media import fit_length
 from .routing import prefix_mask
 from .sampling import flow_sigmas, sample
 
@@ -52,19 +53,21 @@ def _temporal_patch(pipe) -> int:
     return int(pipe.model.config.video_patch[0])
 
 
-def clip_lengths(pipe, seconds: Optional[float] = None) -> Tuple[int, int]:
+def clip_lengths(pipe, seconds: Optional[float] = None, limit: bool = True) -> Tuple[int, int]:
     """(latent video frames, audio latents) of a clip of `seconds` (None: the pipeline's native clip).
 
     The video is rounded to whole tokens (latent frames x the model's temporal patch), with a
     warning when that changes the length; the audio covers the same time, rounded to the nearest
-    latent (extension.audio_index), as each window of a long clip does on the clip's timeline."""
+    latent (extension.audio_index), as each window of a long clip does on the clip's timeline.
+    `limit`: refuse more than MAX_NATIVE_CLIPS native clips (what one sampling run can take; a
+    clip made in windows has no such limit)."""
     native = float(pipe.native_seconds)
     if seconds is None:
         seconds = native
     if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
             or seconds <= 0:
         raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
-    if seconds > MAX_NATIVE_CLIPS * native:
+    if limit and seconds > MAX_NATIVE_CLIPS * native:
         raise ValueError(f"seconds must be at most {MAX_NATIVE_CLIPS * native:g} ({MAX_NATIVE_CLIPS} native "
                          f"{native:g} s clips), got {seconds:g}; make a long clip in windows instead "
                          "(generate_long, or --window on the command line)")
@@ -193,7 +196,7 @@ def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "
                "audio": torch.randn(1, *ashape, generator=g).to(device)}
     hold = set()
     if task == "a2v":
-        latents["audio"] = pipe.audio_ae.encode(audio.reshape(1, -1).to(device))
+        latents["audio"] = pipe.audio_ae.encode(fit_length(audio.reshape(1, -1), ashape[-1] * pipe.audio_ae.hop).to(device))
         hold.add("audio")
     if task == "v2a":
         latents["video"] = pipe.video_ae.encode(frames.unsqueeze(0).to(device))
@@ -225,13 +228,20 @@ def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "
         wave = audio.reshape(-1)[: wave.shape[-1]].to(wave)
     if task == "v2a":
         video = frames.to(video)
+    if cont is None:  # the sound lasts as long as the picture (whole audio latents can overshoot by half of one)
+        wave = _same_duration(pipe, wave, video.shape[0])
     return Result(video.clamp(0, 1).cpu(), wave.cpu(), pipe.video_fps, pipe.sample_rate, out["video"], out["audio"])
+
+
+def _same_duration(pipe, wave: torch.Tensor, frames: int) -> torch.Tensor:
+    return fit_length(wave, round(frames / pipe.video_fps * pipe.sample_rate))
 
 
 def _check_given_length(pipe, task, audio, frames, vshape, ashape) -> None:
     """The given stream of a2v / v2a must cover the clip being made, or the streams would not line up."""
-    if task == "a2v" and audio is not None and audio.numel() != ashape[-1] * pipe.audio_ae.hop:
-        raise ValueError(f"the audio has {audio.numel()} samples but the clip takes {ashape[-1] * pipe.audio_ae.hop}; "
+    samples = round(vshape[1] * pipe.video_ae.temporal_factor / pipe.video_fps * pipe.sample_rate)
+    if task == "a2v" and audio is not None and audio.numel() != samples:
+        raise ValueError(f"the audio has {audio.numel()} samples but the clip takes {samples}; "
                          "pass seconds= for its length, or fit it (media.fit_length)")
     if task == "v2a" and frames is not None and frames.shape[0] != vshape[1] * pipe.video_ae.temporal_factor:
         raise ValueError(f"the video has {frames.shape[0]} frames but the clip takes "
@@ -250,7 +260,7 @@ def window_plan(pipe, seconds: float, window: Optional[float] = None, overlap: f
     windows of `window` seconds (None: the native length) that each see the last `overlap` seconds
     of the clip so far. The last window is shortened to end on the clip's end. `start`: latent
     frames of a given clip to continue (its windows only are listed)."""
-    total = clip_lengths(pipe, seconds)[0]
+    total = clip_lengths(pipe, seconds, limit=False)[0]
     size = clip_lengths(pipe, window)[0]
     fps = float(pipe.video_ae.video_latent_fps)
     frames = overlap_frames(overlap, fps, _temporal_patch(pipe))
@@ -301,7 +311,7 @@ def generate_long(pipe, prompt: str, seconds: float, window: Optional[float] = N
                      **window_settings)
         video, audio = join_latents(video, audio, cont, r.video_latent, r.audio_latent)
     out_video = pipe.video_ae.decode(video)[0].clamp(0, 1).cpu()
-    out_wave = pipe.audio_ae.decode(audio)[0].cpu()
+    out_wave = _same_duration(pipe, pipe.audio_ae.decode(audio)[0], out_video.shape[0]).cpu()
     return Result(out_video, out_wave, pipe.video_fps, pipe.sample_rate, video, audio)
 
 
