@@ -45,7 +45,7 @@ def check_settings(seed: int = 0, steps: int = 25, shift: float = 3.0) -> None:
 
 GENERATE_TASKS = ("t2av", "i2av", "a2v", "v2a")
 # A clip longer than this many native clips is refused: its attention grows with the square of the
-# length (a ToyAV step at 64 s costs about 500 native steps) and the model never saw anything like it.
+# length and the model never saw anything like it.
 MAX_NATIVE_CLIPS = 32
 
 

@@ -208,3 +208,22 @@ def test_cli_never_writes_over_the_clip_it_extends(capsys, tmp_path):
     clip.write_bytes(b"precious")
     code, err = _main(capsys, "--prompt", PROMPT, "--extend", clip, "--out", clip, "--overwrite")
     assert code == 2 and "is the clip being extended" in err and clip.read_bytes() == b"precious"
+
+
+def test_the_seam_and_i2av_measures_pass_ground_truth_and_catch_a_cut():
+    from ccl_core.toyav.evaluate import i2av_follows, i2av_image, near, seam_continuity
+    clip = generate_clip(21, colour="green", shape="circle", motion="sliding", seconds=4.0)
+    s = seam_continuity(clip.frames, world.FPS, clip.waveform, world.SAMPLE_RATE, 32)
+    assert s["jump_px"] <= s["ordinary_step_p95_px"] + 1e-6 and s["pitch_same"] is True
+    other = generate_clip(22, colour="blue", shape="circle", motion="sliding", seconds=4.0)
+    frames = np.concatenate([clip.frames[:32], other.frames[32:]])  # a cut: another object, another pitch
+    wave = np.concatenate([clip.waveform[:32000], other.waveform[32000:]])
+    cut = seam_continuity(frames, world.FPS, wave, world.SAMPLE_RATE, 32)
+    assert cut["pitch_same"] is False
+    score = score_clip(clip.frames, world.FPS, clip.waveform, world.SAMPLE_RATE, clip.prompt)
+    assert near(score, 2.0, 4.0) == {"events": len(score["picture_events"]), "matched": len(score["picture_events"])}
+    image_clip = i2av_image(3)
+    follows = i2av_follows(image_clip.frames, world.FPS, image_clip.frames[0], image_clip, 2)
+    assert follows["follows"], follows
+    moved = np.roll(image_clip.frames, 20, axis=2)  # the same object 20 px to the right
+    assert not i2av_follows(moved, world.FPS, image_clip.frames[0], image_clip, 2)["start_ok"]
