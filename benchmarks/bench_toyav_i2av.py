@@ -12,6 +12,8 @@ object starts where the noise would not put it. Measured:
   distance the world lets it move since the image (evaluate.i2av_follows); target: all three in
   >= 95 % of clips;
 - sync and the other ToyAV metrics as in t2av, on the mp4 the command line would write.
+Chance level: the same measures on a ground-truth clip with the image's words and yet another seed
+(what a clip that ignored the image but kept its words would score).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ import torch  # noqa: E402
 
 from ccl_core.generate import generate  # noqa: E402
 from ccl_core.guidance import Guidance  # noqa: E402
-from ccl_core.toyav import aggregate  # noqa: E402
+from ccl_core.toyav import aggregate, generate_clip  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-from ccl_core.toyav.evaluate import i2av_follows, i2av_image, prompt_sample, score_result  # noqa: E402
+from ccl_core.toyav.evaluate import HELD_OUT_SEED, i2av_follows, i2av_image, prompt_sample, score_result  # noqa: E402
+
+CHANCE_SEED = HELD_OUT_SEED + 700_000  # ground truth that ignores the image
 
 PSNR_TARGET_DB = 25.0
 FOLLOWS_TARGET = 0.95
@@ -61,7 +65,7 @@ def main():
     prompts = prompt_sample(36)
     held = pipe.video_ae.temporal_factor  # pixel frames of the held first latent frame
     t0 = time.time()
-    rows, scores = [], []
+    rows, scores, chance = [], [], []
     for i in range(args.clips):
         clip = i2av_image(i)
         prompt = prompts[i % len(prompts)]
@@ -69,6 +73,8 @@ def main():
         image = torch.from_numpy(clip.frames[0])
         r = generate(pipe, prompt, seed=i, steps=args.steps, guidance=guidance, task="i2av", image=image)
         follows = i2av_follows(r.frames.numpy(), r.fps, clip.frames[0], clip, held)
+        other = generate_clip(CHANCE_SEED + i, clip.colour, clip.shape, clip.motion)
+        chance.append(i2av_follows(other.frames, r.fps, clip.frames[0], clip, held))
         rows.append({"prompt": prompt, "psnr_db": round(psnr(r.frames[0], image), 2), **follows})
         scores.append(score_result(r, prompt, via_mp4=True))
         print(f"  {json.dumps(_short(rows[-1]))} ({time.time() - t0:.0f} s)", flush=True)
@@ -76,7 +82,9 @@ def main():
     summary = {"clips": len(rows), "psnr_db_min": min(r["psnr_db"] for r in rows), "psnr_db_mean": mean("psnr_db"),
                "psnr_target_db": PSNR_TARGET_DB, "colour_follows": mean("colour_ok"), "shape_follows": mean("shape_ok"),
                "start_follows": mean("start_ok"), "all_follow": mean("follows"), "follows_target": FOLLOWS_TARGET,
-               "start_distance_px_median": round(float(np.nanmedian([r["start_distance_px"] for r in rows])), 2)}
+               "start_distance_px_median": round(float(np.nanmedian([r["start_distance_px"] for r in rows])), 2),
+               "chance_start_follows": round(float(np.mean([c["start_ok"] for c in chance])), 4),
+               "chance_start_distance_px_median": round(float(np.nanmedian([c["start_distance_px"] for c in chance])), 2)}
     result = {"settings": {"model": args.model or "shipped", "clips": args.clips, "steps": args.steps,
                            "threads": args.threads, "score_on": "psnr and following in memory; sync on the mp4",
                            "guidance": "joint 3 / 3, dpmpp_2m, shift 3"},
