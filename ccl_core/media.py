@@ -166,6 +166,21 @@ def read_video(path, fps: float, size: Tuple[int, int], seconds: Optional[float]
     return x
 
 
+def read_image(path) -> torch.Tensor:
+    """An image file (PNG, JPEG, WebP, ... anything FFmpeg reads; a video gives its first frame) as
+    [H, W, 3] RGB in 0..1; transparency is dropped."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"{path} is not an image (no picture in it)")
+        try:
+            frame = next(container.decode(container.streams.video[0]), None)
+        except Exception as e:
+            raise MediaError(f"cannot decode the image {path}: {e}") from None
+    if frame is None:
+        raise MediaError(f"{path} holds no picture")
+    return torch.from_numpy(frame.to_ndarray(format="rgb24")).float().div(255.0)
+
+
 def fit_length(wave: torch.Tensor, samples: int) -> torch.Tensor:
     """Cut or zero-pad the last dim to `samples`."""
     if wave.shape[-1] >= samples:

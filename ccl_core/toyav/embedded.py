@@ -53,6 +53,13 @@ class Pipeline:
     def sample_rate(self) -> int:
         return int(self.audio_ae.sample_rate)
 
+    @property
+    def native_seconds(self) -> float:
+        """The clip length the model was trained on (ToyAV's world: 2 s); generation's default."""
+        from .world import DURATION_S
+
+        return DURATION_S
+
 
 def load_pipeline(model_path: Optional[str] = None, device="cpu", dtype: Optional[str] = None,
                   video_ae_path=None, audio_ae_path=None, text_path=None) -> Pipeline:

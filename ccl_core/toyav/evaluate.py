@@ -54,3 +54,105 @@ def conditioned_scores(pipe, task: str, n: int, via_mp4: bool = False, **setting
         r = generate(pipe, clip.prompt, seed=i, task=task, **given, **settings)
         scores.append(score_result(r, clip.prompt, via_mp4))
     return scores
+
+
+# ------------------------------------------------------------------ long clips, seams and i2av
+I2AV_IMAGE_SEED = HELD_OUT_SEED + 500_000  # first frames given to i2av: ground truth of seeds no clip uses
+
+
+def prompt_sample(count: int, seed: int = 0) -> List[str]:
+    """`count` of the 36 prompts in a fixed shuffled order (any count covers colours, shapes and
+    motions about evenly), for benchmarks too slow to run all of them."""
+    import numpy as np
+
+    if not 1 <= count <= len(PROMPTS):
+        raise ValueError(f"the prompt count must be in 1..{len(PROMPTS)}, got {count}")
+    order = np.random.default_rng(seed).permutation(len(PROMPTS))
+    return [PROMPTS[i] for i in order[:count]]
+
+
+def near(score: dict, time_s: float, radius_s: float) -> dict:
+    """Sync recall of a scored clip over the picture events within `radius_s` of `time_s` (the
+    events' interval midpoints): matched and counted events, to pool over clips."""
+    import numpy as np
+
+    from .metrics import MATCH_WINDOW_S
+
+    events = np.asarray(score["picture_events"], dtype=float).reshape(-1, 2)
+    offsets = np.abs(np.asarray(score["offsets_ms"], dtype=float)) / 1000.0
+    inside = np.abs(events.mean(axis=1) - time_s) <= radius_s
+    return {"events": int(inside.sum()), "matched": int((offsets[inside] <= MATCH_WINDOW_S).sum())}
+
+
+def seam_continuity(frames, fps: float, waveform, sample_rate: int, seam_frame: int, span_s: float = 1.0) -> dict:
+    """What a seam (the first frame a window made on its own) does to the clip: the object's jump
+    there against its ordinary frame-to-frame steps, and the pitch of the sound before and after it."""
+    import numpy as np
+
+    from .metrics import PITCH_TOLERANCE, fundamental_hz, object_track
+
+    track = object_track(frames)
+    steps = np.linalg.norm(np.diff(track.centroids, axis=0), axis=1)  # steps[k]: frame k -> k + 1 (NaN: unseen)
+    jump = float(steps[seam_frame - 1])
+    ordinary = np.delete(steps, seam_frame - 1)
+    ordinary = ordinary[np.isfinite(ordinary)]
+    t = seam_frame / fps
+    cut = round(t * sample_rate)
+    width = round(span_s * sample_rate)
+    before = fundamental_hz(np.asarray(waveform)[max(0, cut - width):cut], sample_rate)
+    after = fundamental_hz(np.asarray(waveform)[cut:cut + width], sample_rate)
+    same = bool(abs(after / before - 1.0) <= PITCH_TOLERANCE) if np.isfinite(before) and np.isfinite(after) else None
+    return {"jump_px": jump, "ordinary_step_p95_px": float(np.percentile(ordinary, 95)) if len(ordinary) else np.nan,
+            "pitch_before_hz": before, "pitch_after_hz": after, "pitch_same": same}
+
+
+def i2av_image(index: int):
+    """The ground-truth clip whose first frame is i2av's image number `index`, with the words of
+    prompt_sample order's prompt `index % 36`: a clip of another seed, so the object starts where
+    the noise seed would not put it. Blinking clips are redrawn until the object shows in frame 0."""
+    from .world import parse_prompt
+
+    colour, shape, motion = parse_prompt(prompt_sample(len(PROMPTS))[index % len(PROMPTS)])
+    seed = I2AV_IMAGE_SEED + 1000 * index
+    while True:
+        clip = generate_clip(seed, colour, shape, motion)
+        if clip.motion != "blinking" or not (clip.centroids[0] != clip.centroids[0]).any():
+            return clip
+        seed += 1
+
+
+def start_reach_px(motion: str, seconds: float) -> float:
+    """How far the world lets an object of `motion` move from its first frame within `seconds`:
+    a drop from rest, the fastest slide, a still blink."""
+    from . import world as w
+
+    if motion == "bouncing":
+        return 0.5 * w.GRAVITY_PX_S2 * seconds ** 2
+    if motion == "sliding":
+        return w.SLIDE_SPEED_RANGE_PX_S[1] * seconds
+    return 0.0
+
+
+def i2av_follows(frames, fps: float, image, clip, held_frames: int, slack_px: float = 2.0) -> dict:
+    """Does a clip generated from `image` (the first frame of ground-truth `clip`) follow it, on the
+    frames the model made itself (from `held_frames` on): the object's colour and shape, and where
+    it starts: its first sighting within start_reach_px of the image's object, plus `slack_px`."""
+    import numpy as np
+
+    from .metrics import classify_shape, nearest_colour, object_track
+
+    made = np.asarray(frames)[held_frames:]
+    track = object_track(made)
+    given = object_track(np.asarray(image)[None]).centroids[0]
+    seen = np.flatnonzero(track.visible)
+    if len(seen):
+        k = int(seen[0])
+        distance = float(np.linalg.norm(track.centroids[k] - given))
+        reach = start_reach_px(clip.motion, (held_frames + k) / fps) + slack_px
+    else:
+        distance, reach = float("nan"), 0.0
+    colour, shape = nearest_colour(track.colour), classify_shape(made)
+    start_ok = bool(distance <= reach)
+    return {"colour": colour, "colour_ok": colour == clip.colour, "shape": shape, "shape_ok": shape == clip.shape,
+            "start_distance_px": distance, "start_reach_px": reach, "start_ok": start_ok,
+            "follows": colour == clip.colour and shape == clip.shape and start_ok}

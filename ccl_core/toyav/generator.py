@@ -27,10 +27,12 @@ class Bouncing:
     half_height: float
     contacts: np.ndarray  # floor contact times inside the clip, s
     rebound_speeds: np.ndarray  # upward speed just after each contact, px/s
+    duration: float = w.DURATION_S  # the clip's length, s
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, shape: w.Shape) -> "Bouncing":
-        """Draw until every bounce that starts inside the clip lasts at least MIN_FLIGHT_S."""
+    def sample(cls, rng: np.random.Generator, shape: w.Shape, duration: float = w.DURATION_S) -> "Bouncing":
+        """Draw until every bounce that starts inside the clip lasts at least MIN_FLIGHT_S (over a
+        long clip this keeps the lively drops: the bounces of a low one die out early)."""
         g = w.GRAVITY_PX_S2
         while True:
             x = rng.uniform(w.LEFT_WALL_X + shape.half_width, w.RIGHT_WALL_X - shape.half_width)
@@ -38,14 +40,14 @@ class Bouncing:
             restitution = rng.uniform(*w.RESTITUTION_RANGE)
             contact, speed = np.sqrt(2.0 * drop / g), np.sqrt(2.0 * g * drop)
             contacts, speeds = [], []
-            while contact < w.DURATION_S and 2.0 * speed * restitution / g >= w.MIN_FLIGHT_S:
+            while contact < duration and 2.0 * speed * restitution / g >= w.MIN_FLIGHT_S:
                 speed *= restitution
                 contacts.append(contact)
                 speeds.append(speed)
                 contact += 2.0 * speed / g
-            if contact >= w.DURATION_S:  # no flight inside the clip was too short
+            if contact >= duration:  # no flight inside the clip was too short
                 return cls(x, drop, restitution, shape.half_height, np.array(contacts),
-                           np.array(speeds))
+                           np.array(speeds), duration)
 
     @property
     def events(self) -> np.ndarray:
@@ -74,13 +76,14 @@ class Sliding:
     speed: float  # signed, px/s
     start: float  # distance of the left edge from its left-contact position at t = 0, px
     half_width: float
+    duration: float = w.DURATION_S
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, shape: w.Shape) -> "Sliding":
+    def sample(cls, rng: np.random.Generator, shape: w.Shape, duration: float = w.DURATION_S) -> "Sliding":
         y = rng.uniform(shape.half_height, w.FLOOR_Y - shape.half_height)
         speed = rng.uniform(*w.SLIDE_SPEED_RANGE_PX_S) * rng.choice([-1.0, 1.0])
         start = rng.uniform(0.0, cls._span(shape.half_width))
-        return cls(y, speed, start, shape.half_width)
+        return cls(y, speed, start, shape.half_width, duration)
 
     @staticmethod
     def _span(half_width: float) -> float:
@@ -90,10 +93,10 @@ class Sliding:
     def events(self) -> np.ndarray:
         """Times at which the unfolded path crosses a multiple of the span (a wall contact)."""
         span = self._span(self.half_width)
-        ends = sorted([self.start, self.start + self.speed * w.DURATION_S])
+        ends = sorted([self.start, self.start + self.speed * self.duration])
         n = np.arange(np.ceil(ends[0] / span), np.floor(ends[1] / span) + 1)
         times = np.sort((n * span - self.start) / self.speed)
-        return times[(times >= 0.0) & (times < w.DURATION_S)]
+        return times[(times >= 0.0) & (times < self.duration)]
 
     def centre(self, t: np.ndarray) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
@@ -113,26 +116,27 @@ class Blinking:
     x: float
     y: float
     intervals: np.ndarray  # [n, 2] (appearance, disappearance) times, s; may start before 0
+    duration: float = w.DURATION_S
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, shape: w.Shape) -> "Blinking":
+    def sample(cls, rng: np.random.Generator, shape: w.Shape, duration: float = w.DURATION_S) -> "Blinking":
         x = rng.uniform(w.LEFT_WALL_X + shape.half_width, w.RIGHT_WALL_X - shape.half_width)
         y = rng.uniform(shape.half_height, w.FLOOR_Y - shape.half_height)
         # Start one longest on+off cycle before the clip so that the state at t = 0 is random.
         t = -rng.uniform(0.0, w.BLINK_ON_RANGE_S[1] + w.BLINK_OFF_RANGE_S[1])
         on = bool(rng.integers(2))
         intervals = []
-        while t < w.DURATION_S:
+        while t < duration:
             length = rng.uniform(*(w.BLINK_ON_RANGE_S if on else w.BLINK_OFF_RANGE_S))
             if on:
                 intervals.append((t, t + length))
             t, on = t + length, not on
-        return cls(x, y, np.array(intervals).reshape(-1, 2))
+        return cls(x, y, np.array(intervals).reshape(-1, 2), duration)
 
     @property
     def events(self) -> np.ndarray:
         starts = self.intervals[:, 0]
-        return starts[(starts >= 0.0) & (starts < w.DURATION_S)]
+        return starts[(starts >= 0.0) & (starts < self.duration)]
 
     def centre(self, t: np.ndarray) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
@@ -151,15 +155,15 @@ Trajectory = Bouncing | Sliding | Blinking
 class Clip:
     """One ToyAV clip with its exact ground truth."""
 
-    frames: np.ndarray  # [NUM_FRAMES, 64, 64, 3] float32 in 0..1
-    waveform: np.ndarray  # [NUM_SAMPLES] float32
+    frames: np.ndarray  # [frames, 64, 64, 3] float32 in 0..1 (NUM_FRAMES for the world's 2 s clips)
+    waveform: np.ndarray  # [samples] float32 (NUM_SAMPLES for 2 s)
     prompt: str
     colour: str
     shape: str
     motion: str
-    events: tuple[float, ...]  # exact impact or appearance times in [0, DURATION_S), s
+    events: tuple[float, ...]  # exact impact or appearance times in [0, the clip's duration), s
     blinks: tuple[tuple[float, float], ...]  # exact (appearance, disappearance) times; blinking only
-    centroids: np.ndarray  # [NUM_FRAMES, 2] (x, y) area centroid, px; NaN while invisible
+    centroids: np.ndarray  # [frames, 2] (x, y) area centroid, px; NaN while invisible
     trajectory: Trajectory  # the continuous motion, for evaluating positions at any time
 
 
@@ -174,8 +178,11 @@ class ClipBatch:
 
 
 def generate_clip(seed: int, colour: str | None = None, shape: str | None = None,
-                  motion: str | None = None) -> Clip:
+                  motion: str | None = None, seconds: float = w.DURATION_S) -> Clip:
     """A clip determined by `seed`; words left as None are drawn from the seed.
+
+    `seconds` (rounded to whole frames) makes a clip of another length under the same rules: the
+    ground truth for long clips. The world's 2 s clips draw exactly as before.
 
     The words are always drawn, so fixing one keeps the rest of the draw: the same seed with
     another colour gives the same motion with another colour and pitch. Initial conditions are
@@ -188,17 +195,23 @@ def generate_clip(seed: int, colour: str | None = None, shape: str | None = None
     prompt = w.make_prompt(colour, shape, motion)
     shape_spec, colour_spec = w.SHAPES[shape], w.COLOURS[colour]
 
-    timed = (w.TIMED_MARGIN_FRAMES / w.FPS, (w.NUM_FRAMES - 1 - w.TIMED_MARGIN_FRAMES) / w.FPS)
+    n_frames = round(seconds * w.FPS)
+    if not n_frames > 2 * w.TIMED_MARGIN_FRAMES + 1:
+        raise ValueError(f"a ToyAV clip must last over {(2 * w.TIMED_MARGIN_FRAMES + 1) / w.FPS:g} s "
+                         f"(whole frames at {w.FPS} fps), got {seconds}")
+    duration = n_frames / w.FPS
+    timed = (w.TIMED_MARGIN_FRAMES / w.FPS, (n_frames - 1 - w.TIMED_MARGIN_FRAMES) / w.FPS)
     while True:
-        trajectory = MOTION_TYPES[motion].sample(rng, shape_spec)
+        trajectory = MOTION_TYPES[motion].sample(rng, shape_spec, duration)
         if np.any((trajectory.events >= timed[0]) & (trajectory.events <= timed[1])):
             break
 
-    times = np.arange(w.NUM_FRAMES) / w.FPS
+    times = np.arange(n_frames) / w.FPS
     centres, visible = trajectory.centre(times), trajectory.visible(times)
     frames = render(shape_spec, colour_spec.rgb, centres, visible)
     blinks = trajectory.intervals if isinstance(trajectory, Blinking) else np.zeros((0, 2))
-    waveform = synthesize(trajectory.events, blinks, colour_spec.pitch_hz, shape_spec.timbre, rng)
+    waveform = synthesize(trajectory.events, blinks, colour_spec.pitch_hz, shape_spec.timbre, rng,
+                          round(duration * w.SAMPLE_RATE))
     centroids = centres + np.array([0.0, _centroid_drop(shape_spec)])
     centroids[~visible] = np.nan
     return Clip(
@@ -309,10 +322,10 @@ def impact_envelope(tau: np.ndarray) -> np.ndarray:
 
 
 def synthesize(events: np.ndarray, blinks: np.ndarray, pitch_hz: float, timbre: str,
-               rng: np.random.Generator) -> np.ndarray:
+               rng: np.random.Generator, samples: int = w.NUM_SAMPLES) -> np.ndarray:
     """The clip's sound: a steady tone over each blink, else a burst at each event, plus noise."""
-    t = np.arange(w.NUM_SAMPLES) / w.SAMPLE_RATE
-    wave = np.zeros(w.NUM_SAMPLES)
+    t = np.arange(samples) / w.SAMPLE_RATE
+    wave = np.zeros(samples)
     if len(blinks):
         for on, off in blinks:
             span = slice(np.searchsorted(t, on), np.searchsorted(t, off))
@@ -324,5 +337,5 @@ def synthesize(events: np.ndarray, blinks: np.ndarray, pitch_hz: float, timbre: 
             span = slice(np.searchsorted(t, start), np.searchsorted(t, start + w.IMPACT_LENGTH_S))
             tau = t[span] - start
             wave[span] += impact_envelope(tau) * tone(tau, pitch_hz, timbre)
-    wave += rng.normal(0.0, w.NOISE_RMS, w.NUM_SAMPLES)
+    wave += rng.normal(0.0, w.NOISE_RMS, samples)
     return wave.astype(np.float32)

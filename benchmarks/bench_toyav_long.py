@@ -1,0 +1,119 @@
+"""The embedded ToyAV model on clips longer than it was trained on (2 s): the ToyAV metrics at 2, 4
+and 8 s, and the cost of one sampling step at 8 s against one at 2 s.
+
+    python benchmarks/bench_toyav_long.py [--model FILE] [--durations 2 4 8] [--prompts 12] [--seeds 1]
+        [--steps 25] [--threads 2] [--out docs/benchmarks/toyav_long.json]
+
+Quality: `--prompts` of the 36 prompts (evaluate.prompt_sample's fixed order) x `--seeds` noise
+seeds at each duration, generated with the command line's default settings and scored on the mp4
+(ccl_core.toyav.metrics over the whole clip). The world's own ground-truth clips of each length
+(held-out seeds, same prompts) are scored too: they must score perfectly, which checks that the
+metrics find events over the whole clip. Speed: one guided step (all guidance branches in one
+batched model call, what each sampling step runs) at 8 s and at 2 s, timed alternately in this one
+process so that both see the same machine load; median over --step-repeats. Target: <= 4.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+from ccl_core.generate import clip_lengths, generate  # noqa: E402
+from ccl_core.guidance import Guidance, guided_velocity  # noqa: E402
+from ccl_core.toyav import aggregate, generate_clip, parse_prompt, score_clip  # noqa: E402
+from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
+from ccl_core.toyav.evaluate import HELD_OUT_SEED, prompt_sample, score_result  # noqa: E402
+
+STEP_RATIO_TARGET = 4.5
+
+
+def _short(d):
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items() if not isinstance(v, (list, dict))}
+
+
+def quality(pipe, seconds, prompts, seeds, settings):
+    scores, truth = [], []
+    for prompt in prompts:
+        for seed in seeds:
+            r = generate(pipe, prompt, seed=seed, seconds=seconds, **settings)
+            scores.append(score_result(r, prompt, via_mp4=True))
+        colour, shape, motion = parse_prompt(prompt)
+        clip = generate_clip(HELD_OUT_SEED + len(truth), colour, shape, motion, seconds=seconds)
+        truth.append(score_clip(clip.frames, 16.0, clip.waveform, 16000, clip.prompt))
+    return {"generated": _short(aggregate(scores)), "ground_truth": _short(aggregate(truth))}
+
+
+def step_seconds(pipe, seconds_list, repeats, guidance):
+    """Median wall time of one guided step per duration, the durations timed in turn."""
+    device = pipe.model.device
+    text, _ = pipe.text_encoder.encode(["a red circle bouncing"])
+    uncond, _ = pipe.text_encoder.encode([""])
+    inputs = {}
+    for s in seconds_list:
+        frames, audio = clip_lengths(pipe, s)
+        vshape = pipe.video_ae.latent_shape(frames=frames * pipe.video_ae.temporal_factor)
+        ashape = pipe.audio_ae.latent_shape(samples=audio * pipe.audio_ae.hop)
+        inputs[s] = (torch.randn(1, *vshape, device=device), torch.randn(1, *ashape, device=device))
+    times = {s: [] for s in seconds_list}
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            for s in seconds_list:
+                v, a = inputs[s]
+                t0 = time.perf_counter()
+                guided_velocity(pipe.model, v, a, 0.5, None, text, uncond, guidance, tasks="t2av")
+                if i:  # the first round warms up
+                    times[s].append(time.perf_counter() - t0)
+    return {s: statistics.median(t) for s, t in times.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="a CCL checkpoint for the ToyAV latents (default: the shipped one)")
+    ap.add_argument("--durations", type=float, nargs="+", default=[2.0, 4.0, 8.0])
+    ap.add_argument("--prompts", type=int, default=12, help="how many of the 36 prompts (fixed shuffled order)")
+    ap.add_argument("--seeds", type=int, default=1, help="noise seeds 0..N-1 per prompt")
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--step-repeats", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip", action="append", default=[], choices=["quality", "speed"])
+    ap.add_argument("--out", default=None, help="write the figures as JSON (e.g. docs/benchmarks/toyav_long.json)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe = load_pipeline(args.model)
+    guidance = Guidance("joint", video_scale=3.0, audio_scale=3.0)
+    settings = dict(steps=args.steps, guidance=guidance)
+    prompts = prompt_sample(args.prompts)
+    result = {"settings": {"model": args.model or "shipped", "durations": args.durations, "prompts": prompts,
+                           "seeds": args.seeds, "steps": args.steps, "threads": args.threads,
+                           "score_on": "mp4", "guidance": "joint 3 / 3, dpmpp_2m, shift 3"},
+              "torch": torch.__version__}
+    t0 = time.time()
+    if "quality" not in args.skip:
+        result["quality"] = {}
+        for seconds in args.durations:
+            result["quality"][f"{seconds:g}s"] = quality(pipe, seconds, prompts, range(args.seeds), settings)
+            print(f"{seconds:g} s: {json.dumps(result['quality'][f'{seconds:g}s'])} ({time.time() - t0:.0f} s)",
+                  flush=True)
+    if "speed" not in args.skip:
+        per = step_seconds(pipe, [2.0, 8.0], args.step_repeats, guidance)
+        ratio = per[8.0] / per[2.0]
+        result["step"] = {"2s_s": round(per[2.0], 4), "8s_s": round(per[8.0], 4), "ratio_8s_to_2s": round(ratio, 2),
+                          "target_ratio": STEP_RATIO_TARGET, "met": ratio <= STEP_RATIO_TARGET,
+                          "repeats": args.step_repeats}
+        print("step", json.dumps(result["step"]), flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
