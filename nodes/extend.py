@@ -1,4 +1,5 @@
-"""Longer clips in windows: CCL Extend makes the next window of a clip, CCL Append Window joins it on.
+"""Longer clips in windows: CCL Extend makes the next window of a clip, CCL Append Window joins it on;
+CCL Encode Video+Audio turns a VIDEO with sound into a joint latent that CCL Extend can continue.
 
 A chain reads: window 1 (any task) -> sampler -> CCL Extend -> sampler -> CCL Append Window (clip, window)
 -> CCL Extend -> sampler -> CCL Append Window -> ... Each window starts `overlap` before the clip so far
@@ -10,13 +11,15 @@ that continues another clip.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..ccl_core import extension
 from .api import io
-from .common import CATEGORY, CCL_KEY, latent_spec, make_joint_latent, split_joint
+from .common import CATEGORY, CCL_KEY, latent_spec, make_joint_latent, spec_of, split_joint
 from .latents import restore_held
-from .tasks import apply_task, negative_input, task_outputs
+from .tasks import apply_task, encode_audio, encode_video, negative_input, task_outputs
 
 EXTEND_KEY = "extend"  # the window's record in the LATENT's CCL metadata
 
@@ -127,4 +130,75 @@ class CCLAppendWindow(io.ComfyNode):
         return io.NodeOutput(make_joint_latent(video.contiguous(), audio.contiguous(), spec))
 
 
-NODES = [CCLExtend, CCLAppendWindow]
+class CCLEncodeVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CCLEncodeVideo",
+            display_name="CCL Encode Video+Audio",
+            category=f"{CATEGORY}/latent",
+            description=("Encodes a VIDEO with its soundtrack (Load Video, CreateVideo, CCL Create Video) into a "
+                         "joint latent of the model, so CCL Extend can continue it. The frames are resampled to the "
+                         "model's frame rate and resized (centre-cropped) to its size, the sound to its sample "
+                         "rate; the video is trimmed to whole latent frames and the sound to the same duration."),
+            inputs=[
+                io.Model.Input("model", tooltip="The CCL / Ovi model the latent is for: its rates and sizes."),
+                io.Video.Input("video", tooltip="The clip to continue, with a soundtrack."),
+                io.Vae.Input("video_vae", tooltip=(
+                    "Video VAE of the model (Ovi: Wan 2.2 VAE; the embedded ToyAV model: the ToyAV video "
+                    "autoencoder).")),
+                io.Vae.Input("audio_vae", tooltip=(
+                    "Audio VAE of the model (Ovi: MMAudio; the embedded ToyAV model: the ToyAV audio autoencoder).")),
+                io.Int.Input("width", default=0, min=0, max=4096, step=16, tooltip=(
+                    "Width of the latent in pixels, rounded down to the model's latent cell; 0: the model's "
+                    "native width (the video's own when the model does not say).")),
+                io.Int.Input("height", default=0, min=0, max=4096, step=16,
+                             tooltip="Height, rounded down like the width; 0: the model's native height."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent", tooltip=(
+                "The clip as a joint latent (batch 1), for CCL Extend (and CCL Append Window's clip) or CCL "
+                "Decode."))],
+        )
+
+    @classmethod
+    def execute(cls, model, video, video_vae, audio_vae, width=0, height=0):
+        spec = spec_of(model)
+        comp = video.get_components()
+        images, audio = comp.images, comp.audio
+        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[0] == 0:
+            got = list(images.shape) if torch.is_tensor(images) else type(images).__name__
+            raise ValueError(f"CCL Encode Video+Audio: the video has no frames (images {got}); connect a video "
+                             "with frames, e.g. from Load Video")
+        if audio is None or audio.get("waveform") is None or audio["waveform"].shape[-1] == 0:
+            raise ValueError("CCL Encode Video+Audio: the video has no audio; CCL Extend continues picture and "
+                             "sound together, so add a soundtrack (CreateVideo / CCL Create Video with an AUDIO), "
+                             "or use CCL Task: Video to Audio (frames only) or CCL Task: Audio to Video (sound "
+                             "only) instead")
+        fps = float(comp.frame_rate)
+        if not fps > 0:
+            raise ValueError(f"CCL Encode Video+Audio: the video's frame rate is {fps:g}; it must be > 0")
+        seconds_in = images.shape[0] / fps
+        # model frames whose whole frame interval lies inside the video, then whole latent frames (and patches)
+        frames = math.floor(seconds_in * spec.fps + 1e-6)
+        tf, pt = spec.temporal_factor, spec.video_patch[0]
+        t = ((frames - 1) // tf + 1 if frames >= 1 else 0) if spec.causal else frames // tf
+        t = t // pt * pt
+        if t < 1:
+            need = spec.pixel_frames(pt) / spec.fps
+            raise ValueError(f"CCL Encode Video+Audio: the video lasts {seconds_in:.3g} s ({images.shape[0]} frames "
+                             f"at {fps:g} fps), shorter than one latent frame of {spec.name or 'this model'} "
+                             f"({need:.3g} s at {spec.fps:g} fps); give a longer video")
+        seconds = (spec.pixel_frames(t) - (1 if spec.causal else 0)) / spec.fps
+        width = width or spec.native_width or images.shape[2]
+        height = height or spec.native_height or images.shape[1]
+        t2, h, w, length, *_ = spec.sizes(seconds, width, height)
+        if t2 != t:  # spec.sizes is what CCL Empty Joint Latent uses: the two must agree
+            raise RuntimeError(f"CCL Encode Video+Audio: {seconds:g} s is {t2} latent frames, not {t}")
+        wave = audio["waveform"]
+        audio = {"waveform": wave[:1] if wave.ndim == 3 else wave, "sample_rate": audio["sample_rate"]}
+        v = encode_video(video_vae, images, fps, spec, (1, spec.video_channels, t, h, w))
+        a = encode_audio(audio_vae, audio, spec, length)
+        return io.NodeOutput(make_joint_latent(v.contiguous(), a.contiguous(), spec))
+
+
+NODES = [CCLExtend, CCLAppendWindow, CCLEncodeVideo]

@@ -233,3 +233,53 @@ def test_i2av_fits_the_image_and_refuses_bad_ones(embedded, caplog):
 
     with pytest.raises(ValueError, match=r"video VAE gave a latent \[1, 16, 1, 8, 8\]; this model needs \[B, 8,"):
         N["CCLImageToVideo"].execute(pos, lat, OtherVAE(), image[None])
+
+
+# ---------------------------------------------------------------------- a VIDEO continued: CCL Encode Video+Audio
+def _video(frames, fps, wave, sample_rate):
+    from fractions import Fraction
+
+    from comfy_api.latest import InputImpl, Types
+    audio = None if wave is None else {"waveform": wave, "sample_rate": sample_rate}
+    return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames, frame_rate=Fraction(fps), audio=audio))
+
+
+def test_encode_video_feeds_extend(embedded):
+    """A ToyAV-size video with sound encodes to exactly the autoencoders' latents, and CCL Extend's clean prefix
+    is that clip's last latent frames and the sound from the same instant."""
+    from ccl_core.toyav.generator import generate_clip
+
+    model, video_vae, audio_vae, encoder = embedded
+    clip = generate_clip(3, "green", "circle", "bouncing")
+    frames, wave = torch.as_tensor(clip.frames).float(), torch.as_tensor(clip.waveform).float()
+    (lat,) = N["CCLEncodeVideo"].execute(model, _video(frames, 16, wave[None, None], 16000), video_vae, audio_vae)
+    v, a = lat["samples"].unbind()
+    with torch.no_grad():
+        want_v = video_vae.encode(frames)
+        want_a = audio_vae.encode(wave[None, :, None])
+    assert torch.equal(v, want_v) and torch.equal(a, want_a) and v.shape[2] == 16, (v.shape, a.shape)
+    (pos,) = N["CCLToyAVTextEncode"].execute(encoder, "a green circle bouncing")
+    p, _, window = N["CCLExtend"].execute(pos, lat, 0.5, 2.0)
+    cont = core.extension.continuation(v, a, 4, 8.0, 62.5)
+    wv, wa = window["samples"].unbind()
+    assert window["ccl"]["prefix"] == {"video": 4, "audio": cont.audio_prefix} and p[0][1]["ccl_task"] == "extend"
+    assert torch.equal(wv[:, :, :4], v[:, :, -4:])
+    assert torch.equal(wa[:, :, :cont.audio_prefix], a[:, :, cont.audio_start:cont.audio_start + cont.audio_prefix])
+
+
+def test_encode_video_resamples_trims_and_refuses_bad_videos(embedded):
+    """A 30 fps, 44.1 kHz stereo, 96x80 video of 1.3 s: resampled to 16 fps and 64x64, trimmed to whole latent
+    frames (20 model frames -> 10 latent frames, 1.25 s) and the sound to the same 1.25 s."""
+    model, video_vae, audio_vae, _ = embedded
+    g = torch.Generator().manual_seed(0)
+    frames, wave = torch.rand(39, 80, 96, 3, generator=g), torch.randn(1, 2, 57330, generator=g) * 0.1
+    (lat,) = N["CCLEncodeVideo"].execute(model, _video(frames, 30, wave, 44100), video_vae, audio_vae)
+    v, a = lat["samples"].unbind()
+    assert list(v.shape) == [1, 8, 10, 8, 8] and list(a.shape) == [1, 8, 79], (v.shape, a.shape)
+    assert lat["ccl"]["spec"] == common.spec_of(model).to_dict()
+    with pytest.raises(ValueError, match=r"the video has no audio; .*add a soundtrack.*Video to Audio"):
+        N["CCLEncodeVideo"].execute(model, _video(frames, 30, None, 0), video_vae, audio_vae)
+    with pytest.raises(ValueError, match=r"the video has no frames"):
+        N["CCLEncodeVideo"].execute(model, _video(frames[:0], 30, wave, 44100), video_vae, audio_vae)
+    with pytest.raises(ValueError, match=r"lasts 0.0667 s .*shorter than one latent frame .*0.125 s at 16 fps"):
+        N["CCLEncodeVideo"].execute(model, _video(frames[:2], 30, wave, 44100), video_vae, audio_vae)
