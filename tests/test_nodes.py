@@ -91,7 +91,7 @@ def test_entrypoint_ids_match_the_shipped_api_workflows():
                       "CCLVideoToAudio", "CCLVideoOnly", "CCLAudioOnly", "CCLGuider", "CCLNullText", "CCLDecode",
                       "CCLLatentPreview", "CCLCreateVideo", "CCLSaveVideo", "CCLToyAVTextEncoderLoader",
                       "CCLToyAVTextEncode", "CCLToyAVAutoencoderLoader", "CCLImageToVideo", "CCLExtend",
-                      "CCLAppendWindow"}
+                      "CCLAppendWindow", "CCLEncodeVideo"}
 
 
 def test_loader_lists_both_folders_and_loads(base, model):
