@@ -1,6 +1,6 @@
 """The embedded ToyAV model in ComfyUI: its text encoder, its two autoencoders and the loader entry.
 
-ToyAV (ccl_core/toyav, shared/TOYAV.md) is a small world of coloured shapes that bounce, slide or
+ToyAV (ccl_core/toyav, docs/TOYAV.md) is a small world of coloured shapes that bounce, slide or
 blink, with sounds whose pitch follows the colour and whose timbre follows the shape: 64x64 video at
 16 fps, 16 kHz mono sound, 2 s clips. The pack ships its model (ccl_core/assets/toyav_ccl.safetensors,
 listed by CCL Model Loader as "(embedded) toyav_ccl"), its text encoder and its autoencoders.
