@@ -64,10 +64,6 @@ def embedded_path(name: str) -> str:
     return path
 
 
-def embedded_model_path(name: str = EMBEDDED_MODEL) -> str:
-    return embedded_path(name)
-
-
 def _user_files(folder: str):
     """ToyAV files of the user in a model folder (names containing 'toyav'), for the loaders' lists."""
     try:
