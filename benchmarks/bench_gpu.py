@@ -18,6 +18,7 @@ import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # tarp_reference.dense_tarp
 
 import torch  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
@@ -112,6 +113,7 @@ def parity_on_cuda():
     rel = lambda x, y: ((x - y).norm() / y.norm()).item()
     # TARP fast path (key-channel offsets, flash-eligible) against the dense-mask reference, on CUDA
     from ccl_core import tiny_config
+    from tarp_reference import dense_tarp
     tiny = DualStreamModel(tiny_config(num_heads=2, dim=64, n_ctx=4, tarp_window=2)).cuda()
     with torch.no_grad():
         for p in tiny.parameters():
@@ -121,7 +123,8 @@ def parity_on_cuda():
         tt = torch.randn(4, 5, 16, device="cuda", generator=g)
         kw = dict(tasks=["t2av", "a2v", "v2a", "t2av"], ctx_only=torch.tensor([False, False, False, True]))
         fast = tiny(vv, aa, 0.6, None, tt, **kw)
-        dense = tiny(vv, aa, 0.6, None, tt, dense_reference=True, **kw)
+        with dense_tarp():
+            dense = tiny(vv, aa, 0.6, None, tt, **kw)
     tarp_err = max((f - d).abs().max().item() for f, d in zip(fast, dense))
     return {"tarp_fast_vs_dense_max_abs": tarp_err,"video_rel_err": rel(v, io["out.full.video"]), "audio_rel_err": rel(a, io["out.full.audio"]),
             "slg_video_rel_err": rel(vs, io["out.slg2.video"]), "slg_audio_rel_err": rel(as_, io["out.slg2.audio"])}

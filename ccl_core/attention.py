@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .layers import TorchOps, cast_like
 from .rope import Rotary
-from .tarp import Partition, cross_modal_attention, dense_cross_modal_attention
+from .tarp import Partition, cross_modal_attention
 
 
 def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -65,7 +65,6 @@ class CrossModalInput:
     other_rope: Rotary
     reads_other: Optional[torch.Tensor]  # [B] bool; False = ctx-only route; None = all full
     partition: Optional[Partition] = None  # TARP fast path
-    dense_window: Optional[tuple] = None  # (q_pos, k_pos, width): dense reference path instead
 
 
 class CrossAttention(nn.Module):
@@ -111,9 +110,6 @@ class CrossAttention(nn.Module):
             k_ctx, v_ctx = k_ctx[0], v_ctx[0]
         k, v = self.fusion_kv(cm.other)
         k = cm.other_rope.apply(k)
-        if cm.dense_window is not None:
-            q_pos, k_pos, width = cm.dense_window
-            return dense_cross_modal_attention(q, k, v, k_ctx, v_ctx, cm.reads_other, bias, q_pos, k_pos, width)
         return cross_modal_attention(q, k, v, k_ctx, v_ctx, cm.reads_other, bias, cm.partition, self.attention)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, cm: Optional[CrossModalInput]) -> torch.Tensor:

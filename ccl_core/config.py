@@ -40,7 +40,7 @@ class ModelConfig(JsonConfig):
     video_latent_fps: float = 6.0  # latent frames per second (Wan 2.2 VAE: 24 fps / 4)
     audio_latent_rate: float = 31.25  # audio latents per second (MMAudio 16 kHz VAE)
 
-    # Cross-modal fusion (DESIGN.md section 2).
+    # Cross-modal fusion (docs/DESIGN-NOTES.md, "LCT / CCA" and "TARP").
     fusion: str = "ccl"  # "ccl": ungated CCA; "gated": zero-init gated fusion; "ovi": plain Ovi fusion
     n_ctx: int = 8  # learnable context tokens per block and direction (LCT)
     tarp_window: Optional[int] = 2  # partition width in latent video frames; None = full attention

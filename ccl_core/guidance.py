@@ -28,10 +28,6 @@ def ucg_decoupled(u, c_text, c_full, w_text, w_av):
     return u + w_text * (c_text - u) + w_av * (c_full - c_text)
 
 
-def cfg(u, c, w):
-    return u + w * (c - u)
-
-
 @dataclass
 class Guidance:
     form: str = "joint"

@@ -139,7 +139,6 @@ class DualStreamModel(nn.Module):
         ctx_only=None,
         skip_block: Optional[int] = None,
         skip_rows: Optional[torch.Tensor] = None,
-        dense_reference: bool = False,
         text_audio: Optional[torch.Tensor] = None,
         video_prefix=None,
         audio_prefix=None,
@@ -197,7 +196,7 @@ class DualStreamModel(nn.Module):
                 skip=None if skip_block is None else sel(skip_rows).view(-1, 1, 1),
             )
 
-        self._plan_cross_modal(streams, routes, batch, device, dense_reference)
+        self._plan_cross_modal(streams, routes, batch, device)
 
         for i in range(cfg.num_layers):
             step = partial(self._block, streams=streams, skip=skip_block == i)
@@ -225,7 +224,7 @@ class DualStreamModel(nn.Module):
         return outputs[0], outputs[1]
 
     # ------------------------------------------------------------------ internals
-    def _plan_cross_modal(self, streams, routes: Routes, batch: int, device, dense: bool) -> None:
+    def _plan_cross_modal(self, streams, routes: Routes, batch: int, device) -> None:
         """Per direction: which rows read the other stream, and the TARP partition (built once)."""
         cfg = self.config
         for name, other_name, reads in (("video", "audio", routes.video_reads_audio),
@@ -250,12 +249,9 @@ class DualStreamModel(nn.Module):
                 o_rows = torch.arange(batch, device=device) if o["rows"] is None else o["rows"]
                 where[o_rows] = torch.arange(o_rows.numel(), device=device)
                 s["gather"] = s["sel"](where)
-            s["partition"] = s["dense"] = None
+            s["partition"] = None
             if cfg.tarp_window is not None:
-                if dense:
-                    s["dense"] = (s["pos"], o["pos"], cfg.tarp_window)
-                else:
-                    s["partition"] = Partition.build(s["pos"], o["pos"], cfg.tarp_window)
+                s["partition"] = Partition.build(s["pos"], o["pos"], cfg.tarp_window)
 
     def _cross_input(self, s, other_x) -> Optional[CrossModalInput]:
         if s["cm"] is None:
@@ -263,7 +259,7 @@ class DualStreamModel(nn.Module):
         if s["cm"] == "ctx":
             return CrossModalInput(None, s["rope"], s["rope"], None)
         o = other_x if s["gather"] is None else other_x[s["gather"]]
-        return CrossModalInput(o, s["rope"], s["other_rope"], s["reads"], s["partition"], s["dense"])
+        return CrossModalInput(o, s["rope"], s["other_rope"], s["reads"], s["partition"])
 
     def _block(self, i: int, *xs, streams, skip: bool):
         if self.before_block is not None:

@@ -13,14 +13,12 @@ from typing import Optional
 
 from .config import OVI_AUDIO_ROPE_SCALE, ModelConfig, ovi_config
 
-OVI_HEAD_DIM = 128
+OVI_HEAD_DIM = 128  # Wan 2.x: heads are not visible in the shapes; Ovi uses 24 x 128
 
-# Ovi's inference defaults (ovi/configs/inference/inference_fusion.yaml): guidance video 4.0,
-# audio 3.0, 50 UniPC steps at shift 5, a negative pass that skips fusion block 11.
+# Ovi's negative prompts (ovi/configs/inference/inference_fusion.yaml). Its other inference defaults,
+# guidance video 4.0 / audio 3.0 with a negative pass that skips fusion block 11, are `Guidance`'s.
 OVI_VIDEO_NEGATIVE = "jitter, bad hands, blur, distortion"
 OVI_AUDIO_NEGATIVE = "robotic, muffled, echo, distorted"
-OVI_GUIDANCE = dict(form="ovi", video_scale=4.0, audio_scale=3.0, skip_block=11)
-OVI_SAMPLING = dict(steps=50, shift=5.0)  # Wan 2.x: heads are not visible in the shapes; Ovi uses 24 x 128
 
 # Ovi's released files and the clip they were trained for (video latent frames, audio latents).
 OVI_FILES = {

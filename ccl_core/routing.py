@@ -28,7 +28,7 @@ class TaskSpec:
     prefix: str = "-"
 
 
-# DESIGN.md section 2, the DCR table.
+# The DCR task table (docs/DESIGN-NOTES.md, "DCR"): one row per task.
 TASKS: Dict[str, TaskSpec] = {
     "t2av": TaskSpec("noised", "noised", "full", "full"),
     "t2v": TaskSpec("noised", "absent", "ctx", "-"),

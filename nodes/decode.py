@@ -43,10 +43,6 @@ def decode_audio(vae, raw: torch.Tensor):
     return out.movedim(-1, 1).float(), int(getattr(vae, "audio_sample_rate", None) or 44100)
 
 
-def _video_frames(spec, t: int) -> int:
-    return spec.pixel_frames(t)
-
-
 def decode_outputs(images_tip, audio_tip):
     """The outputs of the two decoders: frames, sound, frame rate."""
     return [io.Image.Output(display_name="images", tooltip=images_tip),
@@ -81,7 +77,7 @@ class CCLDecode(io.ComfyNode):
         video, audio = restore_held(video, audio, meta)
         task = meta.get("task", "t2av")
         batch, t = video.shape[0], video.shape[2]
-        frames = _video_frames(spec, t)
+        frames = spec.pixel_frames(t)
         duration = frames / spec.fps
         pbar = comfy.utils.ProgressBar(2 * batch)
         images, waves, rate = [], [], None
@@ -130,7 +126,7 @@ class CCLLatentPreview(io.ComfyNode):
         spec = latent_spec(latent)
         video, audio = restore_held(video, audio, latent.get(CCL_KEY, {}))
         batch, _, t = video.shape[:3]
-        frames = _video_frames(spec, t)
+        frames = spec.pixel_frames(t)
         rate = int(spec.audio_sample_rate)
         samples = round(frames / spec.fps * rate)
         pbar = comfy.utils.ProgressBar(batch)

@@ -14,7 +14,7 @@ from ..ccl_core.checkpoint import (DTYPE_NAMES, ST_DTYPES, CheckpointError, chec
 from .api import io
 from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec
 from .comfy_model import WEIGHT_DTYPE_KEY, model_from_file, scaled_fp8_route, with_block_swap
-from .toyav import EMBEDDED_MODELS, embedded_model_path
+from .toyav import EMBEDDED_MODELS, embedded_path
 
 log = logging.getLogger("ccl")
 
@@ -64,7 +64,7 @@ def list_checkpoints():
 
 def resolve(name: str) -> str:
     if name in EMBEDDED_MODELS:
-        return embedded_model_path(name)  # a clear FileNotFoundError while the file is not installed
+        return embedded_path(name)  # a clear FileNotFoundError while the file is not installed
     for folder in SEARCH:
         try:
             path = folder_paths.get_full_path(folder, name)

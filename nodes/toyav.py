@@ -1,6 +1,6 @@
 """The embedded ToyAV model in ComfyUI: its text encoder, its two autoencoders and the loader entry.
 
-ToyAV (ccl_core/toyav, shared/TOYAV.md) is a small world of coloured shapes that bounce, slide or
+ToyAV (ccl_core/toyav, docs/TOYAV.md) is a small world of coloured shapes that bounce, slide or
 blink, with sounds whose pitch follows the colour and whose timbre follows the shape: 64x64 video at
 16 fps, 16 kHz mono sound, 2 s clips. The pack ships its model (ccl_core/assets/toyav_ccl.safetensors,
 listed by CCL Model Loader as "(embedded) toyav_ccl"), its text encoder and its autoencoders.
@@ -62,10 +62,6 @@ def embedded_path(name: str) -> str:
             f"the embedded ToyAV file for {name!r} is not installed: {rel} is missing from the pack ({how}); "
             "update the pack (git pull) or pick a file of your own")
     return path
-
-
-def embedded_model_path(name: str = EMBEDDED_MODEL) -> str:
-    return embedded_path(name)
 
 
 def _user_files(folder: str):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ccl_core.guidance import Guidance, cfg, guided_velocity, ucg_decoupled, ucg_joint
+from ccl_core.guidance import Guidance, guided_velocity, ucg_decoupled, ucg_joint
 from conftest import tiny_inputs
 
 
@@ -11,7 +11,7 @@ def test_formulas():
     u, ct, cf = torch.tensor(1.0), torch.tensor(2.0), torch.tensor(5.0)
     assert ucg_joint(u, cf, 3.0) == 1 + 3 * 4
     assert ucg_decoupled(u, ct, cf, 2.0, 0.5) == 1 + 2 * 1 + 0.5 * 3
-    assert cfg(u, cf, 1.0) == cf
+    assert ucg_joint(u, cf, 1.0) == cf  # scale 1 is the conditional prediction (cfg shares this formula)
     # decoupled with equal scales is the joint form
     assert ucg_decoupled(u, ct, cf, 3.0, 3.0) == ucg_joint(u, cf, 3.0)
 

@@ -8,6 +8,7 @@ import torch
 from ccl_core import DualStreamModel, tiny_config
 from ccl_core.routing import TASKS, make_routes, sample_tasks
 from conftest import randomize, tiny_inputs
+from tarp_reference import dense_tarp
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -121,7 +122,8 @@ def test_partitioned_equals_dense_reference(window, n_ctx):
     tasks = ["t2av", "a2v", "v2a", "t2av"]
     ctx_only = torch.tensor([False, False, False, True])
     fast = model(video, audio, t, None, text, tasks=tasks, ctx_only=ctx_only)
-    dense = model(video, audio, t, None, text, tasks=tasks, ctx_only=ctx_only, dense_reference=True)
+    with dense_tarp():
+        dense = model(video, audio, t, None, text, tasks=tasks, ctx_only=ctx_only)
     for f, d in zip(fast, dense):
         torch.testing.assert_close(f, d, atol=1e-5, rtol=1e-5)
 

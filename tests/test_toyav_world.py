@@ -1,4 +1,4 @@
-"""ToyAV rules and generator: every clip must follow shared/TOYAV.md to the letter."""
+"""ToyAV rules and generator: every clip must follow the rules in docs/TOYAV.md ("The world") and ccl_core/toyav/world.py to the letter."""
 
 import numpy as np
 import pytest

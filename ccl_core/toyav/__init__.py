@@ -1,7 +1,9 @@
-"""ToyAV: the procedurally generated audio-video world of the embedded model (shared/TOYAV.md).
+"""ToyAV: the procedurally generated audio-video world of the embedded model (docs/TOYAV.md).
 
 `world` holds the rules, `generator` makes clips with exact ground truth, `metrics` measures
-synchrony and semantics on any decoded clip. Pure numpy; PyAV only for reading mp4 files.
+synchrony and semantics on any decoded clip; these three are plain numpy (PyAV only for reading mp4
+files). The autoencoders, text encoder, embedded model and the training and evaluation entry points
+beside them use torch.
 """
 
 from .generator import Clip, ClipBatch, generate_batch, generate_clip, iter_clips

@@ -1,4 +1,4 @@
-"""ToyAV metrics (shared/TOYAV.md, "What is measured"), recovered from pixels and samples alone.
+"""ToyAV metrics (docs/TOYAV.md, "The world": metrics), recovered from pixels and samples alone.
 
 Nothing here reads a clip's ground truth, so the same code scores generated clips, decoded mp4
 files and the generator's own clips, which must score perfectly.

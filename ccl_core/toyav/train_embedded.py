@@ -2,7 +2,7 @@
 
     python -m ccl_core.toyav.train_embedded --run-dir runs/toyav
 
-Stages (the paper's recipe, DESIGN.md section 2): the video tower on t2v, the audio tower on t2a,
+Stages (the paper's recipe; docs/TRAINING.md, "Staged recipe"): the video tower on t2v, the audio tower on t2a,
 then everything jointly with the DCR task mix. Each stage is a resumable run directory under
 --run-dir; `--resume` continues an interrupted run. The EMA weights of the joint stage are written
 to --out (the shipped file by default) with the config and the training command in the metadata.
@@ -200,7 +200,7 @@ def stage_train_config(stage: str, n: int, lr: float, seed: int = 0, save_every:
 def train_stages(model, batches, run_dir, steps: dict, lr: float = 5e-4, seed: int = 0, device="cpu",
                  resume: bool = False, joint: Optional[dict] = None, save_every: Optional[int] = None,
                  keep_checkpoints: int = 2, log=None, overrides: Optional[dict] = None):
-    """The staged recipe: each tower on its unimodal task, then the joint DCR mix (DESIGN.md section 2).
+    """The staged recipe: each tower on its unimodal task, then the joint DCR mix (docs/TRAINING.md).
 
     steps: {"video": n, "audio": n, "joint": n} (a stage with 0 steps is skipped). Each stage is a
     resumable run directory run_dir/stage-NAME. joint: TrainConfig fields overriding the joint

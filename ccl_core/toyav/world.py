@@ -1,7 +1,7 @@
-"""The rules of the ToyAV world (shared/TOYAV.md) as named constants, and its prompts.
+"""The rules of the ToyAV world (docs/TOYAV.md, "The world") as named constants, and its prompts.
 
 Everything the generator draws and everything the metrics measure refers to these names, so the
-world is defined in exactly one place. Where TOYAV.md leaves a free choice (gravity, the drop
+world is defined in exactly one place. Where those rules leave a free choice (gravity, the drop
 height, the geometry convention, the noise convention), the choice is made and documented here.
 
 Geometry convention: continuous pixel coordinates with the centre of pixel (row i, column j) at

@@ -1,4 +1,4 @@
-"""Training of the dual-stream model with dynamic context routing (DESIGN.md section 2).
+"""Training of the dual-stream model with dynamic context routing (docs/TRAINING.md).
 
 `train(model, data, cfg, run_dir)` runs one stage of the recipe (`stage_config("video" | "audio" |
 "joint" | "fusion")`) in a resumable run directory; `Trainer.step(batch)` is one DCR optimizer

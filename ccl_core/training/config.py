@@ -1,6 +1,6 @@
 """The training config: one serialisable dataclass per stage of the recipe.
 
-A stage (DESIGN.md section 2 and the paper's recipe) is a task mix, the parameter sets that train,
+A stage (the paper's recipe; docs/TRAINING.md, "Staged recipe") is a task mix, the parameter sets that train,
 their learning rates and a step count. `stage_config` gives the presets; any field can be changed.
 The config is written to the run directory as JSON so that a run can be read back and resumed.
 """
@@ -29,7 +29,7 @@ class TrainConfig(JsonConfig):
     steps: int = 1000  # total optimizer steps of this stage (a resumed run continues up to it)
     seed: int = 0  # rank r draws tasks and noise from seed + r; the model init is the caller's
 
-    # DCR (DESIGN.md section 2): task mix, text dropout, route dropout.
+    # DCR (docs/TRAINING.md, "One step"): task mix, text dropout, route dropout.
     task_mix: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TASK_MIX))
     p_null_text: float = 0.1
     p_ctx_only: float = 0.1

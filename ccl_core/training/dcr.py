@@ -1,6 +1,6 @@
 """One DCR training batch: draw tasks and dropouts, noise the streams that are generated.
 
-Per sample (DESIGN.md section 2): a task from the mix, null text with p_null_text, the ctx-only
+Per sample (docs/TRAINING.md, "One step"): a task from the mix, null text with p_null_text, the ctx-only
 route with p_ctx_only (independently), and one noise level t shared by the sample's noised
 streams (as Ovi). Noised streams get x_t = (1 - t) x0 + t eps and the target eps - x0; clean
 conditioning streams (a2v audio, v2a video) and clean prefixes (i2av's first latent frame, an
