@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from ccl_core.guidance import Guidance  # noqa: E402
 from ccl_core.toyav import PROMPTS, aggregate  # noqa: E402
-from ccl_core.toyav.evaluate import conditioned_scores, t2av_scores  # noqa: E402
+from ccl_core.toyav.evaluate import brief, conditioned_scores, t2av_scores  # noqa: E402
 from ccl_core.toyav.metrics import summarize_by_seed  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
 
@@ -39,18 +39,15 @@ def quality(pipe, seeds, steps, guidance, sampler, shift, via_mp4, first_seed=0)
     for seed in range(first_seed, first_seed + seeds):
         scores = t2av_scores(pipe, seed, via_mp4, steps=steps, sampler=sampler, shift=shift, guidance=guidance)
         by_seed.append(scores)
-        print(f"  seed {seed}: {json.dumps(_short(aggregate(scores)))} ({time.time() - t0:.0f} s)", flush=True)
+        print(f"  seed {seed}: {json.dumps(brief(aggregate(scores)))} ({time.time() - t0:.0f} s)", flush=True)
     summary = summarize_by_seed(by_seed)
-    return {"all": _short(summary["all"]), "spread_across_seeds": summary["spread_across_seeds"]}
+    return {"all": brief(summary["all"]), "spread_across_seeds": summary["spread_across_seeds"]}
 
 
 def conditioned(pipe, task, n, steps, guidance, sampler, shift, via_mp4):
-    return _short(aggregate(conditioned_scores(pipe, task, n, via_mp4, steps=steps, sampler=sampler, shift=shift,
+    return brief(aggregate(conditioned_scores(pipe, task, n, via_mp4, steps=steps, sampler=sampler, shift=shift,
                                                guidance=guidance)))
 
-
-def _short(d):
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items() if not isinstance(v, (list, dict))}
 
 
 SPEED_SNIPPET = r"""

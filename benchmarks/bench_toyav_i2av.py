@@ -34,16 +34,14 @@ from ccl_core.generate import generate  # noqa: E402
 from ccl_core.guidance import Guidance  # noqa: E402
 from ccl_core.toyav import aggregate, generate_clip  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-from ccl_core.toyav.evaluate import HELD_OUT_SEED, i2av_follows, i2av_image, prompt_sample, score_result  # noqa: E402
+from ccl_core.toyav.evaluate import (HELD_OUT_SEED, brief, i2av_follows, i2av_image, prompt_sample,  # noqa: E402
+                                     score_result)
 
 CHANCE_SEED = HELD_OUT_SEED + 700_000  # ground truth that ignores the image
 
 PSNR_TARGET_DB = 25.0
 FOLLOWS_TARGET = 0.95
 
-
-def _short(d):
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items() if not isinstance(v, (list, dict))}
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -77,7 +75,7 @@ def main():
         chance.append(i2av_follows(other.frames, r.fps, clip.frames[0], clip, held))
         rows.append({"prompt": prompt, "psnr_db": round(psnr(r.frames[0], image), 2), **follows})
         scores.append(score_result(r, prompt, via_mp4=True))
-        print(f"  {json.dumps(_short(rows[-1]))} ({time.time() - t0:.0f} s)", flush=True)
+        print(f"  {json.dumps(brief(rows[-1]))} ({time.time() - t0:.0f} s)", flush=True)
     mean = lambda key: round(float(np.mean([row[key] for row in rows])), 4)  # noqa: E731
     summary = {"clips": len(rows), "psnr_db_min": min(r["psnr_db"] for r in rows), "psnr_db_mean": mean("psnr_db"),
                "psnr_target_db": PSNR_TARGET_DB, "colour_follows": mean("colour_ok"), "shape_follows": mean("shape_ok"),
@@ -88,8 +86,8 @@ def main():
     result = {"settings": {"model": args.model or "shipped", "clips": args.clips, "steps": args.steps,
                            "threads": args.threads, "score_on": "psnr and following in memory; sync on the mp4",
                            "guidance": "joint 3 / 3, dpmpp_2m, shift 3"},
-              "torch": torch.__version__, "i2av": summary, "sync": _short(aggregate(scores)),
-              "per_clip": [_short(r) for r in rows], "wall_s": round(time.time() - t0, 1)}
+              "torch": torch.__version__, "i2av": summary, "sync": brief(aggregate(scores)),
+              "per_clip": [brief(r) for r in rows], "wall_s": round(time.time() - t0, 1)}
     print(json.dumps({"i2av": summary, "sync": result["sync"]}), flush=True)
     if args.out:
         with open(args.out, "w") as f:

@@ -31,13 +31,10 @@ from ccl_core.generate import clip_lengths, generate  # noqa: E402
 from ccl_core.guidance import Guidance, guided_velocity  # noqa: E402
 from ccl_core.toyav import aggregate, generate_clip, parse_prompt, score_clip  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-from ccl_core.toyav.evaluate import HELD_OUT_SEED, prompt_sample, score_result  # noqa: E402
+from ccl_core.toyav.evaluate import HELD_OUT_SEED, brief, prompt_sample, score_result  # noqa: E402
 
 STEP_RATIO_TARGET = 4.5
 
-
-def _short(d):
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items() if not isinstance(v, (list, dict))}
 
 
 def quality(pipe, seconds, prompts, seeds, settings):
@@ -49,7 +46,7 @@ def quality(pipe, seconds, prompts, seeds, settings):
         colour, shape, motion = parse_prompt(prompt)
         clip = generate_clip(HELD_OUT_SEED + len(truth), colour, shape, motion, seconds=seconds)
         truth.append(score_clip(clip.frames, 16.0, clip.waveform, 16000, clip.prompt))
-    return {"generated": _short(aggregate(scores)), "ground_truth": _short(aggregate(truth))}
+    return {"generated": brief(aggregate(scores)), "ground_truth": brief(aggregate(truth))}
 
 
 def step_seconds(pipe, seconds_list, repeats, guidance):

@@ -32,14 +32,11 @@ from ccl_core.guidance import Guidance  # noqa: E402
 from ccl_core.media import write_mp4  # noqa: E402
 from ccl_core.toyav import aggregate, load_mp4, score_clip  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-from ccl_core.toyav.evaluate import near, prompt_sample, seam_continuity  # noqa: E402
+from ccl_core.toyav.evaluate import brief, near, prompt_sample, seam_continuity  # noqa: E402
 
 SEAM_RADIUS_S = 0.5
 RECALL_MARGIN = 0.1  # a seam's recall may fall this far under the clips' average
 
-
-def _short(d):
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items() if not isinstance(v, (list, dict))}
 
 
 def main():
@@ -100,7 +97,7 @@ def main():
                            "overlap": args.overlap, "windows": plan, "prompts": prompts, "seeds": args.seeds,
                            "steps": args.steps, "threads": args.threads, "score_on": "mp4",
                            "seam_radius_s": SEAM_RADIUS_S, "recall_margin": RECALL_MARGIN},
-              "torch": torch.__version__, "clips": _short(overall), "recall_pooled": round(pooled_recall, 4),
+              "torch": torch.__version__, "clips": brief(overall), "recall_pooled": round(pooled_recall, 4),
               "seams": rows, "wall_s": round(time.time() - t0, 1)}
     print(json.dumps({k: result[k] for k in ("clips", "recall_pooled")}), flush=True)
     if args.out:

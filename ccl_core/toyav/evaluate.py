@@ -21,6 +21,13 @@ from .world import PROMPTS
 HELD_OUT_SEED = 10_000_000  # ground-truth clips for a2v / v2a and validation: seeds no training run uses
 
 
+def brief(scores: dict) -> dict:
+    """The scalar entries of a score or an aggregate, floats rounded to 4 places: what benchmarks print
+    and record (per-event lists and nested tables left out)."""
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()
+            if not isinstance(v, (list, dict))}
+
+
 def score_result(result, prompt: str, via_mp4: bool = False) -> dict:
     """ToyAV scores of one generated Result, in memory or after an mp4 round trip."""
     if not via_mp4:
