@@ -6,6 +6,8 @@ import torch
 
 import comfy.model_management
 
+from ..ccl_core.routing import prefix_mask
+from ..ccl_core.sampling import restore_held as restore_given
 from .api import io
 from .common import (CATEGORY, CCL_KEY, latent_spec, make_joint_latent, show_warning, spec_of, split_joint,
                      to_model_space, to_vae_space)
@@ -147,16 +149,12 @@ def restore_held(video, audio, meta):
     whole conditioning stream, or the first meta["prefix"][stream] positions along time (i2av, extend)."""
     clean = meta.get("clean") or {}
     prefix = meta.get("prefix") or {}
-    out = {"video": video, "audio": audio}
-    for name, x in out.items():
-        given = clean.get(name)
-        if given is None or given.shape != x.shape:
-            continue
-        n = prefix.get(name)
-        if n is None:
-            out[name] = given.to(x)
-        elif n > 0:
-            out[name] = torch.cat([given[:, :, :n].to(x), x[:, :, n:]], dim=2)
+    x = {"video": video, "audio": audio}
+    given = {name: c.to(x[name]) for name, c in clean.items()
+             if name in x and c is not None and c.shape == x[name].shape and prefix.get(name) != 0}
+    masks = {name: None if prefix.get(name) is None else prefix_mask(torch.tensor([prefix[name]]), x[name])
+             for name in given}
+    out = restore_given(x, given, masks)
     return out["video"], out["audio"]
 
 
