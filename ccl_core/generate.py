@@ -22,7 +22,7 @@ from .extension import Continuation, audio_index, continuation, overlap_frames, 
 from .extension import join as join_latents
 from .guidance import Guidance, guided_velocity
 from .media import fit_length
-from .routing import prefix_mask
+from .routing import make_routes, prefix_mask
 from .sampling import flow_sigmas, sample
 
 
@@ -208,7 +208,7 @@ def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "
     if task == "i2av":
         first = image_latent(pipe.video_ae, image.to(device))
         latents["video"][:, :, :1] = first
-        hold = {"video": prefix_mask(torch.ones(1, dtype=torch.long), latents["video"])}
+        hold = {"video": prefix_mask(make_routes(task, 1).video_prefix, latents["video"])}
     prefixes = {}
     if cont is not None:
         if cont.video.shape[1] != vshape[0] or tuple(cont.video.shape[3:]) != tuple(vshape[2:]) \
