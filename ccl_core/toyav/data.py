@@ -1,33 +1,64 @@
 """ToyAV training data: clips encoded once into latents, then served as shuffled, resumable batches.
 
 Generating and encoding a clip costs far more than a training step on the small model, so a
-dataset of N clips (seeds base_seed .. base_seed + N - 1) is encoded once and cached as a
-safetensors file; batches are drawn from it in a fresh permutation per epoch.
+dataset of N clips (seeds base_seed .. base_seed + N - 1) of one duration is encoded once and
+cached as a safetensors file; batches are drawn from it in a fresh permutation per epoch. Datasets
+of several durations are served by DurationBatches: one duration per batch (shapes match inside a
+batch), drawn per batch with given weights.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 
-from .generator import generate_batch
+from ..extension import audio_index
+from . import world as w
+from .generator import clip_frames, generate_batch
 
 
-def _clip_chunk(seeds):
-    clips = generate_batch(seeds)
+def clip_latents(seconds: float, video_ae, audio_ae, temporal_patch: int = 1) -> Tuple[int, int]:
+    """(latent video frames, audio latents) of a training clip of `seconds`.
+
+    The clip must be whole tokens of latent video frames (the model's temporal patch); the audio
+    covers the same time rounded to the nearest latent, the rule sampling uses
+    (generate.clip_lengths, extension.audio_index), so training sees the lengths sampling makes.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or seconds <= 0:
+        raise ValueError(f"a clip duration must be a number of seconds > 0, got {seconds!r}")
+    frames = clip_frames(seconds)
+    step = video_ae.temporal_factor * temporal_patch  # frames per video token along time
+    if abs(frames / w.FPS - seconds) > 1e-9 or frames % step:
+        unit = step / w.FPS
+        near = sorted({max(1, math.floor(seconds / unit)), math.ceil(seconds / unit)})
+        raise ValueError(f"a clip of {seconds:g} s is not whole latent video frames ({unit:g} s each at "
+                         f"{w.FPS} fps); use a multiple of {unit:g} s, e.g. "
+                         f"{' or '.join(f'{k * unit:g}' for k in near)}")
+    latent = frames // video_ae.temporal_factor
+    return latent, audio_index(latent, video_ae.video_latent_fps, audio_ae.audio_latent_rate)
+
+
+def _clip_chunk(seeds, seconds: float = w.DURATION_S, samples: Optional[int] = None):
+    clips = generate_batch(seeds, seconds=seconds, samples=samples)
     return clips.frames, clips.waveforms, list(clips.prompts)
 
 
 @torch.no_grad()
 def encode_clips(n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder, chunk: int = 32,
-                 progress=None, workers: int = 0) -> Dict[str, torch.Tensor]:
-    """Latents of clips base_seed .. base_seed + n_clips - 1: video, audio, text [N, ...] on the CPU.
+                 progress=None, workers: int = 0, seconds: float = w.DURATION_S) -> Dict[str, torch.Tensor]:
+    """Latents of clips base_seed .. base_seed + n_clips - 1 of `seconds` (clip_latents' lengths):
+    video, audio, text [N, ...] on the CPU.
 
     The autoencoders run on their own device; workers > 0 draws the clips in that many processes.
     """
+    _, audio_latents = clip_latents(seconds, video_ae, audio_ae)
+    draw = functools.partial(_clip_chunk, seconds=seconds, samples=audio_latents * audio_ae.hop)
     device = next(video_ae.parameters()).device
     chunks = [list(range(base_seed + s, base_seed + min(n_clips, s + chunk))) for s in range(0, n_clips, chunk)]
     pool = None
@@ -36,7 +67,7 @@ def encode_clips(n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder,
         from concurrent.futures import ProcessPoolExecutor
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        drawn = pool.map(_clip_chunk, chunks) if pool else map(_clip_chunk, chunks)
+        drawn = pool.map(draw, chunks) if pool else map(draw, chunks)
         video, audio, text, done = [], [], [], 0
         for frames, waveforms, prompts in drawn:
             video.append(video_ae.encode(torch.from_numpy(frames).to(device)).cpu())
@@ -51,18 +82,45 @@ def encode_clips(n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder,
     return {"video": torch.cat(video), "audio": torch.cat(audio), "text": torch.cat(text)}
 
 
+def cache_key(n_clips: int, base_seed: int, seconds: float = w.DURATION_S) -> Dict[str, str]:
+    """What a cache file must record to be reused: the clips' count, first seed and duration."""
+    return {"n_clips": str(n_clips), "base_seed": str(base_seed), "seconds": f"{float(seconds)!r}"}
+
+
+def _matches(meta: Optional[Dict[str, str]], key: Dict[str, str]) -> bool:
+    """A file written before durations existed has no "seconds": its clips are the world's 2 s."""
+    meta = dict(meta or {})
+    meta.setdefault("seconds", f"{float(w.DURATION_S)!r}")
+    try:
+        meta["seconds"] = f"{float(meta['seconds'])!r}"
+    except ValueError:
+        return False
+    return {k: meta.get(k) for k in key} == key
+
+
+def duration_cache(cache: os.PathLike, seconds: float) -> Path:
+    """The cache file of a dataset of `seconds`: `cache` itself for the world's duration, else
+    beside it with the duration in its name (latents.safetensors -> latents-4s.safetensors)."""
+    cache = Path(cache)
+    if float(seconds) == float(w.DURATION_S):
+        return cache
+    return cache.with_name(f"{cache.stem}-{seconds:g}s{cache.suffix}")
+
+
 def load_or_encode(cache: Optional[os.PathLike], n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder,
-                   progress=None, workers: int = 0) -> Dict[str, torch.Tensor]:
-    """The encoded dataset from `cache` if it matches (size, seed), else encode it and write `cache`."""
+                   progress=None, workers: int = 0, seconds: float = w.DURATION_S) -> Dict[str, torch.Tensor]:
+    """The encoded dataset from `cache` if it matches (size, seed, duration), else encode it and
+    write `cache`. A cache without a duration (written before there were others) is the world's 2 s."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    key = {"n_clips": str(n_clips), "base_seed": str(base_seed)}
+    key = cache_key(n_clips, base_seed, seconds)
     if cache is not None and Path(cache).is_file():
         with safe_open(str(cache), "pt") as f:
-            if {k: f.metadata().get(k) for k in key} == key:
+            if _matches(f.metadata(), key):
                 return {k: f.get_tensor(k) for k in f.keys()}
-    data = encode_clips(n_clips, base_seed, video_ae, audio_ae, text_encoder, progress=progress, workers=workers)
+    data = encode_clips(n_clips, base_seed, video_ae, audio_ae, text_encoder, progress=progress, workers=workers,
+                        seconds=seconds)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         tmp = str(cache) + ".tmp"
@@ -101,4 +159,63 @@ class LatentBatches:
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
+        if set(state) != {"epoch", "position"}:
+            raise ValueError(f"this data state ({sorted(state)}) is not one dataset's: the run was started with "
+                             "clips of several durations (DurationBatches, train_embedded --durations); resume it "
+                             "with the same durations")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+class DurationBatches:
+    """Endless batches over datasets of several clip durations, resumable (state_dict / load_state_dict).
+
+    Every batch comes from one dataset (shapes match inside a batch); which one is drawn per batch
+    with probability proportional to its weight, from a generator seeded by (seed, batch index), so
+    a resumed source draws what an uninterrupted one would. Each dataset is its own LatentBatches
+    (seed + its index in `datasets`): its clips are shuffled per epoch of that dataset.
+    """
+
+    def __init__(self, datasets: Dict[float, Dict[str, torch.Tensor]], weights: Dict[float, float],
+                 null_text: torch.Tensor, batch_size: int, seed: int = 0):
+        if not datasets or set(datasets) != set(weights):
+            raise ValueError(f"one weight per dataset: datasets of {sorted(datasets)} s, weights for "
+                             f"{sorted(weights)} s")
+        bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"duration weights must be finite and > 0, got {bad}")
+        self.durations = list(datasets)
+        self.sources = []
+        for i, seconds in enumerate(self.durations):
+            try:
+                self.sources.append(LatentBatches(datasets[seconds], null_text, batch_size, seed=seed + i))
+            except ValueError as e:
+                raise ValueError(f"the {seconds:g} s clips: {e}") from None
+        self.weights = torch.tensor([float(weights[k]) for k in self.durations], dtype=torch.float64)
+        self.seed, self.draws = seed, 0
+
+    def duration_index(self, n: int) -> int:
+        """The dataset of batch n (0-based), the same in every run of this seed."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + n)
+        return int(torch.multinomial(self.weights, 1, generator=g))
+
+    def __iter__(self) -> Iterator[dict]:
+        streams = [iter(source) for source in self.sources]
+        while True:
+            k = self.duration_index(self.draws)
+            batch = next(streams[k])
+            self.draws += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"durations": [float(d) for d in self.durations], "draws": self.draws,
+                "sources": [source.state_dict() for source in self.sources]}
+
+    def load_state_dict(self, state: dict) -> None:
+        mine = [float(d) for d in self.durations]
+        if "durations" not in state or [float(d) for d in state["durations"]] != mine:
+            was = state.get("durations", f"the world's {w.DURATION_S:g} s only")
+            raise ValueError(f"this run was started with clips of {was} s, not {mine} s; resume it with the same "
+                             "durations (train_embedded --durations), or start a new run directory")
+        for source, sub in zip(self.sources, state["sources"]):
+            source.load_state_dict(sub)
+        self.draws = int(state["draws"])

@@ -171,18 +171,30 @@ class Clip:
 class ClipBatch:
     """Clips stacked for training."""
 
-    frames: np.ndarray  # [B, NUM_FRAMES, 64, 64, 3]
-    waveforms: np.ndarray  # [B, NUM_SAMPLES]
+    frames: np.ndarray  # [B, frames, 64, 64, 3] (NUM_FRAMES for 2 s)
+    waveforms: np.ndarray  # [B, samples] (NUM_SAMPLES for 2 s)
     prompts: list[str]
     clips: list[Clip]
 
 
+def clip_frames(seconds: float) -> int:
+    """Frames of a clip of `seconds` (rounded to whole frames); an error for a clip too short to
+    hold a timed event."""
+    n_frames = round(seconds * w.FPS)
+    if not n_frames > 2 * w.TIMED_MARGIN_FRAMES + 1:
+        raise ValueError(f"a ToyAV clip must last over {(2 * w.TIMED_MARGIN_FRAMES + 1) / w.FPS:g} s "
+                         f"(whole frames at {w.FPS} fps), got {seconds}")
+    return n_frames
+
+
 def generate_clip(seed: int, colour: str | None = None, shape: str | None = None,
-                  motion: str | None = None, seconds: float = w.DURATION_S) -> Clip:
+                  motion: str | None = None, seconds: float = w.DURATION_S, samples: int | None = None) -> Clip:
     """A clip determined by `seed`; words left as None are drawn from the seed.
 
     `seconds` (rounded to whole frames) makes a clip of another length under the same rules: the
-    ground truth for long clips. The world's 2 s clips draw exactly as before.
+    ground truth for long clips. The world's 2 s clips draw exactly as before. `samples`: the
+    waveform's length (default: the clip's duration); training data asks for whole audio latents,
+    which can run a few ms past the picture (the sound goes on under the same rules).
 
     The words are always drawn, so fixing one keeps the rest of the draw: the same seed with
     another colour gives the same motion with another colour and pitch. Initial conditions are
@@ -195,10 +207,7 @@ def generate_clip(seed: int, colour: str | None = None, shape: str | None = None
     prompt = w.make_prompt(colour, shape, motion)
     shape_spec, colour_spec = w.SHAPES[shape], w.COLOURS[colour]
 
-    n_frames = round(seconds * w.FPS)
-    if not n_frames > 2 * w.TIMED_MARGIN_FRAMES + 1:
-        raise ValueError(f"a ToyAV clip must last over {(2 * w.TIMED_MARGIN_FRAMES + 1) / w.FPS:g} s "
-                         f"(whole frames at {w.FPS} fps), got {seconds}")
+    n_frames = clip_frames(seconds)
     duration = n_frames / w.FPS
     timed = (w.TIMED_MARGIN_FRAMES / w.FPS, (n_frames - 1 - w.TIMED_MARGIN_FRAMES) / w.FPS)
     while True:
@@ -211,7 +220,7 @@ def generate_clip(seed: int, colour: str | None = None, shape: str | None = None
     frames = render(shape_spec, colour_spec.rgb, centres, visible)
     blinks = trajectory.intervals if isinstance(trajectory, Blinking) else np.zeros((0, 2))
     waveform = synthesize(trajectory.events, blinks, colour_spec.pitch_hz, shape_spec.timbre, rng,
-                          round(duration * w.SAMPLE_RATE))
+                          round(duration * w.SAMPLE_RATE) if samples is None else samples)
     centroids = centres + np.array([0.0, _centroid_drop(shape_spec)])
     centroids[~visible] = np.nan
     return Clip(
@@ -229,9 +238,11 @@ def generate_clip(seed: int, colour: str | None = None, shape: str | None = None
 
 
 def generate_batch(seeds: Sequence[int], colour: str | None = None, shape: str | None = None,
-                   motion: str | None = None) -> ClipBatch:
-    """Clips for the given seeds, with frames and waveforms stacked for a training step."""
-    clips = [generate_clip(s, colour, shape, motion) for s in seeds]
+                   motion: str | None = None, seconds: float = w.DURATION_S,
+                   samples: int | None = None) -> ClipBatch:
+    """Clips for the given seeds, all of `seconds` (and `samples`, generate_clip), with frames and
+    waveforms stacked for a training step."""
+    clips = [generate_clip(s, colour, shape, motion, seconds, samples) for s in seeds]
     return ClipBatch(
         frames=np.stack([c.frames for c in clips]),
         waveforms=np.stack([c.waveform for c in clips]),
