@@ -6,12 +6,17 @@ Stages (the paper's recipe; docs/TRAINING.md, "Staged recipe"): the video tower 
 then everything jointly with the DCR task mix. Each stage is a resumable run directory under
 --run-dir; `--resume` continues an interrupted run. The EMA weights of the joint stage are written
 to --out (the shipped file by default) with the config and the training command in the metadata.
+
+Clips of several lengths: `--durations 2:0.6,4:0.4` (seconds:weight) trains on the world's 2 s clips
+and on 4 s ones, each batch of one length, drawn per batch with those weights (data.DurationBatches).
+The default is the world's 2 s alone, the shipped recipe.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -25,9 +30,11 @@ from ..jsonconfig import parse_sets
 from ..model import DualStreamModel
 from ..training import stage_config, train
 from .autoencoders import AUDIO_AE_FILE, VIDEO_AE_FILE, load_audio_ae, load_video_ae
-from .data import LatentBatches, load_or_encode
+from .data import DurationBatches, LatentBatches, clip_latents, duration_cache, load_or_encode
 from .embedded import ASSETS, MODEL_FILE, toyav_config
+from .generator import clip_frames
 from .text import TEXT_FILE, load_text_encoder
+from .world import DURATION_S
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--joint-set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a TrainConfig field in the joint stage only, e.g. --joint-set schedule=wsd "
                          "--joint-set decay_steps=2500")
-    ap.add_argument("--latents", default=None, help="encoded-data cache (default RUN_DIR/latents.safetensors)")
+    ap.add_argument("--durations", default=None, metavar="S:W,...",
+                    help=f"clip lengths in seconds and their weights, e.g. 2:0.6,4:0.4: each batch is of one length, "
+                         f"drawn with these weights (default: the world's {DURATION_S:g} s only)")
+    ap.add_argument("--clips-per-duration", default=None, metavar="S:N,...",
+                    help=f"clips of the lengths other than {DURATION_S:g} s (whose count is --clips), e.g. 4:1500; "
+                         f"default: the footage of --clips, --clips x {DURATION_S:g} / S")
+    ap.add_argument("--latents", default=None,
+                    help="encoded-data cache (default RUN_DIR/latents.safetensors); the clips of another length "
+                         "go beside it (latents-4s.safetensors)")
     ap.add_argument("--workers", type=int, default=0, help="processes drawing clips while encoding")
     ap.add_argument("--save-every", type=int, default=None, help="checkpoint interval (default a quarter of a stage)")
     ap.add_argument("--keep-checkpoints", type=int, default=2, help="newest checkpoints kept per stage; 0 keeps all")
@@ -66,9 +81,94 @@ RECIPE_FIELDS = ("clips", "batch", "steps_video", "steps_audio", "steps_joint", 
 
 def recipe(args) -> dict:
     """What a command trains (not where or how fast): stored in the model's metadata, so that a later
-    change of a default cannot hide that the shipped model was trained otherwise."""
+    change of a default cannot hide that the shipped model was trained otherwise. Clips of other
+    lengths add "durations" (absent: the world's 2 s only)."""
+    plan = duration_plan(args)
     return {**{k: getattr(args, k) for k in RECIPE_FIELDS}, "model": parse_sets(args.set),
-            "train": train_overrides(args), "joint": parse_sets(args.joint_set, "--joint-set")}
+            "train": train_overrides(args), "joint": parse_sets(args.joint_set, "--joint-set"),
+            **({"durations": plan} if plan else {})}
+
+
+def _pairs(text: str, option: str, what: str, example: str) -> dict:
+    """`S:X,S:X` -> {float S: X text}, in the order given; X may be left out (None)."""
+    out = {}
+    for item in text.split(","):
+        head, _, tail = item.strip().partition(":")
+        try:
+            seconds = float(head)
+        except ValueError:
+            raise SystemExit(f"{option} takes SECONDS:{what} pairs separated by commas, e.g. {example}; "
+                             f"{item.strip()!r} does not start with a number of seconds") from None
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise SystemExit(f"{option}: a clip length must be a number of seconds > 0, got {head.strip()}")
+        if seconds in out:
+            raise SystemExit(f"{option}: {seconds:g} s is named twice; give each length once")
+        out[seconds] = tail.strip() if _ else None
+    return out
+
+
+def duration_plan(args) -> Optional[list]:
+    """--durations and --clips-per-duration as [{seconds, weight, clips, first_seed}], or None for
+    the world's 2 s alone (the shipped recipe; also `--durations 2`). Checks the syntax and the
+    numbers; whether a length is whole latent frames needs the autoencoders (check_durations)."""
+    if args.durations is None:
+        if args.clips_per_duration is not None:
+            raise SystemExit("--clips-per-duration needs --durations (the lengths to train on)")
+        return None
+    weights = {}
+    for seconds, text in _pairs(args.durations, "--durations", "WEIGHT", "2:0.6,4:0.4").items():
+        try:
+            weight = 1.0 if text is None else float(text)
+        except ValueError:
+            raise SystemExit(f"--durations: the weight of {seconds:g} s must be a number, got {text!r}") from None
+        if not (math.isfinite(weight) and weight > 0):
+            raise SystemExit(f"--durations: the weight of {seconds:g} s must be > 0, got {text}; leave out a "
+                             f"length not to train on it")
+        weights[seconds] = weight
+    counts = {}
+    given = _pairs(args.clips_per_duration, "--clips-per-duration", "CLIPS", "4:1500") \
+        if args.clips_per_duration is not None else {}
+    for seconds, text in given.items():
+        if seconds not in weights:
+            raise SystemExit(f"--clips-per-duration: {seconds:g} s is not one of --durations "
+                             f"({', '.join(f'{k:g}' for k in weights)} s)")
+        if seconds == DURATION_S:
+            raise SystemExit(f"--clips-per-duration: the world's {DURATION_S:g} s clips are counted by --clips")
+        try:
+            counts[seconds] = int(text)
+        except (TypeError, ValueError):
+            raise SystemExit(f"--clips-per-duration: the clips of {seconds:g} s must be a whole number, "
+                             f"got {text!r}") from None
+    if list(weights) == [DURATION_S]:
+        return None
+    plan = []
+    for seconds, weight in weights.items():
+        n = args.clips if seconds == DURATION_S else counts.get(seconds, round(args.clips * DURATION_S / seconds))
+        if n < args.batch:
+            raise SystemExit(f"--clips-per-duration: {n} clips of {seconds:g} s are fewer than a batch "
+                             f"(--batch {args.batch}); give more")
+        try:
+            seed = first_seed(args.seed, seconds)
+        except ValueError as e:
+            raise SystemExit(f"--durations: {e}") from None
+        plan.append({"seconds": seconds, "weight": weight, "clips": n, "first_seed": seed})
+    return plan
+
+
+def first_seed(seed: int, seconds: float) -> int:
+    """The first clip seed of the clips of `seconds`: `seed` for the world's 2 s (the shipped recipe's
+    clips), else a block of its own per length (seed + 10^9 x frames), away from the held-out seeds
+    (evaluate.HELD_OUT_SEED): a 4 s clip of seed k would begin as the 2 s clip of seed k does."""
+    return seed if seconds == DURATION_S else seed + 10**9 * clip_frames(seconds)
+
+
+def check_durations(plan: Optional[list], video_ae, audio_ae, temporal_patch: int) -> None:
+    """Every length of the plan is whole latent video frames (tokens) for these autoencoders."""
+    for item in plan or ():
+        try:
+            clip_latents(item["seconds"], video_ae, audio_ae, temporal_patch)
+        except ValueError as e:
+            raise SystemExit(f"--durations: {e}") from None
 
 
 def joint_schedule(decay: float, steps: int) -> dict:
@@ -108,14 +208,21 @@ def main(argv=None):
     video_ae = load_video_ae(assets / VIDEO_AE_FILE)
     audio_ae = load_audio_ae(assets / AUDIO_AE_FILE)
     text_encoder = load_text_encoder(assets / TEXT_FILE)
-    cache = Path(args.latents) if args.latents else run_dir / "latents.safetensors"
-    print(f"encoding {args.clips} clips (cached in {cache}) ...", flush=True)
-    data = load_or_encode(cache, args.clips, args.seed, video_ae, audio_ae, text_encoder, workers=args.workers,
-                          progress=lambda i, n: print(f"  {i}/{n}", flush=True) if i % 640 == 0 or i == n else None)
-    print(f"data ready in {time.time() - t0:.0f} s: video {list(data['video'].shape[1:])}, "
-          f"audio {list(data['audio'].shape[1:])}, text {list(data['text'].shape[1:])}", flush=True)
-
     cfg = toyav_config(video_ae, audio_ae, text_encoder, **trains["model"])
+    plan = trains.get("durations")
+    check_durations(plan, video_ae, audio_ae, cfg.video_patch[0])
+    cache = Path(args.latents) if args.latents else run_dir / "latents.safetensors"
+    datasets = {}
+    for item in plan or [{"seconds": DURATION_S, "clips": args.clips, "first_seed": args.seed}]:
+        seconds, n = item["seconds"], item["clips"]
+        where = duration_cache(cache, seconds)
+        print(f"encoding {n} clips{'' if plan is None else f' of {seconds:g} s'} (cached in {where}) ...", flush=True)
+        data = datasets[seconds] = load_or_encode(
+            where, n, item["first_seed"], video_ae, audio_ae, text_encoder, workers=args.workers, seconds=seconds,
+            progress=lambda i, n: print(f"  {i}/{n}", flush=True) if i % 640 == 0 or i == n else None)
+        print(f"data ready in {time.time() - t0:.0f} s: video {list(data['video'].shape[1:])}, "
+              f"audio {list(data['audio'].shape[1:])}, text {list(data['text'].shape[1:])}", flush=True)
+
     torch.manual_seed(args.seed)
     model = DualStreamModel(cfg)
     if args.init:
@@ -126,7 +233,11 @@ def main(argv=None):
         model.load_state_dict(start.state_dict())
         print(f"starting from {args.init}", flush=True)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
-    batches = LatentBatches(data, text_encoder.null(1), args.batch, seed=args.seed)
+    if plan is None:
+        batches = LatentBatches(data, text_encoder.null(1), args.batch, seed=args.seed)
+    else:
+        batches = DurationBatches(datasets, {item["seconds"]: item["weight"] for item in plan}, text_encoder.null(1),
+                                  args.batch, seed=args.seed)
 
     trainer, seconds = train_stages(model, batches, run_dir, {"video": args.steps_video, "audio": args.steps_audio,
                                                               "joint": args.steps_joint},
