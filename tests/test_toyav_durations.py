@@ -241,8 +241,12 @@ def test_durations_are_parsed_and_recorded_in_the_recipe():
                                                              r"--durations \(2, 4 s\)"),
     (["--durations", "2,4", "--clips-per-duration", "2:10"], r"the world's 2 s clips are counted by --clips"),
     (["--durations", "2,4", "--clips-per-duration", "4:1.5"], r"the clips of 4 s must be a whole number, got '1.5'"),
-    (["--durations", "2,4", "--clips-per-duration", "4:8"], r"8 clips of 4 s are fewer than a batch \(--batch 16\)"),
-    (["--durations", "2,8", "--clips", "40"], r"10 clips of 8 s are fewer than a batch")])
+    (["--durations", "2,4", "--clips-per-duration", "4:8"],
+     r"--clips-per-duration 4:8 gives 8 clips of 4 s, fewer than a batch \(--batch 16\)"),
+    (["--durations", "2,4", "--clips", "8", "--clips-per-duration", "4:100"], r"--clips gives 8 clips of 2 s"),
+    (["--durations", "2,8", "--clips", "40"],
+     r"--clips 40 \(the same footage\) gives 10 clips of 8 s, fewer than a batch \(--batch 16\); "
+     r"give more with --clips or --clips-per-duration 8:N")])
 def test_bad_durations_fail_before_any_data_is_encoded(tmp_path, argv, message):
     with pytest.raises(SystemExit, match=message):
         train_embedded.main(["--run-dir", str(tmp_path / "run"), *argv])

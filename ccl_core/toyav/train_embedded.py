@@ -93,7 +93,7 @@ def _pairs(text: str, option: str, what: str, example: str) -> dict:
     """`S:X,S:X` -> {float S: X text}, in the order given; X may be left out (None)."""
     out = {}
     for item in text.split(","):
-        head, _, tail = item.strip().partition(":")
+        head, sep, tail = item.strip().partition(":")
         try:
             seconds = float(head)
         except ValueError:
@@ -103,7 +103,7 @@ def _pairs(text: str, option: str, what: str, example: str) -> dict:
             raise SystemExit(f"{option}: a clip length must be a number of seconds > 0, got {head.strip()}")
         if seconds in out:
             raise SystemExit(f"{option}: {seconds:g} s is named twice; give each length once")
-        out[seconds] = tail.strip() if _ else None
+        out[seconds] = tail.strip() if sep else None
     return out
 
 
@@ -145,8 +145,10 @@ def duration_plan(args) -> Optional[list]:
     for seconds, weight in weights.items():
         n = args.clips if seconds == DURATION_S else counts.get(seconds, round(args.clips * DURATION_S / seconds))
         if n < args.batch:
-            raise SystemExit(f"--clips-per-duration: {n} clips of {seconds:g} s are fewer than a batch "
-                             f"(--batch {args.batch}); give more")
+            source = ("--clips" if seconds == DURATION_S else f"--clips-per-duration {seconds:g}:{n}"
+                      if seconds in counts else f"--clips {args.clips} (the same footage)")
+            raise SystemExit(f"{source} gives {n} clips of {seconds:g} s, fewer than a batch (--batch {args.batch}); "
+                             f"give more with --clips or --clips-per-duration {seconds:g}:N")
         try:
             seed = first_seed(args.seed, seconds)
         except ValueError as e:
