@@ -213,8 +213,8 @@ class DurationBatches:
     def load_state_dict(self, state: dict) -> None:
         mine = [float(d) for d in self.durations]
         if "durations" not in state or [float(d) for d in state["durations"]] != mine:
-            was = state.get("durations", f"the world's {w.DURATION_S:g} s only")
-            raise ValueError(f"this run was started with clips of {was} s, not {mine} s; resume it with the same "
+            was = f"{state['durations']} s" if "durations" in state else f"the world's {w.DURATION_S:g} s only"
+            raise ValueError(f"this run was started with clips of {was}, not {mine} s; resume it with the same "
                              "durations (train_embedded --durations), or start a new run directory")
         for source, sub in zip(self.sources, state["sources"]):
             source.load_state_dict(sub)
