@@ -32,7 +32,7 @@ def score_result(result, prompt: str, via_mp4: bool = False) -> dict:
     """ToyAV scores of one generated Result, in memory or after an mp4 round trip."""
     if not via_mp4:
         return score_clip(result.frames.numpy(), result.fps, result.waveform.numpy(), result.sample_rate, prompt)
-    from ..media import write_mp4
+    from ccl_core.media import write_mp4
 
     with tempfile.TemporaryDirectory() as d:
         path = write_mp4(os.path.join(d, "clip.mp4"), result.frames, result.fps, result.waveform, result.sample_rate)
@@ -41,7 +41,7 @@ def score_result(result, prompt: str, via_mp4: bool = False) -> dict:
 
 def t2av_scores(pipe, seed: int, via_mp4: bool = False, **settings) -> List[dict]:
     """Scores of the 36 prompts at one noise seed (one batch; equal to generating them one by one)."""
-    from ..generate import generate_many
+    from ccl_core.generate import generate_many
 
     results = generate_many(pipe, PROMPTS, [seed] * len(PROMPTS), **settings)
     return [score_result(r, p, via_mp4) for p, r in zip(PROMPTS, results)]
@@ -49,7 +49,7 @@ def t2av_scores(pipe, seed: int, via_mp4: bool = False, **settings) -> List[dict
 
 def conditioned_scores(pipe, task: str, n: int, via_mp4: bool = False, **settings) -> List[dict]:
     """Scores of `task` ("a2v" or "v2a") on held-out clips HELD_OUT_SEED .. + n - 1 (noise seed i)."""
-    from ..generate import generate
+    from ccl_core.generate import generate
 
     if task not in ("a2v", "v2a"):
         raise ValueError(f"task must be 'a2v' or 'v2a', got {task!r}")

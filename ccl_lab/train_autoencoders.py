@@ -1,6 +1,6 @@
 """Train the ToyAV video and audio autoencoders from scratch and write the shipped files.
 
-    python -m ccl_core.toyav.train_autoencoders --out ccl_core/assets/
+    python -m ccl_lab.train_autoencoders --out ccl_core/assets/
 
 writes toyav_video_ae.safetensors, toyav_audio_ae.safetensors and toyav_text.safetensors, and
 prints the held-out metrics (also stored in each autoencoder's metadata). Everything is
@@ -23,12 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ccl_core.assets import AUDIO_AE_FILE, TEXT_FILE, VIDEO_AE_FILE
+from ccl_core.toyav.autoencoders import (AudioAE, AudioAEConfig, VideoAE, VideoAEConfig, count_parameters,
+                                         save_autoencoder)
+from ccl_core.toyav.text import ToyAVTextEncoder, save_text_encoder
+
 from . import metrics as m
 from . import world as w
-from .autoencoders import (AUDIO_AE_FILE, VIDEO_AE_FILE, AudioAE, AudioAEConfig, VideoAE, VideoAEConfig,
-                           count_parameters, save_autoencoder)
 from .generator import generate_clip
-from .text import TEXT_FILE, ToyAVTextEncoder, save_text_encoder
 
 HELDOUT_SEED_BASE = 2 ** 32
 
