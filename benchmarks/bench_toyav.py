@@ -4,7 +4,7 @@
 
 Quality: every prompt with seeds 0..N-1 (--first-seed S: S..S+N-1, to tune settings on seeds the
 reported figures do not use) through the default generator settings, scored with
-ccl_core.toyav.metrics (sync offset, recall, precision, colour, pitch, motion) on the mp4 the
+ccl_lab.metrics (sync offset, recall, precision, colour, pitch, motion) on the mp4 the
 command line would write, decoded again (--score-on memory: on the generated tensors instead).
 a2v / v2a: the given stream is a held-out ground-truth clip's sound or picture, the model makes the
 other one, and the pair is scored the same way (the given stream is the reference). Speed: one
@@ -28,10 +28,10 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from ccl_core.guidance import Guidance  # noqa: E402
-from ccl_core.toyav import PROMPTS, aggregate  # noqa: E402
-from ccl_core.toyav.evaluate import brief, conditioned_scores, t2av_scores  # noqa: E402
-from ccl_core.toyav.metrics import summarize_by_seed  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
+from ccl_lab import PROMPTS, aggregate  # noqa: E402
+from ccl_lab.evaluate import brief, conditioned_scores, t2av_scores  # noqa: E402
+from ccl_lab.metrics import summarize_by_seed  # noqa: E402
 
 def quality(pipe, seeds, steps, guidance, sampler, shift, via_mp4, first_seed=0):
     by_seed = []

@@ -32,9 +32,9 @@ import torch  # noqa: E402
 
 from ccl_core.generate import generate  # noqa: E402
 from ccl_core.guidance import Guidance  # noqa: E402
-from ccl_core.toyav import aggregate, generate_clip  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-from ccl_core.toyav.evaluate import (HELD_OUT_SEED, brief, i2av_follows, i2av_image, prompt_sample,  # noqa: E402
+from ccl_lab import aggregate, generate_clip  # noqa: E402
+from ccl_lab.evaluate import (HELD_OUT_SEED, brief, i2av_follows, i2av_image, prompt_sample,  # noqa: E402
                                      score_result)
 
 CHANCE_SEED = HELD_OUT_SEED + 700_000  # ground truth that ignores the image

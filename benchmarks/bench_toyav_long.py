@@ -6,7 +6,7 @@ and 8 s, and the cost of one sampling step at 8 s against one at 2 s.
 
 Quality: `--prompts` of the 36 prompts (evaluate.prompt_sample's fixed order) x `--seeds` noise
 seeds at each duration, generated with the command line's default settings and scored on the mp4
-(ccl_core.toyav.metrics over the whole clip). The world's own ground-truth clips of each length
+(ccl_lab.metrics over the whole clip). The world's own ground-truth clips of each length
 (held-out seeds, same prompts) are scored too: they must score perfectly, which checks that the
 metrics find events over the whole clip. Speed: one guided step (all guidance branches in one
 batched model call, what each sampling step runs) at 8 s and at 2 s, timed alternately in this one
@@ -29,9 +29,9 @@ import torch  # noqa: E402
 
 from ccl_core.generate import clip_lengths, generate  # noqa: E402
 from ccl_core.guidance import Guidance, guided_velocity  # noqa: E402
-from ccl_core.toyav import aggregate, generate_clip, parse_prompt, score_clip  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-from ccl_core.toyav.evaluate import HELD_OUT_SEED, brief, prompt_sample, score_result  # noqa: E402
+from ccl_lab import aggregate, generate_clip, parse_prompt, score_clip  # noqa: E402
+from ccl_lab.evaluate import HELD_OUT_SEED, brief, prompt_sample, score_result  # noqa: E402
 
 STEP_RATIO_TARGET = 4.5
 

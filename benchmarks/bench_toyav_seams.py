@@ -30,9 +30,9 @@ import torch  # noqa: E402
 from ccl_core.generate import generate_long, window_plan  # noqa: E402
 from ccl_core.guidance import Guidance  # noqa: E402
 from ccl_core.media import write_mp4  # noqa: E402
-from ccl_core.toyav import aggregate, load_mp4, score_clip  # noqa: E402
 from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-from ccl_core.toyav.evaluate import brief, near, prompt_sample, seam_continuity  # noqa: E402
+from ccl_lab import aggregate, load_mp4, score_clip  # noqa: E402
+from ccl_lab.evaluate import brief, near, prompt_sample, seam_continuity  # noqa: E402
 
 SEAM_RADIUS_S = 0.5
 RECALL_MARGIN = 0.1  # a seam's recall may fall this far under the clips' average
