@@ -8,6 +8,8 @@ is scored as the command line delivers it: written with media.write_mp4 and deco
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import tempfile
 from typing import List
@@ -19,6 +21,38 @@ from .metrics import load_mp4, score_clip
 from .world import PROMPTS
 
 HELD_OUT_SEED = 10_000_000  # ground-truth clips for a2v / v2a and validation: seeds no training run uses
+
+
+def benchmark_parser(doc: str, out_example: str) -> argparse.ArgumentParser:
+    """The options every ToyAV benchmark takes (--model, --steps, --threads, --out); each adds its own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="a CCL checkpoint for the ToyAV latents (default: the shipped one)")
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help=f"write the figures as JSON (e.g. {out_example})")
+    return ap
+
+
+def benchmark_pipeline(args):
+    """The pipeline a benchmark measures (args.model, or the shipped one), on args.threads threads."""
+    from ccl_core.toyav.embedded import load_pipeline
+
+    torch.set_num_threads(args.threads)
+    return load_pipeline(args.model)
+
+
+def cli_guidance():
+    """The guidance `python -m ccl_core generate` uses by default (UCG joint, 3 / 3): what the benchmarks measure."""
+    from ccl_core.guidance import Guidance
+
+    return Guidance("joint", video_scale=3.0, audio_scale=3.0)
+
+
+def write_result(result: dict, path) -> None:
+    """A benchmark's figures as JSON at path (nothing when path is None)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
 
 
 def brief(scores: dict) -> dict:
