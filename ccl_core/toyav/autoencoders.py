@@ -121,6 +121,11 @@ class ResBlock1d(nn.Module):
         return x + self.conv2(F.silu(self.conv1(F.silu(x))))
 
 
+def _from_config(name: str) -> property:
+    """A read-only attribute of the model that is its config's field `name`."""
+    return property(lambda self: getattr(self.config, name))
+
+
 # ---------------------------------------------------------------------------------- video
 class _LatentStats(nn.Module):
     """Per-channel latent normalisation shared by both autoencoders (statistics live in the config)."""
@@ -137,6 +142,8 @@ class _LatentStats(nn.Module):
 
     def set_latent_stats(self, mean, std) -> None:
         self._set_stats(list(map(float, mean)), list(map(float, std)))
+
+    latent_channels = _from_config("latent_channels")
 
 
 class VideoAE(_LatentStats):
@@ -164,21 +171,9 @@ class VideoAE(_LatentStats):
         self._set_stats(cfg.latent_mean, cfg.latent_std)
 
     # Rates and shapes the diffusion config is built from.
-    @property
-    def latent_channels(self) -> int:
-        return self.config.latent_channels
-
-    @property
-    def temporal_factor(self) -> int:
-        return self.config.temporal_factor
-
-    @property
-    def spatial_factor(self) -> int:
-        return self.config.spatial_factor
-
-    @property
-    def fps(self) -> float:
-        return self.config.fps
+    temporal_factor = _from_config("temporal_factor")
+    spatial_factor = _from_config("spatial_factor")
+    fps = _from_config("fps")
 
     @property
     def video_latent_fps(self) -> float:
@@ -310,17 +305,8 @@ class AudioAE(_LatentStats):
             nn.init.zeros_(head.bias)
         self._set_stats(cfg.latent_mean, cfg.latent_std)
 
-    @property
-    def latent_channels(self) -> int:
-        return self.config.latent_channels
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def hop(self) -> int:
-        return self.config.hop
+    sample_rate = _from_config("sample_rate")
+    hop = _from_config("hop")
 
     @property
     def audio_latent_rate(self) -> float:
