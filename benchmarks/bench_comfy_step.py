@@ -35,10 +35,10 @@ import torch  # noqa: E402
 torch.set_num_threads(args.threads)
 import comfy.ldm.modules.attention as comfy_attention  # noqa: E402
 import comfy.samplers  # noqa: E402
+from ccl_pack.ccl_core.assets import ASSETS, MODEL_FILE  # noqa: E402
 from ccl_pack.ccl_core.checkpoint import load_checkpoint, read_header  # noqa: E402
 from ccl_pack.ccl_core.guidance import Guidance, guided_velocity  # noqa: E402
 from ccl_pack.ccl_core.sampling import flow_sigmas, sample  # noqa: E402
-from ccl_pack.ccl_core.toyav.embedded import ASSETS, MODEL_FILE  # noqa: E402
 from ccl_pack.nodes import common  # noqa: E402
 from ccl_pack.nodes.comfy_model import model_from_file  # noqa: E402
 from ccl_pack.nodes.guidance import CCLGuider  # noqa: E402

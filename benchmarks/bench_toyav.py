@@ -4,7 +4,7 @@
 
 Quality: every prompt with seeds 0..N-1 (--first-seed S: S..S+N-1, to tune settings on seeds the
 reported figures do not use) through the default generator settings, scored with
-ccl_core.toyav.metrics (sync offset, recall, precision, colour, pitch, motion) on the mp4 the
+ccl_lab.metrics (sync offset, recall, precision, colour, pitch, motion) on the mp4 the
 command line would write, decoded again (--score-on memory: on the generated tensors instead).
 a2v / v2a: the given stream is a held-out ground-truth clip's sound or picture, the model makes the
 other one, and the pair is scored the same way (the given stream is the reference). Speed: one
@@ -13,7 +13,6 @@ other one, and the pair is scored the same way (the given stream is the referenc
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -28,10 +27,10 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from ccl_core.guidance import Guidance  # noqa: E402
-from ccl_core.toyav import PROMPTS, aggregate  # noqa: E402
-from ccl_core.toyav.evaluate import brief, conditioned_scores, t2av_scores  # noqa: E402
-from ccl_core.toyav.metrics import summarize_by_seed  # noqa: E402
-from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
+from ccl_lab import PROMPTS, aggregate  # noqa: E402
+from ccl_lab.evaluate import (benchmark_parser, benchmark_pipeline, brief, conditioned_scores,  # noqa: E402
+                              t2av_scores, write_result)
+from ccl_lab.metrics import summarize_by_seed  # noqa: E402
 
 def quality(pipe, seeds, steps, guidance, sampler, shift, via_mp4, first_seed=0):
     by_seed = []
@@ -77,12 +76,10 @@ def speed(extra_args, runs=3):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None)
+    ap = benchmark_parser(__doc__, "docs/benchmarks/toyav.json")
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--first-seed", type=int, default=0,
                     help="quality seeds start here (tune on seeds >= 4, report on 0..3)")
-    ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--sampler", default="dpmpp_2m")
     ap.add_argument("--shift", type=float, default=3.0)
     ap.add_argument("--guidance", default="joint")
@@ -91,14 +88,11 @@ def main():
     ap.add_argument("--video-av-scale", type=float, default=2.0, help="decoupled form: cross-modal scale (video)")
     ap.add_argument("--audio-av-scale", type=float, default=2.0, help="decoupled form: cross-modal scale (audio)")
     ap.add_argument("--cond-clips", type=int, default=36)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--score-on", choices=["mp4", "memory"], default="mp4",
                     help="score the written and decoded mp4 (what a user gets) or the generated tensors")
     ap.add_argument("--skip", action="append", default=[], choices=["quality", "conditioned", "speed"])
-    ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    pipe = load_pipeline(args.model)
+    pipe = benchmark_pipeline(args)
     via_mp4 = args.score_on == "mp4"
     g = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale,
                  video_av_scale=args.video_av_scale, audio_av_scale=args.audio_av_scale)
@@ -118,9 +112,7 @@ def main():
         extra = ["--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
         result["speed"] = speed(extra)
         print("speed", json.dumps(result["speed"]), flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,15 @@ import torch  # noqa: E402
 
 from ccl_core.model import DualStreamModel  # noqa: E402
 from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae  # noqa: E402
-from ccl_core.toyav.data import clip_latents, encode_clips  # noqa: E402
+from ccl_lab.data import clip_latents, encode_clips  # noqa: E402
 from ccl_core.toyav.embedded import toyav_config  # noqa: E402
 from ccl_core.toyav.text import load_text_encoder  # noqa: E402
-from ccl_core.toyav.train_embedded import stage_train_config  # noqa: E402
+from ccl_lab.train_embedded import stage_train_config  # noqa: E402
 
 
 def step_seconds(durations, batch, repeats, video_ae, audio_ae, text_encoder):
     """Median wall time of one joint training step per duration, the durations timed in turn."""
-    from ccl_core.training import Trainer
+    from ccl_train import Trainer
 
     cfg = toyav_config(video_ae, audio_ae, text_encoder)
     torch.manual_seed(0)

@@ -18,7 +18,6 @@ Chance level: the same measures on a ground-truth clip with the image's words an
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -31,11 +30,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ccl_core.generate import generate  # noqa: E402
-from ccl_core.guidance import Guidance  # noqa: E402
-from ccl_core.toyav import aggregate, generate_clip  # noqa: E402
-from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-from ccl_core.toyav.evaluate import (HELD_OUT_SEED, brief, i2av_follows, i2av_image, prompt_sample,  # noqa: E402
-                                     score_result)
+from ccl_lab import aggregate, generate_clip  # noqa: E402
+from ccl_lab.evaluate import (HELD_OUT_SEED, benchmark_parser, benchmark_pipeline, brief,  # noqa: E402
+                              cli_guidance, i2av_follows, i2av_image, prompt_sample, score_result, write_result)
 
 CHANCE_SEED = HELD_OUT_SEED + 700_000  # ground truth that ignores the image
 
@@ -50,16 +47,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="a CCL checkpoint for the ToyAV latents (default: the shipped one)")
+    ap = benchmark_parser(__doc__, "docs/benchmarks/toyav_i2av.json")
     ap.add_argument("--clips", type=int, default=12)
-    ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=None, help="write the figures as JSON (e.g. docs/benchmarks/toyav_i2av.json)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    pipe = load_pipeline(args.model)
-    guidance = Guidance("joint", video_scale=3.0, audio_scale=3.0)
+    pipe, guidance = benchmark_pipeline(args), cli_guidance()
     prompts = prompt_sample(36)
     held = pipe.video_ae.temporal_factor  # pixel frames of the held first latent frame
     t0 = time.time()
@@ -89,9 +80,7 @@ def main():
               "torch": torch.__version__, "i2av": summary, "sync": brief(aggregate(scores)),
               "per_clip": [brief(r) for r in rows], "wall_s": round(time.time() - t0, 1)}
     print(json.dumps({"i2av": summary, "sync": result["sync"]}), flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ and 8 s, and the cost of one sampling step at 8 s against one at 2 s.
 
 Quality: `--prompts` of the 36 prompts (evaluate.prompt_sample's fixed order) x `--seeds` noise
 seeds at each duration, generated with the command line's default settings and scored on the mp4
-(ccl_core.toyav.metrics over the whole clip). The world's own ground-truth clips of each length
+(ccl_lab.metrics over the whole clip). The world's own ground-truth clips of each length
 (held-out seeds, same prompts) are scored too: they must score perfectly, which checks that the
 metrics find events over the whole clip. Speed: one guided step (all guidance branches in one
 batched model call, what each sampling step runs) at 8 s and at 2 s, timed alternately in this one
@@ -15,7 +15,6 @@ process so that both see the same machine load; median over --step-repeats. Targ
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -28,10 +27,10 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from ccl_core.generate import clip_lengths, generate  # noqa: E402
-from ccl_core.guidance import Guidance, guided_velocity  # noqa: E402
-from ccl_core.toyav import aggregate, generate_clip, parse_prompt, score_clip  # noqa: E402
-from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-from ccl_core.toyav.evaluate import HELD_OUT_SEED, brief, prompt_sample, score_result  # noqa: E402
+from ccl_core.guidance import guided_velocity  # noqa: E402
+from ccl_lab import aggregate, generate_clip, parse_prompt, score_clip  # noqa: E402
+from ccl_lab.evaluate import (HELD_OUT_SEED, benchmark_parser, benchmark_pipeline, brief,  # noqa: E402
+                              cli_guidance, prompt_sample, score_result, write_result)
 
 STEP_RATIO_TARGET = 4.5
 
@@ -73,20 +72,14 @@ def step_seconds(pipe, seconds_list, repeats, guidance):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="a CCL checkpoint for the ToyAV latents (default: the shipped one)")
+    ap = benchmark_parser(__doc__, "docs/benchmarks/toyav_long.json")
     ap.add_argument("--durations", type=float, nargs="+", default=[2.0, 4.0, 8.0])
     ap.add_argument("--prompts", type=int, default=12, help="how many of the 36 prompts (fixed shuffled order)")
     ap.add_argument("--seeds", type=int, default=1, help="noise seeds 0..N-1 per prompt")
-    ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--step-repeats", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip", action="append", default=[], choices=["quality", "speed"])
-    ap.add_argument("--out", default=None, help="write the figures as JSON (e.g. docs/benchmarks/toyav_long.json)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    pipe = load_pipeline(args.model)
-    guidance = Guidance("joint", video_scale=3.0, audio_scale=3.0)
+    pipe, guidance = benchmark_pipeline(args), cli_guidance()
     settings = dict(steps=args.steps, guidance=guidance)
     prompts = prompt_sample(args.prompts)
     result = {"settings": {"model": args.model or "shipped", "durations": args.durations, "prompts": prompts,
@@ -107,9 +100,7 @@ def main():
                           "target_ratio": STEP_RATIO_TARGET, "met": ratio <= STEP_RATIO_TARGET,
                           "repeats": args.step_repeats}
         print("step", json.dumps(result["step"]), flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ within metrics.PITCH_TOLERANCE). Clips are scored on the mp4 the command line wo
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,11 +27,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ccl_core.generate import generate_long, window_plan  # noqa: E402
-from ccl_core.guidance import Guidance  # noqa: E402
 from ccl_core.media import write_mp4  # noqa: E402
-from ccl_core.toyav import aggregate, load_mp4, score_clip  # noqa: E402
-from ccl_core.toyav.embedded import load_pipeline  # noqa: E402
-from ccl_core.toyav.evaluate import brief, near, prompt_sample, seam_continuity  # noqa: E402
+from ccl_lab import aggregate, load_mp4, score_clip  # noqa: E402
+from ccl_lab.evaluate import (benchmark_parser, benchmark_pipeline, brief, cli_guidance, near,  # noqa: E402
+                              prompt_sample, seam_continuity, write_result)
 
 SEAM_RADIUS_S = 0.5
 RECALL_MARGIN = 0.1  # a seam's recall may fall this far under the clips' average
@@ -40,20 +38,14 @@ RECALL_MARGIN = 0.1  # a seam's recall may fall this far under the clips' averag
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="a CCL checkpoint for the ToyAV latents (default: the shipped one)")
+    ap = benchmark_parser(__doc__, "docs/benchmarks/toyav_seams.json")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--window", type=float, default=2.5)
     ap.add_argument("--overlap", type=float, default=0.5)
     ap.add_argument("--prompts", type=int, default=4, help="how many of the 36 prompts (fixed shuffled order)")
     ap.add_argument("--seeds", type=int, default=1, help="noise seeds 0..N-1 per prompt")
-    ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=None, help="write the figures as JSON (e.g. docs/benchmarks/toyav_seams.json)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    pipe = load_pipeline(args.model)
-    guidance = Guidance("joint", video_scale=3.0, audio_scale=3.0)
+    pipe, guidance = benchmark_pipeline(args), cli_guidance()
     prompts = prompt_sample(args.prompts)
     plan = window_plan(pipe, args.seconds, args.window, args.overlap)
     # window i >= 1 makes frames of its own from the end of window i - 1 (in latent frames)
@@ -100,9 +92,7 @@ def main():
               "torch": torch.__version__, "clips": brief(overall), "recall_pooled": round(pooled_recall, 4),
               "seams": rows, "wall_s": round(time.time() - t0, 1)}
     print(json.dumps({k: result[k] for k in ("clips", "recall_pooled")}), flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

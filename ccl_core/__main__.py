@@ -133,11 +133,11 @@ def _read_clip(pipe, path):
     its sound over the same time, with their latents."""
     from .generate import _temporal_patch, clip_lengths
     from .media import fit_length, read_audio, read_video
-    from .toyav import world
+    from .toyav import clip
 
     import torch
 
-    frames = read_video(path, pipe.video_fps, (world.FRAME_SIZE, world.FRAME_SIZE))
+    frames = read_video(path, pipe.video_fps, (clip.FRAME_SIZE, clip.FRAME_SIZE))
     unit = pipe.video_ae.temporal_factor * _temporal_patch(pipe)
     whole = frames.shape[0] // unit * unit
     if whole == 0:
@@ -157,7 +157,7 @@ def _generate(args, state: dict) -> int:
     from .generate import ProgressBar, clip_lengths, generate, generate_long, window_plan
     from .guidance import Guidance
     from .media import read_audio, read_video, write_mp4
-    from .toyav import world
+    from .toyav import clip
     from .toyav.embedded import load_pipeline
 
     import torch
@@ -169,7 +169,7 @@ def _generate(args, state: dict) -> int:
         if text is not None:
             pipe.text_encoder.tokenize([text])  # an unknown word fails here, listing the vocabulary
     audio = frames = image = None
-    size = (world.FRAME_SIZE, world.FRAME_SIZE)
+    size = (clip.FRAME_SIZE, clip.FRAME_SIZE)
     seconds = None
     if args.seconds is not None and args.extend is None:  # rounded once to whole tokens (warning if that changes it)
         seconds = clip_lengths(pipe, args.seconds)[0] / pipe.video_ae.video_latent_fps

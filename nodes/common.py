@@ -20,7 +20,7 @@ from typing import Optional, Tuple
 import torch
 
 from ..ccl_core.routing import TASKS
-from ..ccl_core.toyav import world
+from ..ccl_core.toyav import clip
 
 CCL_KEY = "ccl"
 CATEGORY = "CCL"
@@ -126,7 +126,7 @@ OVI_SPACES = dict(video_space="wan22", audio_space="identity", temporal_factor=4
 # encoder's empty prompt. nodes/toyav.py checks these against the autoencoders.
 TOYAV_NAME = "toyav-ccl"
 TOYAV_SPACES = dict(temporal_factor=2, causal=False, spatial_factor=8, audio_sample_rate=16000, null_text="toyav",
-                    native_width=world.FRAME_SIZE, native_height=world.FRAME_SIZE, native_seconds=world.DURATION_S)
+                    native_width=clip.FRAME_SIZE, native_height=clip.FRAME_SIZE, native_seconds=clip.DURATION_S)
 DEFAULT_SHIFTS = {TOYAV_NAME: 3.0}  # when the file has no ccl_shift (ccl_core.generate uses 3.0 for ToyAV)
 
 

@@ -29,13 +29,13 @@ import torch
 
 import folder_paths
 
+from ..ccl_core.assets import ASSETS, AUDIO_AE_FILE, MODEL_FILE, TEXT_FILE, VIDEO_AE_FILE
 from .api import io
 from .common import CATEGORY, NULL_TEXT_KEY, TOYAV_SPACES
 
 log = logging.getLogger("ccl")
 
 FAMILY = f"{CATEGORY}/ToyAV"
-ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ccl_core", "assets")
 TEXT_ENCODER_TYPE = "CCL_TEXT_ENCODER"
 TextEncoder = io.Custom(TEXT_ENCODER_TYPE)  # the socket type between the text encoder loader and Text Encode
 
@@ -43,10 +43,10 @@ EMBEDDED_MODEL = "(embedded) toyav_ccl"
 EMBEDDED_TEXT = "(embedded) toyav_text"
 EMBEDDED_VIDEO_AE = "(embedded) toyav_video_ae"
 EMBEDDED_AUDIO_AE = "(embedded) toyav_audio_ae"
-# entry -> file in ccl_core/assets (the names of ccl_core.toyav.embedded / text / autoencoders)
-EMBEDDED_MODELS = {EMBEDDED_MODEL: "toyav_ccl.safetensors"}
-EMBEDDED_FILES = {EMBEDDED_TEXT: "toyav_text.safetensors", EMBEDDED_VIDEO_AE: "toyav_video_ae.safetensors",
-                  EMBEDDED_AUDIO_AE: "toyav_audio_ae.safetensors", **EMBEDDED_MODELS}
+# entry -> file in ccl_core/assets (ccl_core.assets names them)
+EMBEDDED_MODELS = {EMBEDDED_MODEL: MODEL_FILE}
+EMBEDDED_FILES = {EMBEDDED_TEXT: TEXT_FILE, EMBEDDED_VIDEO_AE: VIDEO_AE_FILE, EMBEDDED_AUDIO_AE: AUDIO_AE_FILE,
+                  **EMBEDDED_MODELS}
 DEFAULT_PROMPT = "a red circle bouncing"
 
 
@@ -55,8 +55,8 @@ def embedded_path(name: str) -> str:
     path = os.path.join(ASSETS, EMBEDDED_FILES[name])
     if not os.path.isfile(path):
         rel = os.path.join("ccl_core", "assets", EMBEDDED_FILES[name])
-        how = ("it is trained with `python -m ccl_core.toyav.train_embedded`" if name in EMBEDDED_MODELS else
-               "it is trained with `python -m ccl_core.toyav.train_autoencoders`" if "_ae" in name else
+        how = ("it is trained with `python -m ccl_lab.train_embedded`" if name in EMBEDDED_MODELS else
+               "it is trained with `python -m ccl_lab.train_autoencoders`" if "_ae" in name else
                "it is part of the pack")
         raise FileNotFoundError(
             f"the embedded ToyAV file for {name!r} is not installed: {rel} is missing from the pack ({how}); "

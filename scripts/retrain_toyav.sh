@@ -8,7 +8,7 @@ bash scripts/env.sh
 PY=${CCL_VENV:-.venv}/bin/python
 out=${1:-runs/retrain}
 mkdir -p "$out/assets"
-"$PY" -m ccl_core.toyav.train_autoencoders --out "$out/assets/" --report "$out/autoencoders.json"
-"$PY" -m ccl_core.toyav.train_embedded --assets "$out/assets" --run-dir "$out/model" \
+"$PY" -m ccl_lab.train_autoencoders --out "$out/assets/" --report "$out/autoencoders.json"
+"$PY" -m ccl_lab.train_embedded --assets "$out/assets" --run-dir "$out/model" \
     --out "$out/assets/toyav_ccl.safetensors"
 echo "done: new files in $out/assets/ (copy them into ccl_core/assets/ to ship them)"

@@ -34,8 +34,8 @@ import comfy.model_management as mm  # noqa: E402
 import comfy.samplers  # noqa: E402
 
 core = pack.ccl_core
+from ccl_pack.ccl_core.assets import ASSETS, MODEL_FILE  # noqa: E402
 from ccl_pack.ccl_core.checkpoint import load_checkpoint, read_header  # noqa: E402
-from ccl_pack.ccl_core.toyav.embedded import ASSETS, MODEL_FILE  # noqa: E402
 from ccl_pack.nodes import common  # noqa: E402
 from ccl_pack.nodes.comfy_model import model_from_file  # noqa: E402
 

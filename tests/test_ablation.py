@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from ccl_core import DualStreamModel, tiny_config
-from ccl_core.toyav import ablation
 from ccl_core.toyav.embedded import toyav_config
-from ccl_core.toyav.metrics import summarize_by_seed
-from ccl_core.toyav.train_embedded import train_stages
-from ccl_core.training import TensorBatches, stage_config
+from ccl_lab import ablation
+from ccl_lab.metrics import summarize_by_seed
+from ccl_lab.train_embedded import train_stages
+from ccl_train import TensorBatches, stage_config
 from conftest import tiny_inputs
 
 

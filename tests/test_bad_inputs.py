@@ -273,7 +273,7 @@ def _race(path, **options):
 
 
 def _brightness(path):
-    from ccl_core.toyav.metrics import load_mp4
+    from ccl_lab.metrics import load_mp4
     return float(np.asarray(load_mp4(path)[0]).mean())
 
 
@@ -424,7 +424,8 @@ def test_cli_existing_out_and_crafted_model_are_one_line(capsys, tmp_path, good)
 # ---------------------------------------------------------------------- signals in a real run
 @pytest.fixture(scope="module")
 def toy_model(tmp_path_factory):
-    from ccl_core.toyav.autoencoders import ASSETS, AUDIO_AE_FILE, VIDEO_AE_FILE, load_audio_ae, load_video_ae
+    from ccl_core.assets import ASSETS, AUDIO_AE_FILE, VIDEO_AE_FILE
+    from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
     from ccl_core.toyav.embedded import toyav_config
     if not (ASSETS / VIDEO_AE_FILE).is_file() or not (ASSETS / AUDIO_AE_FILE).is_file():
         pytest.skip("shipped autoencoders not present")

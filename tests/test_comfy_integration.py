@@ -331,7 +331,7 @@ def test_toyav_workflow_writes_mp4(server, name):
     if prompt[loader]["inputs"]["ckpt_name"] != "(embedded) toyav_ccl" or name not in SCORED:
         return  # the random stand-in model, or a task the benchmark does not score: the wiring is what is checked
     # Sync of what the workflow wrote, scored like the benchmark (ToyAV metrics on the decoded mp4).
-    from ccl_core.toyav.metrics import load_mp4, score_clip
+    from ccl_lab.metrics import load_mp4, score_clip
     text = next(n["inputs"]["text"] for k, n in prompt.items()
                 if n["class_type"] == "CCLToyAVTextEncode" and n["inputs"]["text"])
     frames, fps, wave, rate = load_mp4(path)

@@ -13,11 +13,11 @@ from ccl_core.generate import generate
 from ccl_core.guidance import Guidance
 from ccl_core.media import MediaError, MediaWarning, read_audio, read_video, write_mp4
 from ccl_core.model import DualStreamModel
-from ccl_core.toyav import world
 from ccl_core.toyav.autoencoders import AudioAE, VideoAE, save_autoencoder
 from ccl_core.toyav.embedded import load_pipeline, toyav_config
-from ccl_core.toyav.generator import generate_clip
-from ccl_core.toyav.metrics import load_mp4
+from ccl_lab import world
+from ccl_lab.generator import generate_clip
+from ccl_lab.metrics import load_mp4
 from conftest import ROOT
 
 
@@ -142,7 +142,7 @@ def test_command_line(parts, tmp_path):
     common = ["--model", str(parts / "m.safetensors"), "--steps", "2", "--quiet", "--threads", "1"]
     env_parts = ["--out", str(out)]
     # the CLI uses the shipped autoencoders: skip if they are not installed in this checkout
-    from ccl_core.toyav.autoencoders import ASSETS, AUDIO_AE_FILE, VIDEO_AE_FILE
+    from ccl_core.assets import ASSETS, AUDIO_AE_FILE, VIDEO_AE_FILE
     if not (ASSETS / VIDEO_AE_FILE).is_file() or not (ASSETS / AUDIO_AE_FILE).is_file():
         pytest.skip("shipped autoencoders not present")
     r = _cli("--prompt", "a green triangle blinking", *common, *env_parts)
@@ -171,7 +171,7 @@ def test_generate_many_matches_one_clip_at_a_time(pipe):
 
 
 def test_toyav_evaluation_scores_held_out_conditioned_clips(pipe):
-    from ccl_core.toyav.evaluate import conditioned_scores, t2av_scores
+    from ccl_lab.evaluate import conditioned_scores, t2av_scores
     scores = conditioned_scores(pipe, "v2a", 2, steps=2)
     assert len(scores) == 2 and all(s["colour_ok"] for s in scores)  # the given picture is the ground truth's
     assert len(t2av_scores(pipe, 0, steps=1)) == len(world.PROMPTS)
@@ -183,7 +183,7 @@ def test_toyav_evaluation_scores_held_out_conditioned_clips(pipe):
 
 def test_a_ground_truth_clip_scores_full_marks_through_the_mp4_writer():
     from ccl_core.generate import Result
-    from ccl_core.toyav.evaluate import score_result
+    from ccl_lab.evaluate import score_result
     clip = generate_clip(3)
     r = Result(torch.from_numpy(clip.frames), torch.from_numpy(clip.waveform), float(world.FPS), world.SAMPLE_RATE,
                None, None)

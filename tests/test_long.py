@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from ccl_core.__main__ import main
+from ccl_core.assets import ASSETS, AUDIO_AE_FILE, VIDEO_AE_FILE
 from ccl_core.checkpoint import save_checkpoint
 from ccl_core.extension import continuation
 from ccl_core.generate import clip_lengths, generate, generate_long, window_plan, window_seed
 from ccl_core.media import MediaError, read_image
 from ccl_core.model import DualStreamModel
-from ccl_core.toyav import world
-from ccl_core.toyav.autoencoders import ASSETS, AUDIO_AE_FILE, VIDEO_AE_FILE
 from ccl_core.toyav.embedded import load_pipeline, toyav_config
-from ccl_core.toyav.generator import generate_clip
-from ccl_core.toyav.metrics import classify_shape, load_mp4, score_clip
+from ccl_lab import world
+from ccl_lab.generator import generate_clip
+from ccl_lab.metrics import classify_shape, load_mp4, score_clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROMPT = "a red circle bouncing"
@@ -211,7 +211,7 @@ def test_cli_never_writes_over_the_clip_it_extends(capsys, tmp_path):
 
 
 def test_the_seam_and_i2av_measures_pass_ground_truth_and_catch_a_cut():
-    from ccl_core.toyav.evaluate import i2av_follows, i2av_image, near, seam_continuity
+    from ccl_lab.evaluate import i2av_follows, i2av_image, near, seam_continuity
     clip = generate_clip(21, colour="green", shape="circle", motion="sliding", seconds=4.0)
     s = seam_continuity(clip.frames, world.FPS, clip.waveform, world.SAMPLE_RATE, 32)
     assert s["jump_px"] <= s["ordinary_step_p95_px"] + 1e-6 and s["pitch_same"] is True

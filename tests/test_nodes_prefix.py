@@ -163,7 +163,7 @@ def embedded(tmp_path_factory):
 
 
 def _toyav_frame(seed=3):
-    from ccl_core.toyav.generator import generate_clip
+    from ccl_lab.generator import generate_clip
     return torch.as_tensor(generate_clip(seed, "green", "circle", "bouncing").frames[0]).float()
 
 
@@ -247,7 +247,7 @@ def _video(frames, fps, wave, sample_rate):
 def test_encode_video_feeds_extend(embedded):
     """A ToyAV-size video with sound encodes to exactly the autoencoders' latents, and CCL Extend's clean prefix
     is that clip's last latent frames and the sound from the same instant."""
-    from ccl_core.toyav.generator import generate_clip
+    from ccl_lab.generator import generate_clip
 
     model, video_vae, audio_vae, encoder = embedded
     clip = generate_clip(3, "green", "circle", "bouncing")

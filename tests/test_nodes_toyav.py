@@ -71,13 +71,15 @@ def encoder():
 
 
 def test_embedded_entries_follow_core_names():
-    from ccl_core.toyav import embedded, text
-    assert os.path.realpath(toyav.ASSETS) == os.path.realpath(str(embedded.ASSETS))
-    assert toyav.EMBEDDED_FILES == {"(embedded) toyav_ccl": embedded.MODEL_FILE,
-                                    "(embedded) toyav_text": text.TEXT_FILE,
-                                    "(embedded) toyav_video_ae": AE.VIDEO_AE_FILE,
-                                    "(embedded) toyav_audio_ae": AE.AUDIO_AE_FILE}
-    assert toyav.DEFAULT_PROMPT in __import__("ccl_core.toyav.world", fromlist=["PROMPTS"]).PROMPTS
+    from ccl_core import assets
+    from ccl_core.toyav.clip import PROMPTS
+    assert toyav.EMBEDDED_FILES == {"(embedded) toyav_ccl": assets.MODEL_FILE,
+                                    "(embedded) toyav_text": assets.TEXT_FILE,
+                                    "(embedded) toyav_video_ae": assets.VIDEO_AE_FILE,
+                                    "(embedded) toyav_audio_ae": assets.AUDIO_AE_FILE}
+    # every file the pack ships has its embedded entry
+    assert sorted(toyav.EMBEDDED_FILES.values()) == sorted(p.name for p in assets.ASSETS.glob("*.safetensors"))
+    assert toyav.DEFAULT_PROMPT in PROMPTS
     for cls in (N["CCLToyAVTextEncoderLoader"], N["CCLToyAVTextEncode"], N["CCLToyAVAutoencoderLoader"]):
         assert node_info(cls)["category"] == "CCL/ToyAV"
 

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from ccl_core.checkpoint import CheckpointError, load_checkpoint, read_header
 from ccl_core.ovi import ovi_config_from_header
-from ccl_core.training import Trainer, stage_config
+from ccl_train import Trainer, stage_config
 
 from test_ovi_parity import FIX, call, rel
 

@@ -48,7 +48,7 @@ def test_comfyignore_drops_research_files_and_keeps_the_runtime():
     for needed in ("__init__.py", "pyproject.toml", "requirements.txt", "LICENSE", "README.md",
                    "ccl_core/assets/toyav_ccl.safetensors", "nodes/comfy_model.py", "workflows/toyav_t2av.json"):
         assert needed in kept, f"{needed} would be left out of the published archive"
-    assert not any(p.startswith(("tests/", "benchmarks/", "ccl_core/training/")) for p in kept)
+    assert not any(p.startswith(("tests/", "benchmarks/", "ccl_train/", "ccl_lab/")) for p in kept)
 
 
 def test_published_archive_imports_registers_every_node_and_generates(tmp_path):
@@ -66,8 +66,8 @@ spec = importlib.util.spec_from_file_location("ccl_archive", {str(pack / '__init
 mod = importlib.util.module_from_spec(spec); sys.modules["ccl_archive"] = mod; spec.loader.exec_module(mod)
 nodes = asyncio.run(mod.comfy_entrypoint().get_node_list())
 sys.path.insert(0, {str(pack)!r})
-from ccl_core.toyav.embedded import load_pipeline
 from ccl_core.generate import generate
+from ccl_core.toyav.embedded import load_pipeline
 r = generate(load_pipeline(), "a red circle bouncing", steps=1)
 print(len(nodes), tuple(r.frames.shape))
 """

@@ -4,15 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from ccl_core.toyav import metrics as m
-from ccl_core.toyav import world as w
-from ccl_core.toyav.autoencoders import (ASSETS, AUDIO_AE_FILE, VIDEO_AE_FILE, AudioAE, AudioAEConfig, VideoAE,
-                                         VideoAEConfig, load_audio_ae, load_autoencoder, load_video_ae,
-                                         read_metadata, save_autoencoder)
-from ccl_core.toyav.generator import generate_clip
-from ccl_core.toyav.text import (MAX_TOKENS, TEXT_FILE, VOCAB, ToyAVTextEncoder, load_text_encoder,
-                                 save_text_encoder)
-from ccl_core.toyav.train_autoencoders import heldout_seeds, onset_errors_ms, psnr, training_seeds
+from ccl_core.assets import ASSETS, AUDIO_AE_FILE, TEXT_FILE, VIDEO_AE_FILE
+from ccl_lab import metrics as m
+from ccl_lab import world as w
+from ccl_core.toyav.autoencoders import (AudioAE, AudioAEConfig, VideoAE, VideoAEConfig, load_audio_ae, load_autoencoder,
+                                         load_video_ae, read_metadata, save_autoencoder)
+from ccl_core.toyav.text import MAX_TOKENS, VOCAB, ToyAVTextEncoder, load_text_encoder, save_text_encoder
+from ccl_lab.generator import generate_clip
+from ccl_lab.train_autoencoders import heldout_seeds, onset_errors_ms, psnr, training_seeds
 
 SHIPPED = [ASSETS / VIDEO_AE_FILE, ASSETS / AUDIO_AE_FILE, ASSETS / TEXT_FILE]
 # Held-out clips (seeds >= 2**32, never used in training; not the ones the training command
@@ -212,7 +211,7 @@ def test_save_load_round_trip(tmp_path):
 
 def test_training_command_runs(tmp_path):
     """Two steps of each on two clips through the command line, writing all three files."""
-    from ccl_core.toyav.train_autoencoders import main
+    from ccl_lab.train_autoencoders import main
 
     report = main(["--out", str(tmp_path), "--pool-clips", "2", "--video-steps", "2", "--audio-steps", "2",
                    "--video-batch", "2", "--audio-batch", "2", "--eval-clips", "1",

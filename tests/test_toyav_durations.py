@@ -11,13 +11,13 @@ from safetensors.torch import save_file
 
 from ccl_core import DualStreamModel, tiny_config
 from ccl_core.generate import clip_lengths
-from ccl_core.toyav import data as toydata
-from ccl_core.toyav import train_embedded
+from ccl_lab import data as toydata
+from ccl_lab import train_embedded
 from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
-from ccl_core.toyav.data import DurationBatches, LatentBatches, clip_latents, duration_cache, load_or_encode
-from ccl_core.toyav.generator import generate_batch
-from ccl_core.toyav.world import DURATION_S, FPS, SAMPLE_RATE
-from ccl_core.training import TrainConfig, train
+from ccl_lab.data import DurationBatches, LatentBatches, clip_latents, duration_cache, load_or_encode
+from ccl_lab.generator import generate_batch
+from ccl_lab.world import DURATION_S, FPS, SAMPLE_RATE
+from ccl_train import TrainConfig, train
 from conftest import randomize
 
 

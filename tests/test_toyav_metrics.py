@@ -12,9 +12,9 @@ import av
 import numpy as np
 import pytest
 
-from ccl_core.toyav import generator as gen
-from ccl_core.toyav import metrics as m
-from ccl_core.toyav import world as w
+from ccl_lab import generator as gen
+from ccl_lab import metrics as m
+from ccl_lab import world as w
 
 FPS, SR = w.FPS, w.SAMPLE_RATE
 

@@ -1,10 +1,10 @@
-"""ToyAV rules and generator: every clip must follow the rules in docs/TOYAV.md ("The world") and ccl_core/toyav/world.py to the letter."""
+"""ToyAV rules and generator: every clip must follow the rules in docs/TOYAV.md ("The world") and ccl_lab/world.py to the letter."""
 
 import numpy as np
 import pytest
 
-from ccl_core.toyav import generator as gen
-from ccl_core.toyav import world as w
+from ccl_lab import generator as gen
+from ccl_lab import world as w
 
 SR = w.SAMPLE_RATE
 SEEDS = range(120)  # enough draws to meet the edge cases of every motion, still fast

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from ccl_core import DualStreamModel, tiny_config
-from ccl_core.toyav import train_embedded
 from ccl_core.jsonconfig import parse_sets
-from ccl_core.toyav.train_embedded import train_stages
-from ccl_core.training import TensorBatches
+from ccl_lab import train_embedded
+from ccl_lab.train_embedded import train_stages
+from ccl_train import TensorBatches
 from conftest import tiny_inputs
 
 
@@ -74,7 +74,7 @@ def test_the_shipped_recipe_trains_at_the_samplers_shift_and_the_recorded_ablati
     import argparse
     import inspect
     from ccl_core.generate import generate
-    from ccl_core.toyav.train_embedded import add_recipe_arguments, joint_schedule
+    from ccl_lab.train_embedded import add_recipe_arguments, joint_schedule
 
     shipped, study = argparse.ArgumentParser(), argparse.ArgumentParser()
     add_recipe_arguments(shipped)
@@ -90,8 +90,9 @@ def test_the_default_command_is_the_one_the_shipped_model_was_trained_with():
     import json
     import shlex
     from safetensors import safe_open
-    from ccl_core.toyav.embedded import ASSETS, MODEL_FILE
-    from ccl_core.toyav.train_embedded import build_parser, recipe
+
+    from ccl_core.assets import ASSETS, MODEL_FILE
+    from ccl_lab.train_embedded import build_parser, recipe
 
     with safe_open(str(ASSETS / MODEL_FILE), "pt") as f:
         meta = f.metadata()
@@ -99,15 +100,15 @@ def test_the_default_command_is_the_one_the_shipped_model_was_trained_with():
     if "recipe" in meta:  # what train_embedded records from now on
         assert json.loads(meta["recipe"]) == json.loads(json.dumps(default)), meta["recipe"]
     else:  # older files: their command, read with today's defaults
-        prefix = "python -m ccl_core.toyav.train_embedded"
-        assert meta["trained_with"].startswith(prefix), meta["trained_with"]
-        used = build_parser().parse_args(shlex.split(meta["trained_with"][len(prefix):]))
+        cmd = shlex.split(meta["trained_with"])  # python -m ccl_lab.train_embedded (ccl_core.toyav. before) ...
+        assert cmd[:2] == ["python", "-m"] and cmd[2].endswith(".train_embedded"), meta["trained_with"]
+        used = build_parser().parse_args(cmd[3:])
         assert recipe(used) == default, meta["trained_with"]
         assert used.assets == build_parser().parse_args([]).assets
 
 
 def test_train_embedded_records_its_recipe():
-    from ccl_core.toyav.train_embedded import build_parser, recipe
+    from ccl_lab.train_embedded import build_parser, recipe
     args = build_parser().parse_args(["--lr", "2e-3", "--set", "num_layers=2", "--train-set", "ema_decay=0.99",
                                       "--joint-set", "schedule=wsd", "--joint-set", "decay_steps=900",
                                       "--steps-joint", "9000"])

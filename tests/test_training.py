@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 from ccl_core import DualStreamModel, tiny_config
 from ccl_core.checkpoint import load_checkpoint
 from ccl_core.routing import TASKS, make_routes
-from ccl_core.training import EMA, TensorBatches, TrainConfig, Trainer, stage_config, train
-from ccl_core.training.dcr import FlowBatch, drop_text, prepare_batch
-from ccl_core.training.logs import COLUMNS
-from ccl_core.training.losses import flow_loss
-from ccl_core.training.optim import lr_factor, param_sets
+from ccl_train import EMA, TensorBatches, TrainConfig, Trainer, stage_config, train
+from ccl_train.dcr import FlowBatch, drop_text, prepare_batch
+from ccl_train.logs import COLUMNS
+from ccl_train.losses import flow_loss
+from ccl_train.optim import lr_factor, param_sets
 from conftest import randomize, tiny_inputs
 
 
@@ -84,7 +84,7 @@ def test_drop_text_pads_both_to_the_longer_length():
 
 def test_timestep_distributions():
     g = torch.Generator().manual_seed(0)
-    from ccl_core.training.timesteps import sample_timesteps
+    from ccl_train.timesteps import sample_timesteps
     u = sample_timesteps(20000, TrainConfig(timestep_dist="uniform"), g)
     ln = sample_timesteps(20000, TrainConfig(), g)
     shifted = sample_timesteps(20000, TrainConfig(timestep_shift=3.0), g)
@@ -127,7 +127,7 @@ def test_loss_counts_only_routed_rows_averaged_per_stream():
     assert out.streams["video"].item() == pytest.approx((1 + 9) / 2)  # a2v and t2av rows; v2a video is clean
     assert out.streams["audio"].item() == pytest.approx((4 + 16) / 2)  # v2a and t2av rows; a2v audio is clean
     assert out.total.item() == pytest.approx(5 + 0.5 * 10)
-    from ccl_core.training.losses import TASK_ORDER
+    from ccl_train.losses import TASK_ORDER
     a2v, t2av = TASK_ORDER.index("a2v"), TASK_ORDER.index("t2av")
     assert out.table[a2v].tolist() == [[1.0, 1.0], [0.0, 0.0]]
     assert out.table[t2av].tolist() == [[9.0, 1.0], [16.0, 1.0]]
@@ -390,7 +390,7 @@ def make_source(rank, world_size):
 
 
 def test_command_line(tmp_path):
-    from ccl_core.training.__main__ import main
+    from ccl_train.__main__ import main
     run = tmp_path / "cli"
     main(["--run-dir", str(run), "--model", "preset:tiny", "--data", "test_training:make_source",
           "--stage", "joint", "--set", "steps=2", "--set", "warmup_steps=0", "--device", "cpu"])
@@ -433,7 +433,7 @@ def test_clean_prefixes_are_given_clean_and_left_out_of_the_loss():
 def test_a_mix_without_prefix_tasks_draws_as_before():
     """Spans are drawn only for extension rows, so every other task mix keeps its random stream."""
     from ccl_core.routing import sample_tasks
-    from ccl_core.training.timesteps import sample_timesteps
+    from ccl_train.timesteps import sample_timesteps
     batch = make_batch(size=4)
     for mix, same in (({"t2av": 1, "a2v": 1}, True), ({"extend": 1}, False)):
         cfg = TrainConfig(task_mix=mix)

@@ -22,7 +22,7 @@ def write_clip(folder, name, clip, seconds=None):
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory):
     """Five good ToyAV clips and three that must be refused (unreadable, no caption, too short)."""
-    from ccl_core.toyav import generate_clip
+    from ccl_lab import generate_clip
     folder = tmp_path_factory.mktemp("clips")
     clips = {}
     for seed in SEEDS:
@@ -39,20 +39,20 @@ def clip_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoders():
-    from ccl_core.training.encoders import ToyAVEncoders
+    from ccl_train.encoders import ToyAVEncoders
     return ToyAVEncoders()
 
 
 @pytest.fixture(scope="module")
 def cache_dir(clip_folder, encoders, tmp_path_factory):
-    from ccl_core.training.cache import encode_folder
+    from ccl_train.cache import encode_folder
     out = tmp_path_factory.mktemp("cache") / "c"
     encode_folder(clip_folder[0], out, encoders, shard_size=2, batch_size=3)
     return out
 
 
 def test_folder_becomes_sharded_cache(clip_folder, encoders, cache_dir):
-    from ccl_core.training.cache import LatentCache
+    from ccl_train.cache import LatentCache
     _, clips = clip_folder
     manifest = json.loads((cache_dir / "manifest.json").read_text())
     assert manifest["count"] == len(SEEDS) and [len(s["clips"]) for s in manifest["shards"]] == [2, 2, 1]
@@ -87,7 +87,7 @@ def test_folder_becomes_sharded_cache(clip_folder, encoders, cache_dir):
 def test_cache_refuses_other_encoders_and_other_models(cache_dir, encoders):
     from ccl_core import tiny_config
     from ccl_core.toyav.embedded import toyav_config
-    from ccl_core.training.cache import LatentCache
+    from ccl_train.cache import LatentCache
     other = dict(encoders.identity(), video="toyav-video-ae:0000000000000000")
     with pytest.raises(ValueError, match="made by other encoders"):
         LatentCache(cache_dir, expect=other)
@@ -100,7 +100,7 @@ def test_cache_refuses_other_encoders_and_other_models(cache_dir, encoders):
 
 
 def test_rank_shares_and_batches(cache_dir):
-    from ccl_core.training.cache import LatentCache
+    from ccl_train.cache import LatentCache
     cache = LatentCache(cache_dir)
     train, held = cache.split(1)
     assert held == [4] and train == [0, 1, 2, 3]
@@ -113,7 +113,7 @@ def test_rank_shares_and_batches(cache_dir):
 
 
 def test_caption_tags():
-    from ccl_core.training.cache import ClipRefused, read_caption
+    from ccl_train.cache import ClipRefused, read_caption
 
     def check(tmp, text):
         p = tmp / "c.txt"
@@ -137,7 +137,7 @@ def test_recipe_turns_a_tiny_ovi_layout_model_into_ccl(cache_dir, encoders, tmp_
     from ccl_core import DualStreamModel
     from ccl_core.checkpoint import load_checkpoint, save_checkpoint
     from ccl_core.toyav.embedded import toyav_config
-    from ccl_core.training.recipe import main
+    from ccl_train.recipe import main
     from conftest import randomize
 
     torch.manual_seed(0)
@@ -191,9 +191,9 @@ def test_ovi_encoders_with_small_random_weights(clip_folder, tmp_path):
     diffusers = pytest.importorskip("diffusers")
     transformers = pytest.importorskip("transformers")
     tokenizers = pytest.importorskip("tokenizers")
-    from ccl_core.training.cache import LatentCache, encode_folder, load_clip
-    from ccl_core.training.encoders import OviEncoders
-    from ccl_core.toyav import world
+    from ccl_lab import world
+    from ccl_train.cache import LatentCache, encode_folder, load_clip
+    from ccl_train.encoders import OviEncoders
 
     torch.manual_seed(0)
     vae = diffusers.AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1, is_residual=True,
@@ -238,7 +238,7 @@ def test_ovi_encoders_with_small_random_weights(clip_folder, tmp_path):
 def test_clips_are_resampled_resized_and_center_cropped(encoders, tmp_path):
     """A wide 25 fps, 44.1 kHz stereo clip comes out as the encoders' 16 fps, 64 x 64 center, 16 kHz mono."""
     from ccl_core.media import write_mp4
-    from ccl_core.training.cache import load_clip
+    from ccl_train.cache import load_clip
 
     frames = torch.zeros(75, 96, 192, 3)  # 3 s at 25 fps, twice as wide as high
     frames[:, :, :48, 0] = 1.0  # red left quarter, green middle half, blue right quarter

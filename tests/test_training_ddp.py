@@ -25,7 +25,7 @@ def worker(rank: int, port: int, out: str) -> None:
                       WORLD_SIZE=str(WORLD), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(1)
     from ccl_core import DualStreamModel, tiny_config
-    from ccl_core.training import TensorBatches, TrainConfig, train
+    from ccl_train import TensorBatches, TrainConfig, train
     from conftest import randomize, tiny_inputs
 
     torch.manual_seed(rank)

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 def config(**changes):
-    from ccl_core.training import TrainConfig
+    from ccl_train import TrainConfig
     return TrainConfig(**{"steps": STEPS, "warmup_steps": 0, "lr_fusion": 1e-3, "lr_towers": 5e-4, "save_every": 2,
                           "keep_checkpoints": 0, "parallel": "fsdp", "fsdp_param_dtype": "fp32",
                           "gradient_checkpointing": True, **changes})
@@ -47,7 +47,7 @@ def worker(rank: int, port: int, out: str) -> None:
                       WORLD_SIZE=str(WORLD), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(1)
     dist.init_process_group("gloo")  # owned here, so both train() calls share it
-    from ccl_core.training import TensorBatches, train
+    from ccl_train import TensorBatches, train
 
     def run(run_dir, resume):
         losses = []
@@ -76,10 +76,10 @@ def worker(rank: int, port: int, out: str) -> None:
 
 def reference(steps: int):
     """One process doing the two ranks' arithmetic: each rank's draws, gradients averaged."""
-    from ccl_core.training import EMA
-    from ccl_core.training.dcr import prepare_batch
-    from ccl_core.training.losses import flow_loss
-    from ccl_core.training.optim import freeze, make_optimizer, set_lr
+    from ccl_train import EMA
+    from ccl_train.dcr import prepare_batch
+    from ccl_train.losses import flow_loss
+    from ccl_train.optim import freeze, make_optimizer, set_lr
 
     cfg = config()
     model = initial_model()
@@ -190,9 +190,9 @@ def test_resume_at_world_size_2_is_bit_exact(two_rank_runs):
 
 def test_resume_at_world_size_1(two_rank_runs, tmp_path):
     """A 2-rank checkpoint loads into one rank unchanged, and a 1-rank run resumes bit-exactly."""
-    from ccl_core.training import TensorBatches, train
-    from ccl_core.training.distributed import DistInfo, teardown
-    from ccl_core.training.fsdp import FSDPTrainer
+    from ccl_train import TensorBatches, train
+    from ccl_train.distributed import DistInfo, teardown
+    from ccl_train.fsdp import FSDPTrainer
 
     out, _ = two_rank_runs
     source = final_dcp(out, step=2).parent
@@ -224,7 +224,7 @@ def test_resume_at_world_size_1(two_rank_runs, tmp_path):
 
 def test_export_loads_with_load_checkpoint(two_rank_runs, tmp_path):
     from ccl_core.checkpoint import CONFIG_KEY, load_checkpoint, read_header
-    from ccl_core.training.fsdp import export_checkpoint
+    from ccl_train.fsdp import export_checkpoint
 
     out, _ = two_rank_runs
     final = out / "straight" / "checkpoints" / f"step-{STEPS:08d}"
@@ -243,11 +243,11 @@ def test_export_loads_with_load_checkpoint(two_rank_runs, tmp_path):
 
 
 def test_command_line_on_one_process_and_export(tmp_path):
-    """`python -m ccl_core.training --set parallel=fsdp` without torchrun (a one-rank group), then the export
+    """`python -m ccl_train --set parallel=fsdp` without torchrun (a one-rank group), then the export
     command; resuming that run as DDP is refused with the reason."""
     from ccl_core.checkpoint import load_checkpoint
-    from ccl_core.training.__main__ import main
-    from ccl_core.training.fsdp import main as export
+    from ccl_train.__main__ import main
+    from ccl_train.fsdp import main as export
 
     run = tmp_path / "cli"
     args = ["--run-dir", str(run), "--model", "preset:tiny", "--data", "test_training:make_source", "--stage",
@@ -263,7 +263,7 @@ def test_command_line_on_one_process_and_export(tmp_path):
 def test_memory_estimate_counts_the_model():
     """The memory table's parameter counts are the model's own; sharded state divides by the ranks."""
     from ccl_core import DualStreamModel, tiny_config
-    from ccl_core.training.memory import count_parameters, estimate
+    from ccl_train.memory import count_parameters, estimate
 
     cfg = tiny_config()
     model = DualStreamModel(cfg)

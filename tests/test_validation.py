@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from ccl_core import DualStreamModel, tiny_config
-from ccl_core.training import stage_config
-from ccl_core.training.validation import validation_losses
+from ccl_train import stage_config
+from ccl_train.validation import validation_losses
 from conftest import tiny_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")

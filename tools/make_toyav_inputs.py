@@ -67,8 +67,8 @@ def write_png(path: str, image: np.ndarray) -> None:
 def main() -> int:
     sys.path.insert(0, ROOT)
     from ccl_core.media import write_mp4
-    from ccl_core.toyav import world as w
-    from ccl_core.toyav.generator import generate_clip
+    from ccl_lab import world as w
+    from ccl_lab.generator import generate_clip
 
     os.makedirs(OUT, exist_ok=True)
     for name, (seed, colour, shape, motion) in CLIPS.items():

@@ -5,7 +5,7 @@
 
 Why: retraining the shipped model takes most of 3 hours on the 2-core CPU, so a change of recipe is
 first compared on a GPU (or overnight on the CPU). The data is encoded once; every variant then runs
-`python -m ccl_core.toyav.train_embedded` with its own options in its own process, all at once,
+`python -m ccl_lab.train_embedded` with its own options in its own process, all at once,
 until the time is up. Each joint checkpoint's EMA weights are kept, and every variant is scored at
 the last joint step that all of them reached, with the benchmark's t2av scoring (36 prompts per
 seed, default sampler settings). Writes OUT/sweep.json and copies the scored weights to OUT.
@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 def encode(latents: Path, clips: int, device: str, workers: int) -> None:
     from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
-    from ccl_core.toyav.data import load_or_encode
     from ccl_core.toyav.text import load_text_encoder
+    from ccl_lab.data import load_or_encode
 
     load_or_encode(latents, clips, 0, load_video_ae(device=device), load_audio_ae(device=device),
                    load_text_encoder(device=device), workers=workers)
@@ -37,15 +37,15 @@ def encode(latents: Path, clips: int, device: str, workers: int) -> None:
 
 def joint_steps(run_dir: Path) -> set:
     """Joint steps with a complete checkpoint (one a killed save left half-written does not count)."""
-    from ccl_core.training.rundir import checkpoints
+    from ccl_train.rundir import checkpoints
 
     return {step for step, _ in checkpoints(str(run_dir / "stage-joint"))}
 
 
 def score(weights: Path, seeds: int, device: str) -> dict:
     from ccl_core.toyav.embedded import load_pipeline
-    from ccl_core.toyav.evaluate import t2av_scores
-    from ccl_core.toyav.metrics import summarize_by_seed
+    from ccl_lab.evaluate import t2av_scores
+    from ccl_lab.metrics import summarize_by_seed
 
     pipe = load_pipeline(str(weights), device=device)
     summary = summarize_by_seed([t2av_scores(pipe, seed) for seed in range(seeds)])
@@ -80,7 +80,7 @@ def main(argv=None):
     deadline = time.time() + 60 * args.minutes
     procs = {}
     for name, options in variants.items():
-        cmd = [sys.executable, "-m", "ccl_core.toyav.train_embedded", "--run-dir", str(out / name),
+        cmd = [sys.executable, "-m", "ccl_lab.train_embedded", "--run-dir", str(out / name),
                "--latents", str(latents), "--clips", str(args.clips), "--out", str(out / f"{name}-final.safetensors"),
                "--device", args.device, "--threads", str(args.threads), "--save-every", str(args.save_every),
                "--keep-checkpoints", "0"] + shlex.split(options)

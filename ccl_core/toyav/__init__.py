@@ -1,16 +1,7 @@
-"""ToyAV: the procedurally generated audio-video world of the embedded model (docs/TOYAV.md).
+"""ToyAV at run time: the embedded model's pipeline and its parts (docs/TOYAV.md).
 
-`world` holds the rules, `generator` makes clips with exact ground truth, `metrics` measures
-synchrony and semantics on any decoded clip; these three are plain numpy (PyAV only for reading mp4
-files). The autoencoders, text encoder, embedded model and the training and evaluation entry points
-beside them use torch.
+`clip` is the clip format and prompt vocabulary, `text` the text encoder, `autoencoders` the video
+and audio autoencoders, `embedded` the model's config and `load_pipeline`. The files they load are
+named in ccl_core.assets. The ToyAV world's generator, metrics, data and training entry points are
+research tooling in the sibling package ccl_lab, which the pack never imports.
 """
-
-from .generator import Clip, ClipBatch, generate_batch, generate_clip, iter_clips
-from .metrics import aggregate, load_mp4, score_clip
-from .world import COLOURS, MOTIONS, PROMPTS, SHAPES, make_prompt, parse_prompt
-
-__all__ = [
-    "COLOURS", "MOTIONS", "PROMPTS", "SHAPES", "Clip", "ClipBatch", "aggregate", "generate_batch",
-    "generate_clip", "iter_clips", "load_mp4", "make_prompt", "parse_prompt", "score_clip",
-]

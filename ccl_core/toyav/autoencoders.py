@@ -31,11 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import world as w
+from ..assets import ASSETS, AUDIO_AE_FILE, VIDEO_AE_FILE
+from . import clip
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-VIDEO_AE_FILE = "toyav_video_ae.safetensors"
-AUDIO_AE_FILE = "toyav_audio_ae.safetensors"
 VIDEO_FORMAT = "ccl-toyav-video-ae"
 AUDIO_FORMAT = "ccl-toyav-audio-ae"
 FORMAT_VERSION = "1"
@@ -48,8 +46,8 @@ class VideoAEConfig:
     temporal_factor: int = 2  # frames folded into one latent frame
     widths: tuple = (16, 32, 64, 96)  # full, 1/2, 1/4, 1/8 resolution
     res_blocks: int = 2  # residual blocks at 1/8 resolution, in the encoder and in the decoder
-    fps: float = float(w.FPS)
-    background: tuple = tuple(w.BACKGROUND)
+    fps: float = float(clip.FPS)
+    background: tuple = tuple(clip.BACKGROUND)
     # Per-channel statistics of the raw latent on training clips; encode returns
     # (raw - latent_mean) / latent_std.
     latent_mean: Optional[list] = None
@@ -63,7 +61,7 @@ class VideoAEConfig:
 @dataclass
 class AudioAEConfig:
     latent_channels: int = 8
-    sample_rate: int = w.SAMPLE_RATE
+    sample_rate: int = clip.SAMPLE_RATE
     hop: int = 256  # samples per latent
     width: int = 96
     fine_width: int = 64
@@ -123,6 +121,11 @@ class ResBlock1d(nn.Module):
         return x + self.conv2(F.silu(self.conv1(F.silu(x))))
 
 
+def _from_config(name: str) -> property:
+    """A read-only attribute of the model that is its config's field `name`."""
+    return property(lambda self: getattr(self.config, name))
+
+
 # ---------------------------------------------------------------------------------- video
 class _LatentStats(nn.Module):
     """Per-channel latent normalisation shared by both autoencoders (statistics live in the config)."""
@@ -139,6 +142,8 @@ class _LatentStats(nn.Module):
 
     def set_latent_stats(self, mean, std) -> None:
         self._set_stats(list(map(float, mean)), list(map(float, std)))
+
+    latent_channels = _from_config("latent_channels")
 
 
 class VideoAE(_LatentStats):
@@ -166,28 +171,16 @@ class VideoAE(_LatentStats):
         self._set_stats(cfg.latent_mean, cfg.latent_std)
 
     # Rates and shapes the diffusion config is built from.
-    @property
-    def latent_channels(self) -> int:
-        return self.config.latent_channels
-
-    @property
-    def temporal_factor(self) -> int:
-        return self.config.temporal_factor
-
-    @property
-    def spatial_factor(self) -> int:
-        return self.config.spatial_factor
-
-    @property
-    def fps(self) -> float:
-        return self.config.fps
+    temporal_factor = _from_config("temporal_factor")
+    spatial_factor = _from_config("spatial_factor")
+    fps = _from_config("fps")
 
     @property
     def video_latent_fps(self) -> float:
         return self.config.fps / self.config.temporal_factor
 
-    def latent_shape(self, frames: int = w.NUM_FRAMES, height: int = w.FRAME_SIZE,
-                     width: int = w.FRAME_SIZE) -> tuple:
+    def latent_shape(self, frames: int = clip.NUM_FRAMES, height: int = clip.FRAME_SIZE,
+                     width: int = clip.FRAME_SIZE) -> tuple:
         self._check_sizes(frames, height, width)
         s = self.spatial_factor
         return (self.latent_channels, frames // self.temporal_factor, height // s, width // s)
@@ -197,7 +190,7 @@ class VideoAE(_LatentStats):
         if t % k or h % s or w_ % s or t == 0 or h == 0 or w_ == 0:
             raise ValueError(f"video of {t} frames of {h}x{w_} pixels: frames must be a positive multiple of "
                              f"{k} and height/width positive multiples of {s} (ToyAV clips are "
-                             f"{w.NUM_FRAMES} frames of {w.FRAME_SIZE}x{w.FRAME_SIZE})")
+                             f"{clip.NUM_FRAMES} frames of {clip.FRAME_SIZE}x{clip.FRAME_SIZE})")
 
     def _to_bcthw(self, frames: torch.Tensor) -> torch.Tensor:
         if not torch.is_tensor(frames):
@@ -312,30 +305,21 @@ class AudioAE(_LatentStats):
             nn.init.zeros_(head.bias)
         self._set_stats(cfg.latent_mean, cfg.latent_std)
 
-    @property
-    def latent_channels(self) -> int:
-        return self.config.latent_channels
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def hop(self) -> int:
-        return self.config.hop
+    sample_rate = _from_config("sample_rate")
+    hop = _from_config("hop")
 
     @property
     def audio_latent_rate(self) -> float:
         return self.config.sample_rate / self.config.hop
 
-    def latent_shape(self, samples: int = w.NUM_SAMPLES) -> tuple:
+    def latent_shape(self, samples: int = clip.NUM_SAMPLES) -> tuple:
         self._check_length(samples)
         return (self.latent_channels, samples // self.hop)
 
     def _check_length(self, s):
         if s <= 0 or s % self.hop:
             raise ValueError(f"audio of {s} samples: the length must be a positive multiple of the hop "
-                             f"{self.hop} (a ToyAV clip is {w.NUM_SAMPLES} samples at {w.SAMPLE_RATE} Hz)")
+                             f"{self.hop} (a ToyAV clip is {clip.NUM_SAMPLES} samples at {clip.SAMPLE_RATE} Hz)")
 
     def _to_bs(self, wave) -> torch.Tensor:
         if not torch.is_tensor(wave):
@@ -396,7 +380,7 @@ class AudioAE(_LatentStats):
     def decode_raw(self, z: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         return self.synthesize(self.synth_params(z), z.shape[-1] * self.hop, generator)
 
-    def encode(self, wave, sample_rate: int = w.SAMPLE_RATE) -> torch.Tensor:
+    def encode(self, wave, sample_rate: int = clip.SAMPLE_RATE) -> torch.Tensor:
         """Waveform [B, S] or [B, 1, S] at 16 kHz -> normalised latent [B, C, S/256]."""
         if int(sample_rate) != self.sample_rate:
             raise ValueError(f"audio at {sample_rate} Hz: the ToyAV audio autoencoder takes "

@@ -12,10 +12,8 @@ from typing import Optional
 
 import torch
 
+from ..assets import ASSETS, MODEL_FILE
 from ..config import ModelConfig
-
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-MODEL_FILE = "toyav_ccl.safetensors"
 
 
 def toyav_config(video_ae=None, audio_ae=None, text_encoder=None, **overrides) -> ModelConfig:
@@ -55,8 +53,8 @@ class Pipeline:
 
     @property
     def native_seconds(self) -> float:
-        """The clip length the model was trained on (ToyAV's world: 2 s); generation's default."""
-        from .world import DURATION_S
+        """The clip length the model was trained on (ToyAV's clip format: 2 s); generation's default."""
+        from .clip import DURATION_S
 
         return DURATION_S
 
@@ -71,7 +69,7 @@ def load_pipeline(model_path: Optional[str] = None, device="cpu", dtype: Optiona
     path = Path(model_path) if model_path else ASSETS / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}" + (
-            "; the embedded model is trained with `python -m ccl_core.toyav.train_embedded`" if not model_path else ""))
+            "; the embedded model is trained with `python -m ccl_lab.train_embedded`" if not model_path else ""))
     model = load_checkpoint(path, dtype=dtype, device=device)
     return Pipeline(model, load_text_encoder(text_path, device=device), load_video_ae(video_ae_path, device=device),
                     load_audio_ae(audio_ae_path, device=device))

@@ -23,15 +23,14 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from . import world as w
+from ..assets import ASSETS, TEXT_FILE
+from . import clip
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-TEXT_FILE = "toyav_text.safetensors"
 TEXT_FORMAT = "ccl-toyav-text"
 FORMAT_VERSION = "1"
 
 PAD, NULL = "<pad>", "<null>"
-WORDS = ("a",) + tuple(w.COLOURS) + tuple(w.SHAPES) + tuple(w.MOTIONS)
+WORDS = ("a",) + tuple(clip.COLOURS) + tuple(clip.SHAPES) + tuple(clip.MOTIONS)
 VOCAB = (PAD, NULL) + WORDS
 MAX_TOKENS = 5
 TEXT_DIM = 64
@@ -90,7 +89,7 @@ class ToyAVTextEncoder(nn.Module):
             if unknown:
                 raise ValueError(f"unknown ToyAV word(s) {unknown} in prompt {prompt!r}; the vocabulary is: "
                                  f"{', '.join(self.words)} (prompts read 'a {{colour}} {{shape}} {{motion}}', "
-                                 f"e.g. {w.PROMPTS[0]!r}; the empty prompt is the null text)")
+                                 f"e.g. {clip.PROMPTS[0]!r}; the empty prompt is the null text)")
             if len(words) > self.max_tokens:
                 raise ValueError(f"prompt {prompt!r} has {len(words)} words; at most {self.max_tokens}")
             ids[b, :len(words)] = torch.tensor([self.index[word] for word in words])

@@ -1,7 +1,7 @@
 """The paper's claims, measured on ToyAV: six training variants and four guidance forms, one recipe.
 
-    python -m ccl_core.toyav.ablation --run-dir runs/ablation                       # 2-core CPU, ~2 h
-    python -m ccl_core.toyav.ablation --run-dir runs/ablation --device cuda --jobs 6  # one GPU
+    python -m ccl_lab.ablation --run-dir runs/ablation                       # 2-core CPU, ~2 h
+    python -m ccl_lab.ablation --run-dir runs/ablation --device cuda --jobs 6  # one GPU
 
 The towers are pretrained once, as the embedded recipe does (train_embedded.train_stages: the video
 tower on t2v, then the audio tower on t2a), with no cross-modal path at all. Every variant then
@@ -21,7 +21,7 @@ Variants (what they test):
 Guidance (claim 3): the UCG joint form on every variant; on full CCL also plain CFG with a
 null-text unconditional branch, the UCG decoupled form and Ovi-style guidance.
 
-Each row is scored over the 36 prompts x 4 seeds with ccl_core.toyav.metrics; a convergence curve
+Each row is scored over the 36 prompts x 4 seeds with ccl_lab.metrics; a convergence curve
 scores `--curve` variants at every `--curve-every` joint steps. Because the generated picture limits
 what the t2av metrics can show, each variant is also measured on what one stream takes from the
 other: the validation loss of every task on 256 held-out clips, with the same noise levels and
@@ -50,9 +50,10 @@ from typing import Dict, List, Optional
 
 import torch
 
-from ..guidance import Guidance
-from .train_embedded import add_recipe_arguments, joint_overrides, train_stages
+from ccl_core.guidance import Guidance
+
 from .metrics import SUMMARY_KEYS, summarize_by_seed
+from .train_embedded import add_recipe_arguments, joint_overrides, train_stages
 from .world import PROMPTS
 
 
@@ -99,9 +100,9 @@ TOWER_MODEL = dict(fusion="gated", n_ctx=0, tarp_window=None)
 
 def _setup(args):
     """The shared data, batches and encoders of a worker process."""
-    from .autoencoders import load_audio_ae, load_video_ae
+    from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
+    from ccl_core.toyav.text import load_text_encoder
     from .data import LatentBatches, load_or_encode
-    from .text import load_text_encoder
 
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):
@@ -132,8 +133,8 @@ def pretrain_towers(run_dir: Path, args) -> None:
     """The video tower on t2v, then the audio tower on t2a, once for all variants (resumable)."""
     from safetensors.torch import save_file
 
-    from ..model import DualStreamModel
-    from .embedded import toyav_config
+    from ccl_core.model import DualStreamModel
+    from ccl_core.toyav.embedded import toyav_config
 
     encoders, batches = _setup(args)
     torch.manual_seed(args.seed)
@@ -163,8 +164,8 @@ def load_towers(model, path: Path) -> None:
 
 def train_variant(name: str, run_dir: Path, args) -> None:
     """One variant's joint stage from the shared towers (runs in its own process; resumable)."""
-    from ..model import DualStreamModel
-    from .embedded import toyav_config
+    from ccl_core.model import DualStreamModel
+    from ccl_core.toyav.embedded import toyav_config
 
     if name == TOWERS:
         return pretrain_towers(run_dir, args)
@@ -188,16 +189,16 @@ def _train_overrides(args) -> dict:
 
 def joint_checkpoints(run_dir: Path, name: str) -> Dict[int, Path]:
     """Saved joint-stage checkpoints of a variant: step -> folder."""
-    from ..training.rundir import checkpoints
+    from ccl_train.rundir import checkpoints
     return {step: Path(path) for step, path in checkpoints(str(run_dir / name / "stage-joint"))}
 
 
 def train_all(run_dir: Path, names: List[str], args) -> Dict[str, object]:
     """Pretrain the shared towers, then train the variants `args.jobs` at a time, each in its own
     process; stop at the deadline."""
-    from .autoencoders import load_audio_ae, load_video_ae
+    from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
+    from ccl_core.toyav.text import load_text_encoder
     from .data import load_or_encode
-    from .text import load_text_encoder
 
     start = time.time()
     load_or_encode(run_dir / "latents.safetensors", args.clips, args.seed, load_video_ae(device=args.device),
@@ -214,7 +215,7 @@ def train_all(run_dir: Path, names: List[str], args) -> Dict[str, object]:
             while pending and len(running) < jobs:
                 name = pending.pop(0)
                 (run_dir / name).mkdir(parents=True, exist_ok=True)
-                cmd = [sys.executable, "-m", "ccl_core.toyav.ablation", "--worker", name] + _worker_args(args, threads)
+                cmd = [sys.executable, "-m", "ccl_lab.ablation", "--worker", name] + _worker_args(args, threads)
                 running[name] = subprocess.Popen(cmd, stdout=open(run_dir / name / "worker.out", "a"),
                                                  stderr=subprocess.STDOUT)
             time.sleep(2)
@@ -266,8 +267,8 @@ class Scorer:
 
     def evaluate(self, checkpoint: Path, guidance_rows: List[str]) -> Dict[str, dict]:
         """ToyAV scores of t2av over the 36 prompts x eval_seeds, per guidance form."""
-        from ..generate import generate_many
-        from .embedded import load_pipeline
+        from ccl_core.generate import generate_many
+        from ccl_core.toyav.embedded import load_pipeline
 
         pipe = load_pipeline(str(checkpoint / "ema.safetensors"), device=self.args.device)
         out = {}
@@ -285,9 +286,9 @@ class Scorer:
     def crossmodal(self, checkpoint: Path) -> dict:
         """What each stream takes from the other, independent of picture quality: the validation loss
         of every task on held-out clips (same draws for all), and v2a sync on held-out videos."""
-        from ..training import stage_config
-        from ..training.validation import validation_losses
-        from .embedded import load_pipeline
+        from ccl_core.toyav.embedded import load_pipeline
+        from ccl_train import stage_config
+        from ccl_train.validation import validation_losses
         from .evaluate import conditioned_scores
         from .metrics import aggregate
 
@@ -301,10 +302,10 @@ class Scorer:
 
 def heldout_latents(run_dir: Path, n: int, device: str) -> Dict[str, torch.Tensor]:
     """n held-out clips (seeds the training never draws), encoded once and cached in run_dir."""
-    from .autoencoders import load_audio_ae, load_video_ae
+    from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
+    from ccl_core.toyav.text import load_text_encoder
     from .data import load_or_encode
     from .evaluate import HELD_OUT_SEED
-    from .text import load_text_encoder
 
     return load_or_encode(run_dir / "heldout.safetensors", n, HELD_OUT_SEED, load_video_ae(device=device),
                           load_audio_ae(device=device), load_text_encoder(device=device))
@@ -467,7 +468,7 @@ def main(argv=None):
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(min(os.cpu_count() or 1, args.threads * args.jobs))
     t0 = time.time()
-    results = {"command": "python -m ccl_core.toyav.ablation " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+    results = {"command": "python -m ccl_lab.ablation " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
                "commit": args.commit, "torch": torch.__version__, "device": _device_name(args.device),
                "variants": {n: VARIANTS[n].what for n in names},
                "guidance": {g: vars(GUIDANCE[g]) for g in GUIDANCE},

@@ -1,7 +1,11 @@
 """The rules of the ToyAV world (docs/TOYAV.md, "The world") as named constants, and its prompts.
 
+The clip format and the prompt vocabulary (each colour and shape with its look and sound) live in
+ccl_core/toyav/clip.py, since generation needs them at run time; they are re-exported here so that
+`world` stays the one name the generator and the metrics read.
+
 Everything the generator draws and everything the metrics measure refers to these names, so the
-world is defined in exactly one place. Where those rules leave a free choice (gravity, the drop
+world is defined in one place (this module and clip.py, each fact once). Where those rules leave a free choice (gravity, the drop
 height, the geometry convention, the noise convention), the choice is made and documented here.
 
 Geometry convention: continuous pixel coordinates with the centre of pixel (row i, column j) at
@@ -10,17 +14,10 @@ y = 63 (the centre of the last row); the walls are x = 0 and x = 63, mirroring i
 touching a wall or the floor is therefore still entirely inside the picture.
 """
 
-from dataclasses import dataclass
-import math
+from ccl_core.toyav.clip import (  # noqa: F401  (re-exported: the world's format and vocabulary)
+    BACKGROUND, CIRCLE_RADIUS, COLOURS, DURATION_S, FPS, FRAME_SIZE, MOTIONS, NUM_FRAMES, NUM_SAMPLES, PROMPTS,
+    SAMPLE_RATE, SHAPES, SQUARE_SIDE, TRIANGLE_HEIGHT, TRIANGLE_SIDE, Colour, Shape)
 
-# Clip format.
-FRAME_SIZE = 64
-FPS = 16
-NUM_FRAMES = 32
-SAMPLE_RATE = 16_000
-NUM_SAMPLES = 32_000
-DURATION_S = NUM_FRAMES / FPS  # 2.0 s, the same for both streams
-BACKGROUND = (0.08, 0.08, 0.08)
 # Noise level as the RMS of the noise samples relative to a full-scale amplitude of 1.0
 # (not relative to a full-scale sine): -50 dBFS means a standard deviation of 10 ** (-50 / 20).
 NOISE_DBFS = -50.0
@@ -32,7 +29,6 @@ LEFT_WALL_X = 0.0
 RIGHT_WALL_X = 63.0
 
 # Motions.
-MOTIONS = ("bouncing", "sliding", "blinking")
 GRAVITY_PX_S2 = 400.0  # our choice: 2 to 5 bounces per clip from the drop heights below
 DROP_HEIGHT_MIN_PX = 20.0  # our choice; the maximum drop starts with the object's top at y = 0
 RESTITUTION_RANGE = (0.70, 0.95)
@@ -56,52 +52,6 @@ IMPACT_PEAK = 0.5
 BLINK_AMPLITUDE = 0.3
 BLINK_FADE_S = 0.005  # linear fade in after appearance and out before disappearance
 HARMONIC_LIMIT_HZ = 7_500.0  # non-sine timbres keep only partials below this
-
-
-@dataclass(frozen=True)
-class Colour:
-    """An object colour and the pitch its sounds carry."""
-
-    name: str
-    rgb: tuple[float, float, float]
-    pitch_hz: float
-
-
-@dataclass(frozen=True)
-class Shape:
-    """An object shape, its extent around its bounding-box centre, and its sounds' timbre."""
-
-    name: str
-    timbre: str  # "sine", "square" or "triangle"
-    half_width: float
-    half_height: float
-
-
-COLOURS = {
-    c.name: c
-    for c in (
-        Colour("red", (0.90, 0.15, 0.15), 330.0),
-        Colour("green", (0.15, 0.85, 0.20), 440.0),
-        Colour("blue", (0.20, 0.35, 0.95), 587.33),
-        Colour("yellow", (0.95, 0.85, 0.15), 784.0),
-    )
-}
-
-CIRCLE_RADIUS = 7.0
-SQUARE_SIDE = 14.0
-TRIANGLE_SIDE = 16.0  # equilateral, apex up
-TRIANGLE_HEIGHT = TRIANGLE_SIDE * math.sqrt(3.0) / 2.0
-
-SHAPES = {
-    s.name: s
-    for s in (
-        Shape("circle", "sine", CIRCLE_RADIUS, CIRCLE_RADIUS),
-        Shape("square", "square", SQUARE_SIDE / 2, SQUARE_SIDE / 2),
-        Shape("triangle", "triangle", TRIANGLE_SIDE / 2, TRIANGLE_HEIGHT / 2),
-    )
-}
-
-PROMPTS = tuple(f"a {c} {s} {m}" for c in COLOURS for s in SHAPES for m in MOTIONS)
 
 
 def make_prompt(colour: str, shape: str, motion: str) -> str:

@@ -15,7 +15,8 @@ from typing import Dict, Optional
 
 import torch
 
-from ..routing import TASKS, prefix_mask
+from ccl_core.routing import TASKS, prefix_mask
+
 from .config import TrainConfig
 from .dcr import FlowBatch
 

@@ -105,7 +105,7 @@ class FSDPTrainer(Trainer):
         sharded model is a new one, self.model; `model` itself is left as it was."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-        from ..model import DualStreamModel
+        from ccl_core.model import DualStreamModel
 
         self.cfg = cfg
         self.elapsed = 0.0
@@ -241,8 +241,8 @@ def load_full_model(checkpoint_dir: Union[str, os.PathLike], weights: str = "ema
     """
     import torch.distributed.checkpoint as dcp
 
-    from ..config import ModelConfig
-    from ..model import DualStreamModel
+    from ccl_core.config import ModelConfig
+    from ccl_core.model import DualStreamModel
 
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
@@ -276,7 +276,7 @@ def export_checkpoint(checkpoint_dir: Union[str, os.PathLike], out_path: Union[s
 
     dtype: None keeps fp32; "bf16" halves the file (Ovi's own weights are bf16).
     """
-    from ..checkpoint import DTYPE_NAMES, save_checkpoint
+    from ccl_core.checkpoint import DTYPE_NAMES, save_checkpoint
 
     model, meta = load_full_model(checkpoint_dir, weights)
     if dtype not in DTYPE_NAMES or DTYPE_NAMES[dtype] == torch.float8_e4m3fn:
@@ -289,7 +289,7 @@ def export_checkpoint(checkpoint_dir: Union[str, os.PathLike], out_path: Union[s
 def main(argv=None) -> None:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m ccl_core.training.fsdp",
+    p = argparse.ArgumentParser(prog="python -m ccl_train.fsdp",
                                 description="Export an FSDP checkpoint to one safetensors file (CCL Model Loader).")
     p.add_argument("checkpoint", help="run_dir/checkpoints/step-NNNNNNNN of a parallel='fsdp' run")
     p.add_argument("out", help="the .safetensors file to write")

@@ -1,6 +1,6 @@
 """Memory per GPU of FSDP2 training, computed from the model's shapes (not measured).
 
-    python -m ccl_core.training.memory            # the table of docs/TRAINING.md (Ovi's size)
+    python -m ccl_train.memory            # the table of docs/TRAINING.md (Ovi's size)
 
 Sharded state, per parameter and divided by the ranks: fp32 master weight 4 B, fp32 gradient 4 B
 (fsdp_reduce_dtype fp32), AdamW's two fp32 moments 8 B, the fp32 EMA 4 B (of trainable parameters).
@@ -29,7 +29,7 @@ GB = 1e9
 
 def count_parameters(config) -> Dict[str, int]:
     """Exact counts from a model built on the meta device: total, one block pair, cross-modal, root."""
-    from ..model import DualStreamModel
+    from ccl_core.model import DualStreamModel
 
     with torch.device("meta"):
         model = DualStreamModel(config)
@@ -83,7 +83,7 @@ def estimate(config, world: int, video_tokens: int, audio_tokens: int, trainable
 
 
 def main() -> None:
-    from ..config import ovi_config
+    from ccl_core.config import ovi_config
 
     cfg = ovi_config(fusion="ccl", n_ctx=8, tarp_window=2)
     n = count_parameters(cfg)

@@ -15,7 +15,7 @@ manifest; the rest is written in shards:
 Training reads it with `LatentCache(dir, expect=identity)`, which refuses a cache made by other
 encoders, and `check_model(config)`, which refuses latents whose channels or rates do not fit the model.
 
-    python -m ccl_core.training.cache --clips clips/ --out cache/ --encoders toyav
+    python -m ccl_train.cache --clips clips/ --out cache/ --encoders toyav
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..media import MediaError, read_audio, read_video
+from ccl_core.media import MediaError, read_audio, read_video
+
 from .encoders import ClipEncoders
 
 FORMAT, VERSION = "ccl-latent-cache", 1
@@ -195,7 +196,7 @@ class LatentCache:
         file = self.path / MANIFEST
         if not file.is_file():
             raise FileNotFoundError(f"{self.path} is not a latent cache (no {MANIFEST}); make one with "
-                                    f"python -m ccl_core.training.cache --clips DIR --out {self.path}")
+                                    f"python -m ccl_train.cache --clips DIR --out {self.path}")
         with open(file) as f:
             self.manifest = json.load(f)
         if self.manifest.get("format") != FORMAT or self.manifest.get("version") != VERSION:
@@ -263,7 +264,7 @@ class LatentCache:
 
     def batches(self, indices: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0):
         """This rank's share (every world_size-th clip) as endless shuffled, resumable batches."""
-        from ..toyav.data import LatentBatches
+        from ccl_lab.data import LatentBatches
 
         mine = list(indices)[rank::world_size]
         if len(mine) < batch_size:
@@ -289,7 +290,7 @@ def make_encoders(kind: str, args) -> ClipEncoders:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m ccl_core.training.cache", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ccl_train.cache", description=__doc__.split("\n")[0])
     p.add_argument("--clips", required=True, help="folder of name.mp4 + name.txt")
     p.add_argument("--out", required=True, help="new cache directory")
     p.add_argument("--encoders", default="toyav", choices=("toyav", "ovi"))

@@ -8,6 +8,8 @@ is scored as the command line delivers it: written with media.write_mp4 and deco
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import tempfile
 from typing import List
@@ -21,6 +23,38 @@ from .world import PROMPTS
 HELD_OUT_SEED = 10_000_000  # ground-truth clips for a2v / v2a and validation: seeds no training run uses
 
 
+def benchmark_parser(doc: str, out_example: str) -> argparse.ArgumentParser:
+    """The options every ToyAV benchmark takes (--model, --steps, --threads, --out); each adds its own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="a CCL checkpoint for the ToyAV latents (default: the shipped one)")
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help=f"write the figures as JSON (e.g. {out_example})")
+    return ap
+
+
+def benchmark_pipeline(args):
+    """The pipeline a benchmark measures (args.model, or the shipped one), on args.threads threads."""
+    from ccl_core.toyav.embedded import load_pipeline
+
+    torch.set_num_threads(args.threads)
+    return load_pipeline(args.model)
+
+
+def cli_guidance():
+    """The guidance `python -m ccl_core generate` uses by default (UCG joint, 3 / 3): what the benchmarks measure."""
+    from ccl_core.guidance import Guidance
+
+    return Guidance("joint", video_scale=3.0, audio_scale=3.0)
+
+
+def write_result(result: dict, path) -> None:
+    """A benchmark's figures as JSON at path (nothing when path is None)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+
+
 def brief(scores: dict) -> dict:
     """The scalar entries of a score or an aggregate, floats rounded to 4 places: what benchmarks print
     and record (per-event lists and nested tables left out)."""
@@ -32,7 +66,7 @@ def score_result(result, prompt: str, via_mp4: bool = False) -> dict:
     """ToyAV scores of one generated Result, in memory or after an mp4 round trip."""
     if not via_mp4:
         return score_clip(result.frames.numpy(), result.fps, result.waveform.numpy(), result.sample_rate, prompt)
-    from ..media import write_mp4
+    from ccl_core.media import write_mp4
 
     with tempfile.TemporaryDirectory() as d:
         path = write_mp4(os.path.join(d, "clip.mp4"), result.frames, result.fps, result.waveform, result.sample_rate)
@@ -41,7 +75,7 @@ def score_result(result, prompt: str, via_mp4: bool = False) -> dict:
 
 def t2av_scores(pipe, seed: int, via_mp4: bool = False, **settings) -> List[dict]:
     """Scores of the 36 prompts at one noise seed (one batch; equal to generating them one by one)."""
-    from ..generate import generate_many
+    from ccl_core.generate import generate_many
 
     results = generate_many(pipe, PROMPTS, [seed] * len(PROMPTS), **settings)
     return [score_result(r, p, via_mp4) for p, r in zip(PROMPTS, results)]
@@ -49,7 +83,7 @@ def t2av_scores(pipe, seed: int, via_mp4: bool = False, **settings) -> List[dict
 
 def conditioned_scores(pipe, task: str, n: int, via_mp4: bool = False, **settings) -> List[dict]:
     """Scores of `task` ("a2v" or "v2a") on held-out clips HELD_OUT_SEED .. + n - 1 (noise seed i)."""
-    from ..generate import generate
+    from ccl_core.generate import generate
 
     if task not in ("a2v", "v2a"):
         raise ValueError(f"task must be 'a2v' or 'v2a', got {task!r}")

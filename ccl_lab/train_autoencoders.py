@@ -1,6 +1,6 @@
 """Train the ToyAV video and audio autoencoders from scratch and write the shipped files.
 
-    python -m ccl_core.toyav.train_autoencoders --out ccl_core/assets/
+    python -m ccl_lab.train_autoencoders --out ccl_core/assets/
 
 writes toyav_video_ae.safetensors, toyav_audio_ae.safetensors and toyav_text.safetensors, and
 prints the held-out metrics (also stored in each autoencoder's metadata). Everything is
@@ -23,12 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ccl_core.assets import AUDIO_AE_FILE, TEXT_FILE, VIDEO_AE_FILE
+from ccl_core.toyav.autoencoders import (AudioAE, AudioAEConfig, VideoAE, VideoAEConfig, count_parameters,
+                                         save_autoencoder)
+from ccl_core.toyav.text import ToyAVTextEncoder, save_text_encoder
+
 from . import metrics as m
 from . import world as w
-from .autoencoders import (AUDIO_AE_FILE, VIDEO_AE_FILE, AudioAE, AudioAEConfig, VideoAE, VideoAEConfig,
-                           count_parameters, save_autoencoder)
 from .generator import generate_clip
-from .text import TEXT_FILE, ToyAVTextEncoder, save_text_encoder
 
 HELDOUT_SEED_BASE = 2 ** 32
 
@@ -72,40 +74,50 @@ def _noisy(z: torch.Tensor, level: float, gen: torch.Generator) -> torch.Tensor:
     return z + level * std * torch.randn(z.shape, generator=gen).to(z)
 
 
+def _fit(model, name: str, steps: int, lr: float, loss_step, describe, log_every: int, log) -> float:
+    """The loop both autoencoders train with: Adam (0.9, 0.99), lr_at's warm-up and cosine, gradients
+    clipped to norm 1. `loss_step()` draws a batch and returns (loss, figures); every `log_every` steps
+    the figures' mean is logged through `describe`. Returns the seconds it took."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
+    model.train()
+    start, recent = time.time(), []
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr)
+        loss, figures = loss_step()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        recent.append(figures)
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            log(f"{name} step {step + 1}/{steps}  {describe(np.mean(recent, axis=0))}  {time.time() - start:.0f} s")
+            recent = []
+    model.eval()
+    return round(time.time() - start, 1)
+
+
 # ---------------------------------------------------------------------------------- video
 def train_video(model: VideoAE, pool: dict, steps: int, batch: int, lr: float, seed: int,
                 latent_noise: float = 0.0, log=print) -> dict:
     device = next(model.parameters()).device
     frames = pool["frames"]
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     k = model.temporal_factor
-    model.train()
-    start, recent = time.time(), []
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr)
+
+    def loss_step():
         idx = torch.randint(len(frames), (batch,), generator=gen)
         first = torch.randint(w.NUM_FRAMES // k, (batch,), generator=gen) * k
         x = frames[idx[:, None], first[:, None] + torch.arange(k)]  # [B, k, H, W, 3] uint8
         x = x.to(device).permute(0, 4, 1, 2, 3).float() / 255.0
         flip = torch.rand(batch, generator=gen) < 0.5  # the world is left-right symmetric
         x = torch.where(flip[:, None, None, None, None].to(device), x.flip(-1), x)
-        y = model.decode_raw(_noisy(model.encode_raw(x), latent_noise, gen))
-        loss = F.mse_loss(y, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        recent.append(loss.item())
-        if (step + 1) % 200 == 0 or step + 1 == steps:
-            mse = float(np.mean(recent))
-            log(f"video step {step + 1}/{steps}  mse {mse:.2e}  psnr {10 * math.log10(1 / mse):.2f} dB  "
-                f"{time.time() - start:.0f} s")
-            recent = []
-    model.eval()
-    return {"steps": steps, "batch_pairs": batch, "lr": lr, "latent_noise": latent_noise,
-            "seconds": round(time.time() - start, 1)}
+        loss = F.mse_loss(model.decode_raw(_noisy(model.encode_raw(x), latent_noise, gen)), x)
+        return loss, [loss.item()]
+
+    seconds = _fit(model, "video", steps, lr, loss_step, log_every=200, log=log,
+                   describe=lambda v: f"mse {v[0]:.2e}  psnr {10 * math.log10(1 / v[0]):.2f} dB")
+    return {"steps": steps, "batch_pairs": batch, "lr": lr, "latent_noise": latent_noise, "seconds": seconds}
 
 
 @torch.no_grad()
@@ -161,13 +173,9 @@ def train_audio(model: AudioAE, pool: dict, steps: int, batch: int, lr: float, s
     waves, pitch = pool["waves"], pool["pitch"]
     gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     hop, env_hop = model.hop, 16
-    model.train()
-    start, recent = time.time(), []
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr)
+
+    def loss_step():
         idx = torch.randint(len(waves), (batch,), generator=gen)
         first = torch.randint(waves.shape[1] // hop - crop + 1, (batch,), generator=gen) * hop
         x = waves[idx[:, None], first[:, None] + torch.arange(crop * hop)].to(device)
@@ -180,20 +188,12 @@ def train_audio(model: AudioAE, pool: dict, steps: int, batch: int, lr: float, s
         f0_loss = (f0_err * near).sum() / near.sum().clamp_min(1.0)
         spec = mrstft_loss(y, x)
         env = (log_rms(y, env_hop) - log_rms(x, env_hop)).abs().mean()
-        loss = spec + env + f0_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        recent.append([spec.item(), env.item(), f0_loss.item()])
-        if (step + 1) % 100 == 0 or step + 1 == steps:
-            s, e, f = np.mean(recent, axis=0)
-            log(f"audio step {step + 1}/{steps}  stft {s:.3f}  env {e:.3f}  f0 {f:.4f} oct  "
-                f"{time.time() - start:.0f} s")
-            recent = []
-    model.eval()
+        return spec + env + f0_loss, [spec.item(), env.item(), f0_loss.item()]
+
+    seconds = _fit(model, "audio", steps, lr, loss_step, log_every=100, log=log,
+                   describe=lambda v: f"stft {v[0]:.3f}  env {v[1]:.3f}  f0 {v[2]:.4f} oct")
     return {"steps": steps, "batch_crops": batch, "crop_latents": crop, "lr": lr, "latent_noise": latent_noise,
-            "seconds": round(time.time() - start, 1)}
+            "seconds": seconds}
 
 
 def onset_errors_ms(reference: np.ndarray, found: np.ndarray, window_s: float = 0.05) -> tuple[list, int, int]:

@@ -13,7 +13,7 @@ and, when held-out clips are given, the validation loss of every DCR task on it
 is skipped, so rerunning the same command after a preemption continues where it stopped. docs/TRAINING.md gives the defaults and
 where they come from.
 
-    torchrun --nproc-per-node 8 -m ccl_core.training.recipe --pretrained ovi.safetensors --cache latents/ \\
+    torchrun --nproc-per-node 8 -m ccl_train.recipe --pretrained ovi.safetensors --cache latents/ \\
         --run-root runs/ccl-ovi --set fusion.steps=2000 --set joint.steps=8000
 """
 
@@ -28,7 +28,8 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 
-from ..jsonconfig import JsonConfig, parse_sets
+from ccl_core.jsonconfig import JsonConfig, parse_sets
+
 from . import distributed
 from .config import TrainConfig, stage_config
 
@@ -62,7 +63,7 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
     data(rank=, world_size=, stage=) gives this rank's source (data.py's contract); validation is
     {"video", "audio", "text"} latents of held-out clips, or None. Under torchrun every rank calls it.
     """
-    from ..checkpoint import load_checkpoint
+    from ccl_core.checkpoint import load_checkpoint
     from .fsdp import load_full_model
     from .loop import train
     from .rundir import checkpoints
@@ -111,9 +112,9 @@ def run_recipe(start: str, data: Callable[..., Iterable], run_root: str, recipe:
 
 def _meta_model(start: str, overrides: dict, previous: Optional[str]):
     """The model of `start` (or of the previous stage's checkpoint) on the meta device: no memory."""
-    from ..checkpoint import infer_config, read_header
-    from ..config import ModelConfig
-    from ..model import DualStreamModel
+    from ccl_core.checkpoint import infer_config, read_header
+    from ccl_core.config import ModelConfig
+    from ccl_core.model import DualStreamModel
     from .fsdp import read_meta
 
     config = infer_config(read_header(start), overrides) if previous is None else \
@@ -124,7 +125,7 @@ def _meta_model(start: str, overrides: dict, previous: Optional[str]):
 
 def _export(checkpoint_dir: str, out: str, cfg: TrainConfig, dtype: Optional[str]) -> None:
     """The stage's EMA weights (model weights without an EMA) as one CCL Model Loader file."""
-    from ..checkpoint import DTYPE_NAMES, load_checkpoint, save_checkpoint
+    from ccl_core.checkpoint import DTYPE_NAMES, load_checkpoint, save_checkpoint
     from .fsdp import export_checkpoint
 
     weights = "ema" if cfg.ema_decay is not None else "model"
@@ -136,7 +137,7 @@ def _export(checkpoint_dir: str, out: str, cfg: TrainConfig, dtype: Optional[str
 
 
 def _validate(path: str, data: Dict[str, torch.Tensor], cfg: TrainConfig, batch: int, device) -> None:
-    from ..checkpoint import load_checkpoint
+    from ccl_core.checkpoint import load_checkpoint
     from .validation import validation_losses
 
     model = load_checkpoint(path, dtype="bf16" if torch.device(device).type == "cuda" else "fp32", device=device)
@@ -148,9 +149,9 @@ def _validate(path: str, data: Dict[str, torch.Tensor], cfg: TrainConfig, batch:
 def main(argv=None) -> None:
     from .cache import LatentCache
 
-    p = argparse.ArgumentParser(prog="python -m ccl_core.training.recipe", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ccl_train.recipe", description=__doc__.split("\n")[0])
     p.add_argument("--pretrained", required=True, help="Ovi-layout (or CCL) checkpoint to start from")
-    p.add_argument("--cache", required=True, help="latent cache directory (python -m ccl_core.training.cache)")
+    p.add_argument("--cache", required=True, help="latent cache directory (python -m ccl_train.cache)")
     p.add_argument("--run-root", required=True)
     p.add_argument("--recipe", help="a Recipe JSON file (defaults: CCL_FROM_OVI, docs/TRAINING.md)")
     p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
@@ -174,7 +175,7 @@ def main(argv=None) -> None:
         recipe.model_overrides = json.loads(args.model_overrides)
     for name in STAGE_NAMES:
         recipe.stage(name)  # a bad field fails here, before any loading
-    from ..checkpoint import infer_config, read_header
+    from ccl_core.checkpoint import infer_config, read_header
 
     cache = LatentCache(args.cache, expect=json.loads(args.encoders) if args.encoders else None)
     cache.check_model(infer_config(read_header(args.pretrained), recipe.model_overrides))

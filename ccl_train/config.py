@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from ..jsonconfig import JsonConfig
-from ..routing import DEFAULT_TASK_MIX, TASKS
+from ccl_core.jsonconfig import JsonConfig
+from ccl_core.routing import DEFAULT_TASK_MIX, TASKS
 
 TIMESTEP_DISTS = ("logit_normal", "uniform")
 SCHEDULES = ("constant", "cosine", "wsd")

@@ -17,7 +17,8 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 
-from ..routing import TASKS, Routes, make_routes, prefix_mask, sample_tasks
+from ccl_core.routing import TASKS, Routes, make_routes, prefix_mask, sample_tasks
+
 from .config import TrainConfig
 from .data import Batch
 from .timesteps import sample_timesteps

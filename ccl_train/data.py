@@ -20,7 +20,8 @@ from typing import Dict, Iterator, List
 
 import torch
 
-from ..routing import TASKS
+from ccl_core.routing import TASKS
+
 from .config import TrainConfig
 
 Batch = Dict[str, torch.Tensor]

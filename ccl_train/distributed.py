@@ -48,7 +48,7 @@ def setup(device: Union[str, torch.device, None] = None) -> DistInfo:
     if not dist.is_initialized():
         if "MASTER_ADDR" not in os.environ or "RANK" not in os.environ:
             raise RuntimeError(f"WORLD_SIZE={world} but RANK / MASTER_ADDR are not set: launch with torchrun "
-                               f"(torchrun --nproc-per-node {world} -m ccl_core.training ...)")
+                               f"(torchrun --nproc-per-node {world} -m ccl_train ...)")
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         owns = True
     return DistInfo(dist.get_rank(), dist.get_world_size(), device, owns)

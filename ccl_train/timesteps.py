@@ -11,7 +11,8 @@ from typing import Optional
 
 import torch
 
-from ..sampling import shift_sigmas
+from ccl_core.sampling import shift_sigmas
+
 from .config import TrainConfig
 
 

@@ -1,6 +1,6 @@
-"""Command line: python -m ccl_core.training (or torchrun ... -m ccl_core.training) for one stage.
+"""Command line: python -m ccl_train (or torchrun ... -m ccl_train) for one stage.
 
-    torchrun --nproc-per-node 8 -m ccl_core.training --run-dir runs/joint --stage joint \
+    torchrun --nproc-per-node 8 -m ccl_train --run-dir runs/joint --stage joint \
         --model ovi.safetensors --model-overrides '{"fusion": "ccl", "n_ctx": 8, "ctx_logit_init": -10}' \
         --data mypkg.data:make_source --set steps=20000 --set lr_fusion=5e-5 --set parallel=fsdp --resume
 
@@ -8,7 +8,7 @@
 data source (data.py's contract). --model is a checkpoint (loaded in fp32; with parallel=fsdp only
 rank 0 reads it, the others build the model on the meta device) or preset:NAME for a freshly
 initialised model of a config preset (config.PRESETS, e.g. preset:tiny). The CCL-from-Ovi recipe
-(both stages, from a latent cache) is `python -m ccl_core.training.recipe`.
+(both stages, from a latent cache) is `python -m ccl_train.recipe`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from typing import List, Optional
 
 import torch
 
-from ..checkpoint import infer_config, load_checkpoint, read_header
-from ..config import PRESETS
-from ..jsonconfig import parse_sets
-from ..model import DualStreamModel
+from ccl_core.checkpoint import infer_config, load_checkpoint, read_header
+from ccl_core.config import PRESETS
+from ccl_core.jsonconfig import parse_sets
+from ccl_core.model import DualStreamModel
+
 from .config import TrainConfig, stage_config
 from .loop import train
 
@@ -52,7 +53,7 @@ def load_factory(spec: str):
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m ccl_core.training", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ccl_train", description=__doc__.split("\n")[0])
     p.add_argument("--run-dir", required=True)
     p.add_argument("--model", required=True, help="checkpoint path, or preset:NAME for a fresh model")
     p.add_argument("--model-overrides", default="{}", help="JSON of ModelConfig fields to change")

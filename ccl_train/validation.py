@@ -12,7 +12,8 @@ from typing import Dict, Iterable, Optional
 
 import torch
 
-from ..routing import make_routes
+from ccl_core.routing import make_routes
+
 from .config import TrainConfig
 from .dcr import flow_batch
 from .losses import STREAMS, flow_loss

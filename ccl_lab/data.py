@@ -17,7 +17,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 
-from ..extension import audio_index
+from ccl_core.extension import audio_index
 from . import world as w
 from .generator import clip_frames, generate_batch
 

@@ -17,7 +17,8 @@ from typing import Dict, List, Optional, Union
 import torch
 from safetensors.torch import load_file
 
-from ..checkpoint import save_checkpoint
+from ccl_core.checkpoint import save_checkpoint
+
 from . import distributed, rng
 from .config import TrainConfig
 from .data import Batch, check_batch

@@ -74,16 +74,16 @@ class ToyAVEncoders(ClipEncoders):
     """The ToyAV parts: 2 s clips, 16 fps, 64 x 64, 16 kHz (the shipped files unless given)."""
 
     def __init__(self, video_ae=None, audio_ae=None, text_encoder=None, device="cpu"):
-        from ..toyav import world
-        from ..toyav.autoencoders import load_audio_ae, load_video_ae
-        from ..toyav.text import load_text_encoder
+        from ccl_core.toyav import clip
+        from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
+        from ccl_core.toyav.text import load_text_encoder
 
         self.video_ae = video_ae if video_ae is not None else load_video_ae(device=device)
         self.audio_ae = audio_ae if audio_ae is not None else load_audio_ae(device=device)
         self.text = text_encoder if text_encoder is not None else load_text_encoder(device=device)
         self.device = torch.device(device)
-        self.fps, self.frames = float(self.video_ae.fps), world.NUM_FRAMES
-        self.height = self.width = world.FRAME_SIZE
+        self.fps, self.frames = float(self.video_ae.fps), clip.NUM_FRAMES
+        self.height = self.width = clip.FRAME_SIZE
         self.sample_rate = int(self.audio_ae.sample_rate)
         self.video_latent_fps = float(self.video_ae.video_latent_fps)
         self.audio_latent_rate = float(self.audio_ae.audio_latent_rate)

@@ -1,6 +1,6 @@
 """Train the embedded ToyAV model from scratch with the staged CCL recipe, and export it.
 
-    python -m ccl_core.toyav.train_embedded --run-dir runs/toyav
+    python -m ccl_lab.train_embedded --run-dir runs/toyav
 
 Stages (the paper's recipe; docs/TRAINING.md, "Staged recipe"): the video tower on t2v, the audio tower on t2a,
 then everything jointly with the DCR task mix. Each stage is a resumable run directory under
@@ -25,15 +25,17 @@ from typing import Optional
 
 import torch
 
-from ..checkpoint import save_checkpoint
-from ..jsonconfig import parse_sets
-from ..model import DualStreamModel
-from ..training import stage_config, train
-from .autoencoders import AUDIO_AE_FILE, VIDEO_AE_FILE, load_audio_ae, load_video_ae
+from ccl_core.assets import ASSETS, AUDIO_AE_FILE, MODEL_FILE, TEXT_FILE, VIDEO_AE_FILE
+from ccl_core.checkpoint import save_checkpoint
+from ccl_core.jsonconfig import parse_sets
+from ccl_core.model import DualStreamModel
+from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
+from ccl_core.toyav.embedded import toyav_config
+from ccl_core.toyav.text import load_text_encoder
+from ccl_train import stage_config, train
+
 from .data import DurationBatches, LatentBatches, clip_latents, duration_cache, load_or_encode
-from .embedded import ASSETS, MODEL_FILE, toyav_config
 from .generator import clip_frames
-from .text import TEXT_FILE, load_text_encoder
 from .world import DURATION_S
 
 
@@ -197,13 +199,13 @@ def main(argv=None):
     try:  # a bad field or value fails here, before the data is encoded
         stage_config("joint", **trains["train"])
     except (TypeError, ValueError) as e:
-        raise SystemExit(f"--train-set: {e}; the fields are those of ccl_core.training.TrainConfig")
+        raise SystemExit(f"--train-set: {e}; the fields are those of ccl_train.TrainConfig")
     joint = joint_overrides(trains["joint"], args.joint_decay, args.steps_joint)
     try:  # the joint stage's config exactly as train_stages will build it
         stage_train_config("joint", args.steps_joint, args.lr, seed=args.seed, save_every=args.save_every,
                            keep_checkpoints=args.keep_checkpoints, overrides=trains["train"], joint=joint)
     except (TypeError, ValueError) as e:
-        raise SystemExit(f"--joint-decay / --joint-set: {e}; the fields are those of ccl_core.training.TrainConfig")
+        raise SystemExit(f"--joint-decay / --joint-set: {e}; the fields are those of ccl_train.TrainConfig")
     t0 = time.time()
 
     assets = Path(args.assets)
@@ -228,7 +230,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     model = DualStreamModel(cfg)
     if args.init:
-        from ..checkpoint import load_checkpoint
+        from ccl_core.checkpoint import load_checkpoint
         start = load_checkpoint(args.init)
         if start.config != cfg:
             raise SystemExit(f"--init {args.init}: its config differs from this command's ({start.config} vs {cfg})")
@@ -248,7 +250,7 @@ def main(argv=None):
                                     overrides=trains["train"], joint=joint)
 
     minutes = (time.time() - t0) / 60
-    meta = {"trained_with": "python -m ccl_core.toyav.train_embedded " + " ".join(argv or sys.argv[1:]),
+    meta = {"trained_with": "python -m ccl_lab.train_embedded " + " ".join(argv or sys.argv[1:]),
             **({"init": _init_record(args.init)} if args.init else {}),
             "recipe": json.dumps(trains, sort_keys=True),
             "train_minutes": f"{minutes:.1f}",  # this sitting, data loading included
@@ -262,7 +264,7 @@ def main(argv=None):
 
 def _init_record(path: str) -> str:
     """What a fine-tune started from: the file's own training record, so the chain stays readable."""
-    from ..checkpoint import read_header
+    from ccl_core.checkpoint import read_header
     meta = read_header(path).metadata
     return json.dumps({k: meta[k] for k in ("trained_with", "recipe", "stage_minutes", "init") if k in meta},
                       sort_keys=True)
