@@ -2,8 +2,8 @@
 
 Parameter names follow Wan / Ovi (`q`, `k`, `v`, `o`, `norm_q`, `norm_k`, and inside `cross_attn`
 the fusion parts `k_fusion`, `v_fusion`, `pre_attn_norm_fusion`, `norm_k_fusion`), so Ovi
-checkpoints load as they are. CCL adds `ctx_tokens` (LCT) and `ctx_logit_bias`; the gated baseline
-adds `fusion_gate`.
+checkpoints load as they are. CCL adds the context tokens and their logit offset (LCT, context.py);
+the gated baseline adds `fusion_gate`.
 
 Every attention goes through one injectable function, `attention(q, k, v, scale=None)` over
 [B, H, L, D] tensors (the signature of torch's scaled_dot_product_attention, the default), so that a
@@ -13,16 +13,16 @@ knowing about them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import context
 from .layers import TorchOps, cast_like
 from .rope import Rotary
-from .tarp import Partition, cross_modal_attention
+from .tarp import CrossModalInput, cross_modal_attention
 
 
 def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -31,6 +31,7 @@ def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
 
 AttentionFn = Callable[..., torch.Tensor]  # (q, k, v, scale=None) over [B, H, L, D] -> [B, H, L, D]
 DEFAULT_ATTENTION: AttentionFn = F.scaled_dot_product_attention
+FUSION_GATE = "fusion_gate"  # the gated baseline's parameter (a pretrained pair lacks it)
 
 
 def sdpa(q, k, v, attention: AttentionFn = DEFAULT_ATTENTION) -> torch.Tensor:
@@ -38,7 +39,9 @@ def sdpa(q, k, v, attention: AttentionFn = DEFAULT_ATTENTION) -> torch.Tensor:
     return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 
 
-class SelfAttention(nn.Module):
+class _Attention(nn.Module):
+    """Wan's q, k, v, o projections and optional q / k RMS norms, and the attention function."""
+
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float, ops=TorchOps,
                  attention: AttentionFn = DEFAULT_ATTENTION):
         super().__init__()
@@ -48,6 +51,8 @@ class SelfAttention(nn.Module):
         self.norm_q = ops.RMSNorm(dim, eps=eps) if qk_norm else nn.Identity()
         self.norm_k = ops.RMSNorm(dim, eps=eps) if qk_norm else nn.Identity()
 
+
+class SelfAttention(_Attention):
     def forward(self, x: torch.Tensor, rope: Rotary) -> torch.Tensor:
         n = self.num_heads
         q = rope.apply(_heads(self.norm_q(self.q(x)), n))
@@ -56,42 +61,24 @@ class SelfAttention(nn.Module):
         return self.o(sdpa(q, k, v, self.attention).flatten(2))
 
 
-@dataclass
-class CrossModalInput:
-    """What one stream's cross-attention reads of the other stream in one block."""
-
-    other: Optional[torch.Tensor]  # [B, Lo, dim] other stream, rows aligned; None: nobody reads it
-    own_rope: Rotary
-    other_rope: Rotary
-    reads_other: Optional[torch.Tensor]  # [B] bool; False = ctx-only route; None = all full
-    partition: Optional[Partition] = None  # TARP fast path
-
-
-class CrossAttention(nn.Module):
+class CrossAttention(_Attention):
     """Text cross-attention plus cross-modal context attention, summed before the output projection."""
 
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float,
                  fusion: str = "ccl", n_ctx: int = 0, ctx_logit_init: float = 0.0, ops=TorchOps,
                  attention: AttentionFn = DEFAULT_ATTENTION):
-        super().__init__()
-        self.num_heads = num_heads
-        self.attention = attention
-        self.q, self.k, self.v, self.o = (ops.Linear(dim, dim) for _ in range(4))
-        self.norm_q = ops.RMSNorm(dim, eps=eps) if qk_norm else nn.Identity()
-        self.norm_k = ops.RMSNorm(dim, eps=eps) if qk_norm else nn.Identity()
+        super().__init__(dim, num_heads, qk_norm, eps, ops, attention)
         # Cross-modal fusion (Ovi's names).
         self.k_fusion = ops.Linear(dim, dim)
         self.v_fusion = ops.Linear(dim, dim)
         self.pre_attn_norm_fusion = ops.LayerNorm(dim, eps=eps, elementwise_affine=True)
         self.norm_k_fusion = ops.RMSNorm(dim, eps=1e-6) if qk_norm else nn.Identity()
-        # CCL: learnable context tokens with a learnable logit offset.
+        # CCL: learnable context tokens with a learnable logit offset (context.py).
         self.n_ctx = n_ctx
-        if n_ctx:
-            self.ctx_tokens = nn.Parameter(torch.randn(n_ctx, dim) * 0.02)
-            self.ctx_logit_bias = nn.Parameter(torch.full((1,), float(ctx_logit_init)))
+        context.add_parameters(self, n_ctx, dim, ctx_logit_init)
         # Baseline: a zero-initialised scalar gate on the cross-modal output.
         if fusion == "gated":
-            self.fusion_gate = nn.Parameter(torch.zeros(1))
+            self.register_parameter(FUSION_GATE, nn.Parameter(torch.zeros(1)))
         self.gated = fusion == "gated"
 
     def fusion_kv(self, tokens: torch.Tensor):
@@ -102,8 +89,7 @@ class CrossAttention(nn.Module):
         q = cm.own_rope.apply(q)
         k_ctx = v_ctx = bias = None
         if self.n_ctx:
-            k_ctx, v_ctx = self.fusion_kv(cast_like(self.ctx_tokens, q).unsqueeze(0))
-            bias = self.ctx_logit_bias.to(q.device)  # kept in its own precision (added in float32)
+            k_ctx, v_ctx, bias = context.keys_values(self, self.fusion_kv, q)
             if cm.other is None:  # every sample reads the context tokens only: skip the other stream
                 return sdpa(q, k_ctx.expand(q.shape[0], -1, -1, -1), v_ctx.expand(q.shape[0], -1, -1, -1),
                             self.attention)

@@ -11,10 +11,11 @@ import math
 import torch
 import torch.nn as nn
 
-from .attention import DEFAULT_ATTENTION, AttentionFn, CrossAttention, CrossModalInput, SelfAttention
+from .attention import DEFAULT_ATTENTION, AttentionFn, CrossAttention, SelfAttention
 from .config import ModelConfig
 from .layers import FeedForward, TorchOps, cast_like
 from .rope import Rotary
+from .tarp import CrossModalInput
 
 
 class Modulation(nn.Module):

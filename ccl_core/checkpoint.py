@@ -23,6 +23,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 
+from . import context
+from .attention import FUSION_GATE
 from .config import ModelConfig
 from .errors import CCLError
 from .jsonconfig import field_problems
@@ -41,7 +43,7 @@ ST_DTYPES = {
 TORCH_TO_ST = {v: k for k, v in ST_DTYPES.items()}
 LOADABLE_FLOATS = {"F32", "F16", "BF16", "F8_E4M3"}
 # Parameters CCL adds to a pretrained pair (an Ovi file lacks them): initialised when missing.
-NEW_PARAMETERS = ("ctx_tokens", "ctx_logit_bias", "fusion_gate")
+NEW_PARAMETERS = (*context.PARAMETER_NAMES, FUSION_GATE)
 
 DTYPE_NAMES = {
     None: None, "default": None, "float32": torch.float32, "fp32": torch.float32,

@@ -8,18 +8,21 @@ so one batch mixes tasks and guidance branches.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import DEFAULT_ATTENTION, AttentionFn, CrossModalInput
+from . import context
+from .attention import DEFAULT_ATTENTION, FUSION_GATE, AttentionFn
 from .config import ModelConfig
 from .layers import TorchOps
+from .rope import Rotary
 from .routing import Routes, TaskArg, make_routes
-from .tarp import Partition
+from .tarp import CrossModalPlan, plan_cross_modal
 from .tower import Tower
 
 TimestepArg = Union[float, torch.Tensor, None]
@@ -96,11 +99,9 @@ class DualStreamModel(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         out = {}
         for name in names:
-            if name.endswith("ctx_tokens"):
-                t = torch.randn(config.n_ctx, config.dim, generator=gen) * 0.02
-            elif name.endswith("ctx_logit_bias"):
-                t = torch.full((1,), float(config.ctx_logit_init))
-            elif name.endswith("fusion_gate"):
+            if context.is_context_parameter(name):
+                t = context.initial_value(name, config.n_ctx, config.dim, config.ctx_logit_init, gen)
+            elif name.endswith(FUSION_GATE):
                 t = torch.zeros(1)
             else:
                 raise KeyError(f"no initialiser for new parameter {name}")
@@ -123,7 +124,7 @@ class DualStreamModel(nn.Module):
         """(cross-modal parameters, the rest): the fusion is new when fine-tuning a pretrained pair."""
         fusion, rest = [], []
         for name, p in self.named_parameters():
-            is_fusion = any(k in name for k in ("_fusion", "ctx_tokens", "ctx_logit_bias", "fusion_gate"))
+            is_fusion = "_fusion" in name or name.endswith(FUSION_GATE) or context.is_context_parameter(name)
             (fusion if is_fusion else rest).append(p)
         return fusion, rest
 
@@ -176,92 +177,39 @@ class DualStreamModel(nn.Module):
                 else torch.as_tensor(skip_rows, dtype=torch.bool, device=device).expand(batch)
 
         dtype = self.dtype_for_compute
-        streams = {}
-        for name, tower, x, t, present, txt in (
-            ("video", self.video_model, video, t_video, routes.video_present, text),
-            ("audio", self.audio_model, audio, t_audio, routes.audio_present, text if text_audio is None else text_audio),
+        streams, xs = {}, []
+        for name, tower, x, t, present, prefix, txt in (
+            ("video", self.video_model, video, t_video, routes.video_present, routes.video_prefix, text),
+            ("audio", self.audio_model, audio, t_audio, routes.audio_present, routes.audio_prefix,
+             text if text_audio is None else text_audio),
         ):
             if x is None or not bool(present.any()):
                 continue
             rows = None if bool(present.all()) else present.nonzero().squeeze(1)
-            sel = (lambda v: v) if rows is None else (lambda v, rows=rows: v[rows])
-            tokens, grid = tower.embed(sel(x).to(dtype))
-            e, e0 = tower.embed_time(sel(t), dtype)
-            prefix = sel(routes.video_prefix if name == "video" else routes.audio_prefix)
-            clean = tower.prefix_mask(grid, prefix) if bool((prefix > 0).any()) else None
-            streams[name] = dict(clean=clean, t0=None if clean is None else tower.embed_time(t.new_zeros(len(prefix)), dtype),
-                tower=tower, rows=rows, sel=sel, x=tokens, grid=grid, e=e, e0=e0,
-                text=tower.embed_text(sel(txt).to(dtype)), rope=tower.rotary(grid, device),
-                pos=tower.positions(grid, device),
-                skip=None if skip_block is None else sel(skip_rows).view(-1, 1, 1),
-            )
+            streams[name], tokens = Stream.embed(tower, rows, x, t, prefix, txt, dtype, device,
+                                                 None if skip_block is None else skip_rows)
+            xs.append(tokens)
+        for name, reads in (("video", routes.video_reads_audio), ("audio", routes.audio_reads_video)):
+            if name in streams:
+                plan = plan_cross_modal(reads, streams[name], streams.get(OTHER[name]), cfg.n_ctx, cfg.tarp_window)
+                streams[name] = replace(streams[name], cross=plan)
 
-        self._plan_cross_modal(streams, routes, batch, device)
-
+        xs = tuple(xs)
         for i in range(cfg.num_layers):
             step = partial(self._block, streams=streams, skip=skip_block == i)
-            xs = tuple(s["x"] for s in streams.values())
             if self.gradient_checkpointing and self.training:
                 xs = checkpoint(step, i, *xs, use_reentrant=False)
             else:
                 xs = step(i, *xs)
-            for s, x in zip(streams.values(), xs):
-                s["x"] = x
 
-        outputs = []
-        for name, x_in in (("video", video), ("audio", audio)):
-            s = streams.get(name)
-            if s is None:
-                outputs.append(None if x_in is None else torch.zeros_like(x_in))
-                continue
-            e = s["e"] if s["clean"] is None else torch.where(s["clean"], s["t0"][0], s["e"])
-            out = s["tower"].unpatchify(s["tower"].head(s["x"], e), s["grid"])
-            if s["rows"] is not None:
-                full = out.new_zeros((batch,) + tuple(out.shape[1:]))
-                full[s["rows"]] = out
-                out = full
-            outputs.append(out)
-        return outputs[0], outputs[1]
+        out = dict(zip(streams, xs))
+        return tuple(streams[name].output(out[name], batch) if name in streams
+                     else None if x_in is None else torch.zeros_like(x_in)
+                     for name, x_in in (("video", video), ("audio", audio)))
 
     # ------------------------------------------------------------------ internals
-    def _plan_cross_modal(self, streams, routes: Routes, batch: int, device) -> None:
-        """Per direction: which rows read the other stream, and the TARP partition (built once)."""
-        cfg = self.config
-        for name, other_name, reads in (("video", "audio", routes.video_reads_audio),
-                                        ("audio", "video", routes.audio_reads_video)):
-            s = streams.get(name)
-            if s is None:
-                continue
-            o = streams.get(other_name)
-            s["reads"] = None
-            s["gather"] = None
-            reads = s["sel"](reads)
-            if o is None or not bool(reads.any()):
-                s["cm"] = None if cfg.n_ctx == 0 else "ctx"
-                continue
-            s["cm"] = "full"
-            s["other_rope"] = o["rope"]
-            s["reads"] = None if bool(reads.all()) else reads
-            if s["rows"] is not None or o["rows"] is not None:
-                # rows of this stream -> rows of the other stream's (sub)batch; unmatched rows read
-                # row 0 and are masked out by their route
-                where = torch.zeros(batch, dtype=torch.long, device=device)
-                o_rows = torch.arange(batch, device=device) if o["rows"] is None else o["rows"]
-                where[o_rows] = torch.arange(o_rows.numel(), device=device)
-                s["gather"] = s["sel"](where)
-            s["partition"] = None
-            if cfg.tarp_window is not None:
-                s["partition"] = Partition.build(s["pos"], o["pos"], cfg.tarp_window)
-
-    def _cross_input(self, s, other_x) -> Optional[CrossModalInput]:
-        if s["cm"] is None:
-            return None
-        if s["cm"] == "ctx":
-            return CrossModalInput(None, s["rope"], s["rope"], None)
-        o = other_x if s["gather"] is None else other_x[s["gather"]]
-        return CrossModalInput(o, s["rope"], s["other_rope"], s["reads"], s["partition"])
-
-    def _block(self, i: int, *xs, streams, skip: bool):
+    def _block(self, i: int, *xs, streams: Dict[str, "Stream"], skip: bool):
+        """Block pair i (the seam the block swapper and FSDP wrap); xs are the streams' tokens."""
         if self.before_block is not None:
             self.before_block(i)
         if self.block_swap is None:
@@ -273,30 +221,86 @@ class DualStreamModel(nn.Module):
             self.block_swap.exit(i)
 
     @staticmethod
-    def _modulation(block, s):
-        mods = block.modulation(s["e0"])
-        if s["clean"] is None:
-            return mods
-        return PrefixModulation(mods, block.modulation(s["t0"][1]), s["clean"])
-
-    def _block_compute(self, i: int, *xs, streams, skip: bool):
-        names = list(streams)
-        x = dict(zip(names, xs))
-        blocks = {n: streams[n]["tower"].blocks[i] for n in names}
-        mods = {n: self._modulation(blocks[n], streams[n]) for n in names}
-        # 1. self-attention (audio first, as Ovi)
-        h = {n: blocks[n].self_attention(x[n], mods[n], streams[n]["rope"]) for n in ("audio", "video") if n in x}
-        # 2./3. audio reads video after video's self-attention; video reads audio from before step 2
+    def _block_compute(i: int, *xs, streams: Dict[str, "Stream"], skip: bool):
+        """Ovi's block order: audio self-attention, then video's; audio reads video as it is after
+        video's self-attention and video reads audio as it was before audio's cross-attention (both
+        read the self-attention outputs); then each tower's FFN. Skipped rows keep their input."""
+        x = dict(zip(streams, xs))
+        blocks = {n: s.tower.blocks[i] for n, s in streams.items()}
+        mods = {n: s.modulation(blocks[n]) for n, s in streams.items()}
+        h = {n: blocks[n].self_attention(x[n], mods[n], streams[n].rope) for n in ORDER if n in x}
         out = {}
-        for n in ("audio", "video"):
-            if n not in x:
-                continue
-            other = "video" if n == "audio" else "audio"
-            cm = self._cross_input(streams[n], h.get(other))
-            out[n] = blocks[n].cross_attention_ffn(h[n], mods[n], streams[n]["text"], cm)
+        for n in ORDER:
+            if n in x:
+                s = streams[n]
+                cm = s.cross.input(s.rope, h.get(OTHER[n]))
+                out[n] = blocks[n].cross_attention_ffn(h[n], mods[n], s.text, cm)
         if skip:
-            out = {n: torch.where(streams[n]["skip"], x[n], out[n]) for n in out}
-        return tuple(out[n] for n in names)
+            out = {n: torch.where(streams[n].skip, x[n], out[n]) for n in out}
+        return tuple(out[n] for n in streams)
+
+
+ORDER = ("audio", "video")  # Ovi's order within a block
+OTHER = {"video": "audio", "audio": "video"}
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One tower's inputs to every block, fixed for a whole forward pass. The tokens themselves go
+    through the blocks as a plain tuple (what gradient checkpointing and FSDP's seam take)."""
+
+    tower: Tower
+    rows: Optional[torch.Tensor]  # batch rows where this stream exists; None: every row
+    grid: tuple  # video (T', H', W'), audio (L,)
+    e: torch.Tensor  # time embedding [b, 1, dim] (the head's)
+    e0: torch.Tensor  # its six-way projection [b, 1, 6, dim] (the blocks')
+    text: torch.Tensor  # embedded text [b, text_len, dim]
+    rope: Rotary
+    pos: torch.Tensor  # [L] time position of each token, in latent video frames (TARP)
+    clean: Optional[torch.Tensor]  # [b, L, 1] tokens of a clean prefix, run at t = 0; None: none
+    clean_e: Optional[torch.Tensor]  # e and e0 at t = 0 (None without a clean prefix)
+    clean_e0: Optional[torch.Tensor]
+    skip: Optional[torch.Tensor]  # [b, 1, 1] rows whose skipped block keeps its input; None: no skip
+    cross: CrossModalPlan = CrossModalPlan("none")  # set once both streams exist (tarp.plan_cross_modal)
+
+    @classmethod
+    def embed(cls, tower: Tower, rows, x, t, prefix, text, dtype, device, skip_rows=None
+              ) -> Tuple["Stream", torch.Tensor]:
+        """The stream of batch rows `rows` (None: all) and its tokens [b, L, dim], from the whole
+        batch's latent x, noise level t, clean prefix, text and skip_rows (None: no skipped block)."""
+        select = partial(_select, rows=rows)
+        tokens, grid = tower.embed(select(x).to(dtype))
+        e, e0 = tower.embed_time(select(t), dtype)
+        prefix = select(prefix)
+        clean = tower.prefix_mask(grid, prefix) if bool((prefix > 0).any()) else None
+        clean_e, clean_e0 = (None, None) if clean is None else tower.embed_time(t.new_zeros(len(prefix)), dtype)
+        stream = cls(tower, rows, grid, e, e0, tower.embed_text(select(text).to(dtype)), tower.rotary(grid, device),
+                     tower.positions(grid, device), clean, clean_e, clean_e0,
+                     None if skip_rows is None else select(skip_rows).view(-1, 1, 1))
+        return stream, tokens
+
+    def select(self, value: torch.Tensor) -> torch.Tensor:
+        """This stream's rows of a per-batch tensor."""
+        return _select(value, self.rows)
+
+    def modulation(self, block):
+        """The block's six modulation tensors, per token where a clean prefix runs at t = 0."""
+        mods = block.modulation(self.e0)
+        return mods if self.clean is None else PrefixModulation(mods, block.modulation(self.clean_e0), self.clean)
+
+    def output(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """Head and unpatchify; rows where the stream is absent get zeros."""
+        e = self.e if self.clean is None else torch.where(self.clean, self.clean_e, self.e)
+        out = self.tower.unpatchify(self.tower.head(x, e), self.grid)
+        if self.rows is None:
+            return out
+        full = out.new_zeros((batch,) + tuple(out.shape[1:]))
+        full[self.rows] = out
+        return full
+
+
+def _select(value: torch.Tensor, rows: Optional[torch.Tensor]) -> torch.Tensor:
+    return value if rows is None else value[rows]
 
 
 class PrefixModulation:
@@ -315,27 +319,9 @@ def _check_latents(cfg: ModelConfig, video, audio) -> int:
     if video is None and audio is None:
         raise ValueError("Both video and audio are None: pass at least one latent")
     if video is not None:
-        if not torch.is_tensor(video) or video.ndim != 5:
-            raise ValueError(f"video latent must be [B, C={cfg.video_channels}, T, H, W], got shape "
-                             f"{list(video.shape) if torch.is_tensor(video) else type(video).__name__}")
-        if video.shape[1] != cfg.video_channels:
-            raise ValueError(f"video latent has {video.shape[1]} channels, the model expects "
-                             f"{cfg.video_channels} (shape [B, C, T, H, W], given {list(video.shape)})")
-        pt, ph, pw = cfg.video_patch
-        if video.shape[2] % pt or video.shape[3] % ph or video.shape[4] % pw:
-            raise ValueError(f"video latent T, H, W {list(video.shape[2:])} must be multiples of the patch "
-                             f"size {list(cfg.video_patch)}")
-        if not torch.isfinite(video).all():
-            raise ValueError("video latent contains NaN or inf values")
+        _check_latent("video", video, "T, H, W", cfg.video_channels, cfg.video_patch)
     if audio is not None:
-        if not torch.is_tensor(audio) or audio.ndim != 3:
-            raise ValueError(f"audio latent must be [B, C={cfg.audio_channels}, L], got shape "
-                             f"{list(audio.shape) if torch.is_tensor(audio) else type(audio).__name__}")
-        if audio.shape[1] != cfg.audio_channels:
-            raise ValueError(f"audio latent has {audio.shape[1]} channels, the model expects "
-                             f"{cfg.audio_channels} (shape [B, C, L], given {list(audio.shape)})")
-        if not torch.isfinite(audio).all():
-            raise ValueError("audio latent contains NaN or inf values")
+        _check_latent("audio", audio, "L", cfg.audio_channels)
     if video is not None and audio is not None:
         if video.shape[0] != audio.shape[0]:
             raise ValueError(f"video batch {video.shape[0]} != audio batch {audio.shape[0]}")
@@ -349,6 +335,21 @@ def _check_latents(cfg: ModelConfig, video, audio) -> int:
                 f"{da:.3f} s at {cfg.audio_latent_rate} latents/s; for this audio use about {frames} video "
                 f"latent frames, or about {round(dv * cfg.audio_latent_rate)} audio latents for this video")
     return (video if video is not None else audio).shape[0]
+
+
+def _check_latent(name: str, x, axes: str, channels: int, patch=None) -> None:
+    """One stream's latent: [B, C, *axes] with the model's channels, axes multiples of the patch, finite."""
+    if not torch.is_tensor(x) or x.ndim != 2 + len(axes.split(", ")):
+        raise ValueError(f"{name} latent must be [B, C={channels}, {axes}], got shape "
+                         f"{list(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{name} latent has {x.shape[1]} channels, the model expects "
+                         f"{channels} (shape [B, C, {axes}], given {list(x.shape)})")
+    if patch is not None and any(n % p for n, p in zip(x.shape[2:], patch)):
+        raise ValueError(f"{name} latent {axes} {list(x.shape[2:])} must be multiples of the patch "
+                         f"size {list(patch)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} latent contains NaN or inf values")
 
 
 def _check_routes(cfg: ModelConfig, routes: Routes, video, audio) -> None:

@@ -1,4 +1,4 @@
-"""Partitioned cross-modal attention (the partitioning half of TARP).
+"""Partitioned cross-modal attention (the partitioning half of TARP), planned once per forward.
 
 The clip is cut into windows of `width` latent video frames on the shared time axis. A query sees
 the keys of its own window plus the learnable context tokens, which every query sees. The fast path
@@ -9,15 +9,23 @@ gathers each window's queries and keys into a padded block and runs one batched 
 Both paths take the same per-sample route: a sample whose route is ctx-only sees the context tokens
 alone. A query left with no visible key at all (ctx-only route and no context tokens, or a window
 with no keys) gets a zero output, i.e. no cross-modal information.
+
+`plan_cross_modal` decides, once per forward and direction, what a stream's cross-attention reads
+(`CrossModalPlan`: nothing, the context tokens only, or the other stream too, with the partition
+built once); each block then turns the plan and the other stream's current tokens into a
+`CrossModalInput`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
+
+from .context import add_offset
+from .rope import Rotary
 
 
 def window_ids(positions: torch.Tensor, width: float) -> torch.Tensor:
@@ -60,6 +68,74 @@ class Partition:
         return cls(q_idx, q_inverse, k_idx, k_valid)
 
 
+@dataclass(frozen=True)
+class CrossModalInput:
+    """What one stream's cross-attention reads of the other stream in one block."""
+
+    other: Optional[torch.Tensor]  # [B, Lo, dim] other stream, rows aligned; None: context tokens only
+    own_rope: Rotary
+    other_rope: Rotary
+    reads_other: Optional[torch.Tensor]  # [B] bool; False = ctx-only route; None = all full
+    partition: Optional[Partition] = None  # TARP fast path
+
+
+CrossModalMode = Literal["none", "ctx", "full"]
+
+
+@dataclass(frozen=True)
+class CrossModalPlan:
+    """What one stream's cross-attention reads of the other, fixed for a whole forward pass.
+
+    mode "none": no cross-modal attention (no context tokens, and no row reads the other stream);
+    "ctx": the context tokens only (the other stream is absent, or no row reads it); "full": the
+    context tokens and the other stream, in TARP partitions, with `reads` turning some rows ctx-only.
+    """
+
+    mode: CrossModalMode
+    reads: Optional[torch.Tensor] = None  # [b] bool: rows that read the other stream; None: all
+    gather: Optional[torch.Tensor] = None  # [b]: each row's index in the other stream's rows; None: same rows
+    other_rope: Optional[Rotary] = None
+    partition: Optional[Partition] = None  # None: no windows (tarp_window=None)
+
+    def input(self, own_rope: Rotary, other: Optional[torch.Tensor]) -> Optional[CrossModalInput]:
+        """This block's input, given the other stream's current tokens (its sub-batch)."""
+        if self.mode == "none":
+            return None
+        if self.mode == "ctx":
+            return CrossModalInput(None, own_rope, own_rope, None)
+        other = other if self.gather is None else other[self.gather]
+        return CrossModalInput(other, own_rope, self.other_rope, self.reads, self.partition)
+
+
+class StreamTokens(Protocol):
+    """What planning needs of a stream (model.Stream): its rows of the batch, positions and RoPE."""
+
+    rows: Optional[torch.Tensor]  # batch rows where the stream exists; None: every row
+    pos: torch.Tensor  # [L] time position of each token, in latent video frames
+    rope: Rotary
+
+    def select(self, value: torch.Tensor) -> torch.Tensor: ...
+
+
+def plan_cross_modal(reads: torch.Tensor, own: StreamTokens, other: Optional[StreamTokens], n_ctx: int,
+                     window: Optional[float]) -> CrossModalPlan:
+    """The plan for `own` reading `other` (None: absent), given which batch rows read it (reads [B])."""
+    batch, device = reads.shape[0], reads.device
+    reads = own.select(reads)
+    if other is None or not bool(reads.any()):
+        return CrossModalPlan("none" if n_ctx == 0 else "ctx")
+    gather = None
+    if own.rows is not None or other.rows is not None:
+        # batch rows -> rows of the other stream's (sub)batch; unmatched rows read row 0 and are
+        # masked out by their route
+        where = torch.zeros(batch, dtype=torch.long, device=device)
+        other_rows = torch.arange(batch, device=device) if other.rows is None else other.rows
+        where[other_rows] = torch.arange(other_rows.numel(), device=device)
+        gather = own.select(where)
+    partition = None if window is None else Partition.build(own.pos, other.pos, window)
+    return CrossModalPlan("full", None if bool(reads.all()) else reads, gather, other.rope, partition)
+
+
 def _attend(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[torch.Tensor], n_ctx: int):
     """Reference SDPA with a boolean mask [N, Lq or 1, K] and a logit offset on the first n_ctx keys.
 
@@ -75,8 +151,8 @@ def _attend(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[torch.
     safe = key_mask.clone()
     safe[..., :1] |= ~has_key  # a finite softmax for rows that are zeroed below
     bias = torch.zeros(safe.shape, dtype=q.dtype, device=q.device).masked_fill(~safe, float("-inf"))
-    if ctx_bias is not None and n_ctx:
-        bias = torch.cat([bias[..., :n_ctx] + ctx_bias.to(q.dtype), bias[..., n_ctx:]], dim=-1)
+    if ctx_bias is not None:
+        bias = add_offset(bias, ctx_bias.to(q.dtype), n_ctx)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(1))
     return out * has_key.unsqueeze(1).to(out.dtype)
 
@@ -102,8 +178,8 @@ def _attend_keys(q, k, v, key_mask: Optional[torch.Tensor], ctx_bias: Optional[t
     chan = torch.zeros(n, kk, dtype=torch.float32, device=q.device)
     if key_mask is not None:
         chan = chan.masked_fill(~key_mask, _REMOVED)
-    if ctx_bias is not None and n_ctx:
-        chan = torch.cat([chan[:, :n_ctx] + ctx_bias.float() / scale, chan[:, n_ctx:]], dim=1)
+    if ctx_bias is not None:  # in key-channel units: the channel meets 1 and is then scaled
+        chan = add_offset(chan, ctx_bias.float() / scale, n_ctx)
     one = torch.zeros(_EXTRA, dtype=q.dtype, device=q.device)
     one[0] = 1
     q = torch.cat([q, one.expand(n, h, lq, _EXTRA)], dim=-1)

@@ -15,6 +15,7 @@ from typing import Dict, List
 
 import torch
 
+from ..context import TOKENS
 from .config import TrainConfig
 
 
@@ -65,7 +66,7 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
         if not p.requires_grad:
             continue
         kind = "fusion" if id(p) in fusion else "towers"
-        decay = p.ndim >= 2 and not name.endswith("ctx_tokens")
+        decay = p.ndim >= 2 and not name.endswith(TOKENS)
         key = (kind, decay)
         if key not in groups:
             groups[key] = {"params": [], "name": f"{kind}{'' if decay else '_no_decay'}", "kind": kind,

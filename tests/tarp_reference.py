@@ -10,7 +10,7 @@ def dense_tarp():
     checked against. The model's partition plan becomes (q_pos, k_pos, width), read by the reference."""
     from unittest import mock
 
-    from ccl_core import attention as attention_module, model, tarp
+    from ccl_core import attention as attention_module, tarp
 
     class Window:
         build = staticmethod(lambda q_pos, k_pos, width: (q_pos, k_pos, width))
@@ -19,5 +19,5 @@ def dense_tarp():
         q_pos, k_pos, width = partition if partition is not None else (None, None, None)
         return tarp.dense_cross_modal_attention(q, k, v, k_ctx, v_ctx, reads_other, ctx_bias, q_pos, k_pos, width)
 
-    with mock.patch.object(model, "Partition", Window), mock.patch.object(attention_module, "cross_modal_attention", dense):
+    with mock.patch.object(tarp, "Partition", Window), mock.patch.object(attention_module, "cross_modal_attention", dense):
         yield
