@@ -15,7 +15,7 @@ from typing import Dict, List
 
 import torch
 
-from ..context import TOKENS
+from ccl_core.context import TOKENS
 from .config import TrainConfig
 
 
