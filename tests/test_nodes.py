@@ -186,10 +186,15 @@ def test_model_adapter_skip_and_null_text(model):
     (c,) = _conds(model, [[text, {"ccl_skip": 1, "ccl_null_text": True}]], x, shapes)
     out = comfy.samplers.calc_cond_batch(model.model, [c], x, torch.tensor([0.5]), {})[0]
     ov, oa = comfy.utils.unpack_latents(out, shapes)
+    null = torch.zeros_like(text)
     with torch.no_grad():
-        ev, ea = net(v, a, 0.5, 0.5, torch.zeros_like(text), skip_block=1)
+        ev, ea = net(v, a, 0.5, 0.5, null, skip_block=1)
+        without_skip, without_null = net(v, a, 0.5, 0.5, null), net(v, a, 0.5, 0.5, text, skip_block=1)
     torch.testing.assert_close(ov, v - 0.5 * ev, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(oa, a - 0.5 * ea, rtol=1e-5, atol=1e-5)
+    for name, want, other in (("video", ev, 0), ("audio", ea, 1)):  # each flag changes each stream: it can fail
+        for flag, ref in (("ccl_skip", without_skip), ("ccl_null_text", without_null)):
+            assert (ref[other] - want).abs().max() > 1e-3, f"{flag} does not change the {name} stream"
 
 
 def test_model_rejects_plain_latent(model):
