@@ -27,7 +27,6 @@ import json
 import shutil
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ import urllib.request
 import pytest
 
 from comfy_boot import is_lts, start_server, stop_server
+from multiproc import free_port
 from pack_loader import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -55,12 +55,6 @@ ASSETS = os.path.join(ROOT, "ccl_core", "assets")
 TOYAV_MODEL = os.path.join(ASSETS, "toyav_ccl.safetensors")
 TOYAV_AES = [os.path.join(ASSETS, f) for f in ("toyav_video_ae.safetensors", "toyav_audio_ae.safetensors")]
 TOYAV_RANDOM = "toyav_ccl_random.safetensors"  # saved by the fixture while the trained model is not installed
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url, timeout=30):
@@ -111,7 +105,7 @@ def server(tmp_path_factory):
     if os.path.isfile(example):
         shutil.copy(example, base / "input")
 
-    port = _free_port()
+    port = free_port()
     log_path = base / "server.log"
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     log = open(log_path, "w")
