@@ -157,9 +157,9 @@ def _cross_modal_pairs(window, frames):
     import torch.nn.functional as F
     pairs = []
 
-    def counting(q, k, v, scale=None):
+    def counting(q, k, v, **kwargs):
         pairs.append(q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2])
-        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, **kwargs)
 
     cfg = tiny_config(tarp_window=window)
     model = DualStreamModel(cfg, attention=counting)
