@@ -11,6 +11,7 @@ Each figure is the median of several runs, each in float32 on the CPU unless --d
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -137,7 +138,7 @@ def main():
     torch.set_num_threads(args.threads)
     if args._forward:
         r = forward_one(args._forward, args.device, args.dtype)
-        print(repr(r))
+        print(json.dumps(r))
         return
 
     print(f"device: {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, dtype {args.dtype}\n")
@@ -148,7 +149,7 @@ def main():
             out = subprocess.run([sys.executable, __file__, "--_forward", name, "--device", args.device,
                                   "--dtype", args.dtype, "--threads", str(args.threads)],
                                  capture_output=True, text=True, check=True)
-            r = eval(out.stdout.strip().splitlines()[-1])  # our own repr of a dict of numbers
+            r = json.loads(out.stdout.strip().splitlines()[-1])  # the child's result, its last line
             print(f"| {r['name']} | {r['params'] / 1e6:.1f} M | {r['batch']} | {r['tokens'][0]} / {r['tokens'][1]} "
                   f"| {r['seconds']:.3f} | {r['peak_mb']:.0f} |")
         print()

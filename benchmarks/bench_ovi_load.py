@@ -11,6 +11,7 @@ and that peak as a multiple of the loaded weights' size.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -53,8 +54,8 @@ def load_once(path: str, dtype: str) -> None:
     sec = time.perf_counter() - t0
     peak = peak_rss_mb()
     weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-    print(repr(dict(dtype=dtype, seconds=sec, base_mb=base, peak_mb=peak, weights_mb=weights,
-                    kind=model.checkpoint_kind, layers=model.config.num_layers)))
+    print(json.dumps(dict(dtype=dtype, seconds=sec, base_mb=base, peak_mb=peak, weights_mb=weights,
+                      kind=model.checkpoint_kind, layers=model.config.num_layers)))
 
 
 def main():
@@ -76,7 +77,7 @@ def main():
     for dtype in args.dtypes.split(","):
         out = subprocess.run([sys.executable, __file__, "--path", args.path, "--_load", dtype],
                              capture_output=True, text=True, check=True)
-        r = eval(out.stdout.strip().splitlines()[-1])  # our own repr of a dict of numbers
+        r = json.loads(out.stdout.strip().splitlines()[-1])  # the child's result, its last line
         added = r["peak_mb"] - r["base_mb"]
         print(f"| {r['dtype']} | {r['seconds']:.1f} | {r['weights_mb']:.0f} | {added:.0f} | {added / r['weights_mb']:.3f} |")
 

@@ -135,8 +135,6 @@ def _read_clip(pipe, path):
     from .media import fit_length, read_audio, read_video
     from .toyav import clip
 
-    import torch
-
     frames = read_video(path, pipe.video_fps, (clip.FRAME_SIZE, clip.FRAME_SIZE))
     unit = pipe.video_ae.temporal_factor * _temporal_patch(pipe)
     whole = frames.shape[0] // unit * unit

@@ -60,22 +60,27 @@ def test_fp8_file_loads_and_stays_fp8(tmp_path, tiny):
 
 
 def test_no_second_copy_is_made(saved, monkeypatch):
-    """Parameters are the very buffers read from the file (assigned), not copies into a built model."""
+    """Each parameter is the very buffer its tensor was read into (assigned), not a copy of it: the
+    read buffers are kept alive here, so a copy can never land at a read buffer's address."""
     import ccl_core.checkpoint as ckpt
     path, _ = saved
-    read = []
+    read = {}  # byte offset in the file -> the tensor read from there (kept alive)
     real = ckpt.read_tensor
 
     def recording(f, info, device="cpu"):
         t = real(f, info, device)
-        read.append(t.untyped_storage().data_ptr())
+        read[info.start] = t
         return t
 
     monkeypatch.setattr(ckpt, "read_tensor", recording)
     loaded = load_checkpoint(path)
-    params = list(loaded.parameters())
-    assert len(read) == len(params)
-    assert {p.untyped_storage().data_ptr() for p in params} == set(read)
+    tensors = read_header(path).tensors
+    params = dict(loaded.named_parameters())
+    assert params and set(params) == set(tensors) and len(read) == len(tensors)
+    for name, p in params.items():
+        t = read[tensors[name].start]
+        assert p.data_ptr() == t.data_ptr() and p.untyped_storage().data_ptr() == t.untyped_storage().data_ptr(), \
+            f"{name} is a copy of the tensor read from the file"
 
 
 def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path, tiny):

@@ -27,7 +27,6 @@ import json
 import shutil
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -36,26 +35,26 @@ import urllib.request
 import pytest
 
 from comfy_boot import is_lts, start_server, stop_server
+from multiproc import free_port
 from pack_loader import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import make_workflows  # noqa: E402  (where the templates and the test-only workflows live)
 
 COMFY = os.environ.get("COMFYUI_PATH")
 pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_PATH is not set")
 # ComfyUI LTS (hiddenswitch's fork) is a package whose entry point is comfy/cmd/main.py; upstream has none.
 LTS = bool(COMFY) and is_lts(COMFY)
 PACK_DIR = "ccl_av"
-SMOKE = os.path.join(ROOT, "workflows", "api", "ccl_tiny_smoke.json")
+TEMPLATES = os.path.join(ROOT, make_workflows.TEMPLATES)  # what ComfyUI lists to users
+SMOKE_UI = os.path.join(ROOT, make_workflows.FIXTURES, "ccl_tiny_smoke.json")  # a test fixture, not a template
+SMOKE = os.path.join(ROOT, make_workflows.FIXTURES, "api", "ccl_tiny_smoke.json")
 # The smoke checkpoint: tiny random weights; its metadata declares x2 time and x2 space per latent.
 SPACES = {"video": {"temporal_factor": 2, "spatial_factor": 2}, "audio": {"audio_sample_rate": 16000}}
 ASSETS = os.path.join(ROOT, "ccl_core", "assets")
 TOYAV_MODEL = os.path.join(ASSETS, "toyav_ccl.safetensors")
 TOYAV_AES = [os.path.join(ASSETS, f) for f in ("toyav_video_ae.safetensors", "toyav_audio_ae.safetensors")]
 TOYAV_RANDOM = "toyav_ccl_random.safetensors"  # saved by the fixture while the trained model is not installed
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url, timeout=30):
@@ -106,7 +105,7 @@ def server(tmp_path_factory):
     if os.path.isfile(example):
         shutil.copy(example, base / "input")
 
-    port = _free_port()
+    port = free_port()
     log_path = base / "server.log"
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     log = open(log_path, "w")
@@ -180,8 +179,8 @@ def test_pack_imports_fast_and_registers_every_node(server):
         if not LTS:  # the frontend credits a node to its pack by python_module (ComfyUI LTS 0.12 reports ".")
             assert real["python_module"] == "custom_nodes." + PACK_DIR, (name, real["python_module"])
     templates = _get(server["url"] + "/workflow_templates")
-    shipped = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")))
-    assert "toyav_t2av" in shipped and sorted(templates.get(PACK_DIR, [])) == shipped
+    shipped = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(TEMPLATES, "*.json")))
+    assert "toyav_t2av" in shipped and sorted(templates.get(PACK_DIR, [])) == shipped  # the smoke fixture is not
     for name in classes:  # the help pages the frontend shows (WEB_DIRECTORY/docs/<NodeId>.md)
         with urllib.request.urlopen(f"{server['url']}/extensions/{PACK_DIR}/docs/{name}.md", timeout=30) as r:
             assert r.read().decode() == open(os.path.join(ROOT, "web", "docs", name + ".md")).read(), name
@@ -191,8 +190,8 @@ FRONTEND = os.path.join(ROOT, "tests", "frontend")
 
 
 def test_ui_workflows_load_in_the_real_frontend(server, tmp_path):
-    """Every UI workflow, fetched from the pack's template route (read from its file on ComfyUI LTS),
-    loads in the frontend ComfyUI serves (headless Chromium from npm: `npm ci --prefix tests/frontend`,
+    """Every template, fetched from the pack's template route (read from its file on ComfyUI LTS), and the
+    smoke fixture (read from its file: it is no template) load in the frontend ComfyUI serves (headless Chromium from npm: `npm ci --prefix tests/frontend`,
     skipped without it): no missing node, no dialog or error overlay, no page error, every node in the
     graph, and the frontend's own API prompt of it equals the workflow's API twin in every input the
     node declares. Then the smoke workflow is run from the UI and both savers' mp4 files show in the
@@ -200,19 +199,22 @@ def test_ui_workflows_load_in_the_real_frontend(server, tmp_path):
     node = shutil.which("node")
     if not node or not os.path.isdir(os.path.join(FRONTEND, "node_modules", "puppeteer-core")):
         pytest.skip("needs node and `npm ci --prefix tests/frontend` (puppeteer-core and a Chromium build from npm)")
-    names = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")))
+    names = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(TEMPLATES, "*.json")))
     # ComfyUI LTS 0.12 lists the pack's templates (checked above) but serves none of them (its server
     # registers custom nodes' template folders from an empty list): there the page loads the files.
-    sources = {("@" + os.path.join(ROOT, "workflows", n + ".json") if LTS else n): n for n in names}
-    tampered = json.load(open(os.path.join(ROOT, "workflows", names[0] + ".json")))
+    # source (a template name, or @file) -> its API twin
+    sources = {("@" + os.path.join(TEMPLATES, n + ".json") if LTS else n): os.path.join(TEMPLATES, "api", n + ".json")
+               for n in names}
+    smoke = "@" + SMOKE_UI
+    sources[smoke] = SMOKE
+    tampered = json.load(open(os.path.join(TEMPLATES, names[0] + ".json")))
     tampered["nodes"][0]["type"] = "CCLNoSuchNode"  # the check must see a missing node when there is one
     (tmp_path / "tampered.json").write_text(json.dumps(tampered))
-    smoke = next(s for s, n in sources.items() if n == "ccl_tiny_smoke")
     # Frontend 1.58 flags a file a loader's list lacks ("Missing Models"), as a user who has not yet
     # installed Ovi's weights sees it; here each gets an empty stand-in (listed, never loaded).
     folders = {"CCLModelLoader": "ccl", "VAELoader": "vae", "CLIPLoader": "text_encoders"}
-    for n in names:
-        for loader in json.load(open(os.path.join(ROOT, "workflows", "api", n + ".json"))).values():
+    for api_path in sources.values():
+        for loader in json.load(open(api_path)).values():
             for value in loader["inputs"].values() if loader["class_type"] in folders else ():
                 if isinstance(value, str) and value.endswith(".safetensors"):
                     stand_in = server["base"] / "models" / folders[loader["class_type"]] / value
@@ -233,11 +235,11 @@ def test_ui_workflows_load_in_the_real_frontend(server, tmp_path):
     assert bad["missing"] == ["CCLNoSuchNode"] and any("Missing" in d for d in bad["dialogs"]), bad["dialogs"]
     info = _get(server["url"] + "/object_info")
     for r in shipped:
-        name = sources[r["name"]]
-        assert r["fetch_status"] == (0 if LTS else 200), r  # 0: read from the file
+        name = os.path.basename(sources[r["name"]])[:-5]
+        assert r["fetch_status"] == (0 if LTS or r["name"].startswith("@") else 200), r  # 0: read from the file
         assert (r["missing"], r["dialogs"], r["page_errors"]) == ([], [], []), json.dumps({k: v for k, v in r.items() if k != "output"})
         assert r["nodes_in_graph"] == r["nodes_in_file"], r
-        api = json.load(open(os.path.join(ROOT, "workflows", "api", name + ".json")))
+        api = json.load(open(sources[r["name"]]))
         assert sorted(r["output"]) == sorted(api), name
         for k, want in api.items():
             got = r["output"][k]
@@ -267,7 +269,8 @@ def test_tiny_smoke_workflow_writes_mp4(server):
         assert hist["outputs"][node]["animated"] == [True]
         path = server["base"] / "output" / item["subfolder"] / item["filename"]
         with av.open(str(path)) as c:
-            v, a = c.streams.video[0], c.streams.audio[0]
+            assert c.streams.audio, f"{node}: the mp4 has no audio stream"
+            v = c.streams.video[0]
             assert (v.width, v.height) == (32, 32) and float(v.average_rate) == fps
             n = sum(1 for _ in c.decode(video=0))
             assert n == frames, (node, n)

@@ -54,8 +54,9 @@ def test_batched_branches_equal_separate_calls(tiny, form):
 
 
 def test_guidance_with_a_held_stream(tiny):
-    """a2v: every branch runs the a2v task (the audio held clean at t = 0), and the video is guided by
-    the decoupled form over those branches, as each one run alone gives it."""
+    """a2v holds the audio clean: in every branch the audio runs at t = 0 and reads the context tokens
+    only, so its guided value is the decoupled form over those branches (whatever t and the video
+    are); the video is guided by the decoupled form over the a2v branches, each as run alone."""
     video, audio, t, text = tiny_inputs()
     null = torch.zeros_like(text)
     g = Guidance("decoupled", video_scale=3.0, audio_scale=2.0, video_av_scale=1.5, audio_av_scale=0.5)
@@ -66,7 +67,17 @@ def test_guidance_with_a_held_stream(tiny):
     torch.testing.assert_close(gv, u[0] + 3.0 * (c_t[0] - u[0]) + 1.5 * (c_f[0] - c_t[0]), atol=1e-5, rtol=1e-5)
     plain = tiny(video, audio, t, None, text)[0]  # the a2v route differs from t2av: the check can fail
     assert not torch.allclose(c_f[0], plain, atol=1e-4)
-    assert ga.shape == audio.shape
+    # The held audio, from the hold's own terms (t2av routes, audio at an explicit t = 0, ctx-only):
+    # every branch reads no video, so the av term is zero and only the text term is left.
+    zero = torch.zeros_like(t)
+    hu = tiny(video, audio, t, zero, null, ctx_only=True)[1]
+    ht = tiny(video, audio, t, zero, text, ctx_only=True)[1]
+    torch.testing.assert_close(ga, hu + 2.0 * (ht - hu), atol=1e-5, rtol=1e-5)
+    _, ga_other = guided_velocity(tiny, torch.randn_like(video), audio, torch.rand_like(t), None, text, null, g,
+                                  tasks="a2v")
+    torch.testing.assert_close(ga_other, ga, atol=1e-5, rtol=1e-5)  # neither the video nor t reaches it
+    _, ga_noised = guided_velocity(tiny, video, audio, t, None, text, null, g)  # t2av: noised and reading video
+    assert not torch.allclose(ga_noised, ga, atol=1e-4)
 
 
 def test_separate_audio_prompts_reach_the_audio_tower(tiny):

@@ -66,12 +66,16 @@ def test_registration_metadata():
 
 
 def test_every_node_has_a_help_page_naming_its_sockets():
-    """web/docs/<NodeId>.md (shown by the frontend) exists for every node and names every input and output."""
-    assert os.path.isdir(os.path.join(ROOT, pack.WEB_DIRECTORY, "docs"))
-    pages = {f[:-3] for f in os.listdir(os.path.join(ROOT, "web", "docs")) if f.endswith(".md")}
-    assert pages == set(N), pages ^ set(N)
+    """WEB_DIRECTORY/docs/<NodeId>.md exists for every registered node id and names every input and output.
+    The frontend fetches /extensions/<pack>/docs/<NodeId>/<locale>.md, then /extensions/<pack>/docs/<NodeId>.md
+    (ComfyUI_frontend's nodeHelpService), so a page named otherwise is never shown: no other file is there."""
+    docs = os.path.join(ROOT, pack.WEB_DIRECTORY, "docs")
+    assert os.path.isdir(docs)
+    pages = {f[:-3] for f in os.listdir(docs) if f.endswith(".md")}
+    assert set(N) <= pages, f"no help page for {sorted(set(N) - pages)}: add {pack.WEB_DIRECTORY}/docs/<NodeId>.md"
+    assert set(os.listdir(docs)) == {n + ".md" for n in N}, f"not a registered node id: {sorted(pages - set(N))}"
     for node_id, cls in N.items():
-        text = open(os.path.join(ROOT, "web", "docs", node_id + ".md")).read()
+        text = open(os.path.join(docs, node_id + ".md")).read()
         info = node_info(cls)
         assert text.startswith(f"# {info['display_name']}\n"), node_id
         for name in list(info["input"]["required"]) + list(info["input"].get("optional", {})) + info["output_name"]:
@@ -186,10 +190,15 @@ def test_model_adapter_skip_and_null_text(model):
     (c,) = _conds(model, [[text, {"ccl_skip": 1, "ccl_null_text": True}]], x, shapes)
     out = comfy.samplers.calc_cond_batch(model.model, [c], x, torch.tensor([0.5]), {})[0]
     ov, oa = comfy.utils.unpack_latents(out, shapes)
+    null = torch.zeros_like(text)
     with torch.no_grad():
-        ev, ea = net(v, a, 0.5, 0.5, torch.zeros_like(text), skip_block=1)
+        ev, ea = net(v, a, 0.5, 0.5, null, skip_block=1)
+        without_skip, without_null = net(v, a, 0.5, 0.5, null), net(v, a, 0.5, 0.5, text, skip_block=1)
     torch.testing.assert_close(ov, v - 0.5 * ev, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(oa, a - 0.5 * ea, rtol=1e-5, atol=1e-5)
+    for name, want, other in (("video", ev, 0), ("audio", ea, 1)):  # each flag changes each stream: it can fail
+        for flag, ref in (("ccl_skip", without_skip), ("ccl_null_text", without_null)):
+            assert (ref[other] - want).abs().max() > 1e-3, f"{flag} does not change the {name} stream"
 
 
 def test_model_rejects_plain_latent(model):

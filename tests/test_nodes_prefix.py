@@ -5,8 +5,6 @@ The i2av parity test runs the shipped embedded ToyAV model (ccl_core/assets) thr
 through ccl_core.generate with the same noise; the rest use the tiny random model.
 """
 
-import os
-
 import pytest
 import torch
 

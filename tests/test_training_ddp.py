@@ -1,22 +1,14 @@
 """Data parallel training: two CPU processes (gloo, loopback) keep identical replicas."""
 
 import os
-import socket
-import time
 
-import pytest
 import torch
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
+
+from multiproc import run_ranks
 
 WORLD = 2
 BATCH = 2
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker(rank: int, port: int, out: str) -> None:
@@ -42,19 +34,7 @@ def worker(rank: int, port: int, out: str) -> None:
 
 
 def test_two_ranks_stay_identical(tmp_path):
-    ctx = mp.start_processes(worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=False,
-                             start_method="spawn")
-    deadline = time.monotonic() + 60
-    try:
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("DDP workers did not finish within 60 s (deadlock?)")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
-
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD))
+    r0, r1 = run_ranks(worker, tmp_path, WORLD, 60, "DDP")
     for n, p in r0["params"].items():
         assert torch.equal(p, r1["params"][n]), n
         assert torch.equal(r0["ema"].get(n, p), r1["ema"].get(n, p)), n

@@ -3,21 +3,14 @@ size 2 and 1, and the export loads with load_checkpoint."""
 
 import os
 import shutil
-import socket
-import time
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+
+from multiproc import run_ranks
 
 WORLD = 2
 STEPS = 4
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(**changes):
@@ -115,17 +108,7 @@ def reference(steps: int):
 @pytest.fixture(scope="module")
 def two_rank_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("fsdp")
-    ctx = mp.start_processes(worker, args=(free_port(), str(out)), nprocs=WORLD, join=False, start_method="spawn")
-    deadline = time.monotonic() + 120
-    try:
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("FSDP workers did not finish within 120 s (deadlock?)")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
-    return out, [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    return out, run_ranks(worker, out, WORLD, 120, "FSDP")
 
 
 def full_state(dcp_dir, scratch):

@@ -18,15 +18,16 @@ NATIVE = {line.strip() for line in open(os.path.join(ROOT, "tests", "native_node
           if line.strip() and not line.startswith("#")}
 FRONTEND_ONLY = {"Note", "MarkdownNote"}  # UI-only nodes, absent from /object_info
 SPECS = make_workflows.all_specs()
-UI_FILES = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
-API_FILES = sorted(glob.glob(os.path.join(ROOT, "workflows", "api", "*.json")))
+# The user's templates (workflows/) and the test-only graphs (tests/fixtures/workflows/), each with api/ twins.
+FOLDERS = [os.path.join(ROOT, folder) for folder in make_workflows.FOLDERS]
+UI_FILES = sorted(p for folder in FOLDERS for p in glob.glob(os.path.join(folder, "*.json")))
+API_FILES = sorted(p for folder in FOLDERS for p in glob.glob(os.path.join(folder, "api", "*.json")))
 FILE_LISTS = {"ckpt_name"}  # combos whose options are the user's files
 
 
 def test_generated_files_are_in_sync():
     rendered = make_workflows.render()
-    assert {os.path.relpath(p, ROOT) for p in UI_FILES} == {k for k in rendered if k.count("/") == 1
-                                                               and k.startswith("workflows/")}
+    assert {os.path.relpath(p, ROOT) for p in UI_FILES + API_FILES} == set(rendered)  # no file left over
     for rel, text in rendered.items():
         path = os.path.join(ROOT, rel)
         assert os.path.exists(path), f"{rel} missing: run python tools/make_workflows.py"
@@ -112,7 +113,7 @@ def test_ui_widget_values_fit_our_nodes(path):
 @pytest.mark.parametrize("path", API_FILES, ids=os.path.basename)
 def test_api_workflow(path):
     wf = json.load(open(path))
-    ui = json.load(open(os.path.join(ROOT, "workflows", os.path.basename(path))))
+    ui = json.load(open(os.path.join(os.path.dirname(os.path.dirname(path)), os.path.basename(path))))
     assert {str(n["id"]) for n in ui["nodes"] if n["type"] not in FRONTEND_ONLY} == set(wf)
     for nid, node in wf.items():
         t = node["class_type"]
@@ -130,6 +131,26 @@ def test_api_workflow(path):
                 elif t in OURS:
                     check_value(t, name, entry, value)
     assert any(SPECS[n["class_type"]].get("output_node") for n in wf.values())
+
+
+LOADED_FILES = {"CCLModelLoader": "ckpt_name", "VAELoader": "vae_name", "CLIPLoader": "clip_name"}
+
+
+def test_templates_name_only_files_users_can_get():
+    """A template (what ComfyUI lists to users) loads the embedded model or files workflows/README.md says
+    where to get; graphs that need a file only a test writes are fixtures, outside workflows/."""
+    readme = open(os.path.join(ROOT, make_workflows.TEMPLATES, "README.md")).read()
+    templates = sorted(glob.glob(os.path.join(ROOT, make_workflows.TEMPLATES, "api", "*.json")))
+    assert {os.path.basename(p)[:-5] for p in templates} == set(make_workflows.WORKFLOWS)
+    assert not set(make_workflows.TEST_WORKFLOWS) & set(make_workflows.WORKFLOWS)
+    for path in templates:
+        for node in json.load(open(path)).values():
+            name = node["inputs"].get(LOADED_FILES.get(node["class_type"]))
+            if name is not None and not name.startswith("(embedded) "):
+                assert f"`{name}`" in readme, f"{os.path.basename(path)} loads {name}, which workflows/README.md " \
+                                              "does not say where to get"
+    smoke = json.load(open(os.path.join(ROOT, make_workflows.FIXTURES, "api", "ccl_tiny_smoke.json")))
+    assert any(n["inputs"].get("ckpt_name") == "ccl_tiny_smoke.safetensors" for n in smoke.values())
 
 
 INPUT_LOADERS = {"LoadAudio": "audio", "LoadVideo": "file", "LoadImage": "image"}  # native nodes reading ComfyUI/input

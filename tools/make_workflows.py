@@ -1,6 +1,7 @@
 """Writes the pack's workflows from one definition: UI format, API format and the template copies.
 
-    python tools/make_workflows.py                 # workflows/*.json (UI) and workflows/api/*.json (API)
+    python tools/make_workflows.py                 # workflows/*.json (UI) and workflows/api/*.json (API),
+                                                   # and the test-only ones in tests/fixtures/workflows/
     python tools/make_workflows.py --check         # exit 1 if a committed file differs from what it would write
     python tools/make_workflows.py --native FILE_OR_URL
         # refresh tests/native_nodes.txt and tests/native_node_specs.json from a real ComfyUI's /object_info
@@ -9,8 +10,10 @@
 ComfyUI 0.3.68 lists a pack's templates from any of example_workflows/, example/, examples/, workflow/
 and workflows/ (app/custom_node_manager.py, GET /workflow_templates), so the UI files live in
 workflows/ only: a second copy in example_workflows/ would list every template twice. The API twins
-(for POST /prompt) are in workflows/api/, which the template listing does not read. Both are generated
-here, so they cannot diverge; tests/test_workflows.py checks the committed files equal this output.
+(for POST /prompt) are in workflows/api/, which the template listing does not read. Graphs only the tests
+can run (ccl_tiny_smoke needs a checkpoint the test writes) go to tests/fixtures/workflows/ instead, so
+users are never offered them. All are generated here, so they cannot diverge; tests/test_workflows.py
+checks the committed files equal this output.
 Node specs come from the pack itself (loaded against tests/comfy_stub) and, for native nodes, from
 tests/native_node_specs.json.
 """
@@ -194,30 +197,6 @@ WORKFLOWS = {
         "after it in the prompt. Files: " + OVI_FILES,
         ovi_workflow("i2av", OVI_I2AV_PROMPT, "video/Ovi_i2av"),
     ),
-    "ccl_tiny_smoke": (
-        "CCL: tiny smoke test",
-        "Runs the whole graph on a tiny random CCL model (models/ccl/ccl_tiny_smoke.safetensors, made by "
-        "tests/test_comfy_integration.py) and writes an mp4 of noise: a wiring check, not a generator.",
-        [
-            (1, "CCLModelLoader", {"ckpt_name": "ccl_tiny_smoke.safetensors", "weight_dtype": "default",
-                                   "resident_blocks": -1}, {}, None),
-            (2, "CCLEmptyJointLatent", {"width": 32, "height": 32, "seconds": 2.0, "batch_size": 1},
-             {"model": (1, 0)}, None),
-            (3, "CCLNullText", {}, {"model": (1, 0)}, None),
-            (4, "CCLGuider", {"form": "decoupled", "video_scale": 4.0, "audio_scale": 3.0, "video_av_scale": 2.0,
-                              "audio_av_scale": 2.0, "skip_block": 1}, {"model": (1, 0), "positive": (3, 0)}, None),
-            (5, "KSamplerSelect", {"sampler_name": "euler"}, {}, None),
-            (6, "BasicScheduler", {"scheduler": "simple", "steps": 4, "denoise": 1.0}, {"model": (1, 0)}, None),
-            (7, "RandomNoise", {"noise_seed": 0}, {}, None),
-            (8, "SamplerCustomAdvanced", {}, {"noise": (7, 0), "guider": (4, 0), "sampler": (5, 0),
-                                              "sigmas": (6, 0), "latent_image": (2, 0)}, None),
-            (9, "CCLLatentPreview", {}, {"latent": (8, 0)}, None),
-            (10, "CCLCreateVideo", {"fps": 8.0}, {"images": (9, 0), "fps": (9, 2), "audio": (9, 1)}, None),
-            (11, "CCLSaveVideo", {"filename_prefix": "video/ccl_smoke", "crf": 19}, {"video": (10, 0)}, None),
-            (12, "SaveVideo", {"filename_prefix": "video/ccl_smoke_native", "format": "auto", "codec": "auto"},
-             {"video": (10, 0)}, None),
-        ],
-    ),
     "toyav_t2av": (
         "ToyAV: text to video with sound (embedded model)",
         TOYAV_NOTES + " Joint UCG with video and audio scales 3.",
@@ -252,6 +231,38 @@ WORKFLOWS = {
         toyav_extend_workflow("a red circle bouncing", "video/toyav_extend", 0),
     ),
 }
+# Test-only graphs: they need files only the tests write, so they are no user templates.
+TEST_WORKFLOWS = {
+    "ccl_tiny_smoke": (
+        "CCL: tiny smoke test",
+        "Runs the whole graph on a tiny random CCL model (models/ccl/ccl_tiny_smoke.safetensors, made by "
+        "tests/test_comfy_integration.py) and writes an mp4 of noise: a wiring check, not a generator.",
+        [
+            (1, "CCLModelLoader", {"ckpt_name": "ccl_tiny_smoke.safetensors", "weight_dtype": "default",
+                                   "resident_blocks": -1}, {}, None),
+            (2, "CCLEmptyJointLatent", {"width": 32, "height": 32, "seconds": 2.0, "batch_size": 1},
+             {"model": (1, 0)}, None),
+            (3, "CCLNullText", {}, {"model": (1, 0)}, None),
+            (4, "CCLGuider", {"form": "decoupled", "video_scale": 4.0, "audio_scale": 3.0, "video_av_scale": 2.0,
+                              "audio_av_scale": 2.0, "skip_block": 1}, {"model": (1, 0), "positive": (3, 0)}, None),
+            (5, "KSamplerSelect", {"sampler_name": "euler"}, {}, None),
+            (6, "BasicScheduler", {"scheduler": "simple", "steps": 4, "denoise": 1.0}, {"model": (1, 0)}, None),
+            (7, "RandomNoise", {"noise_seed": 0}, {}, None),
+            (8, "SamplerCustomAdvanced", {}, {"noise": (7, 0), "guider": (4, 0), "sampler": (5, 0),
+                                              "sigmas": (6, 0), "latent_image": (2, 0)}, None),
+            (9, "CCLLatentPreview", {}, {"latent": (8, 0)}, None),
+            (10, "CCLCreateVideo", {"fps": 8.0}, {"images": (9, 0), "fps": (9, 2), "audio": (9, 1)}, None),
+            (11, "CCLSaveVideo", {"filename_prefix": "video/ccl_smoke", "crf": 19}, {"video": (10, 0)}, None),
+            (12, "SaveVideo", {"filename_prefix": "video/ccl_smoke_native", "format": "auto", "codec": "auto"},
+             {"video": (10, 0)}, None),
+        ],
+    ),
+}
+# Where each table is written (relative to the repo): UI files there, their API twins in its api/. ComfyUI lists
+# the templates folder; the fixtures folder is read only by the tests.
+TEMPLATES = "workflows"
+FIXTURES = "tests/fixtures/workflows"
+FOLDERS = {TEMPLATES: WORKFLOWS, FIXTURES: TEST_WORKFLOWS}
 # UI-only widgets the frontend adds after a native node's own (upload buttons), as in ComfyUI's templates
 UI_EXTRA_WIDGETS = {"LoadAudio": [None, None], "LoadVideo": ["image"], "LoadImage": ["image"]}
 
@@ -386,11 +397,11 @@ def render():
     """path (relative to the repo) -> file text."""
     specs = all_specs()
     files = {}
-    for name, (title, notes, nodes) in WORKFLOWS.items():
-        ui = build_ui(nodes, specs, f"## {title}\n\n{notes}")
-        text = json.dumps(ui, indent=1) + "\n"
-        files[f"workflows/{name}.json"] = text
-        files[f"workflows/api/{name}.json"] = json.dumps(build_api(nodes, specs), indent=1) + "\n"
+    for folder, table in FOLDERS.items():
+        for name, (title, notes, nodes) in table.items():
+            ui = build_ui(nodes, specs, f"## {title}\n\n{notes}")
+            files[f"{folder}/{name}.json"] = json.dumps(ui, indent=1) + "\n"
+            files[f"{folder}/api/{name}.json"] = json.dumps(build_api(nodes, specs), indent=1) + "\n"
     return files
 
 
@@ -406,7 +417,7 @@ def refresh_native(source: str) -> None:
     with open(NATIVE_TXT, "w") as f:
         f.write("# Native node types of ComfyUI 0.3.68 (from its /object_info; tools/make_workflows.py --native)\n")
         f.writelines(k + "\n" for k in sorted(core))
-    used = {n[1] for _, _, nodes in WORKFLOWS.values() for n in nodes} | {"MarkdownNote"}
+    used = {n[1] for table in FOLDERS.values() for _, _, nodes in table.values() for n in nodes} | {"MarkdownNote"}
     keep = {k: {f: core[k].get(f) for f in ("input", "input_order", "output", "output_name", "output_node")}
             for k in sorted(used) if k in core}
     with open(NATIVE_SPECS, "w") as f:

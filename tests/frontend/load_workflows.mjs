@@ -3,7 +3,7 @@
 //   node tests/frontend/load_workflows.mjs http://127.0.0.1:8188 PACK_DIR name [name ...] [@file.json ...]
 //
 // For each name the page fetches /api/workflow_templates/PACK_DIR/NAME.json (what the Templates
-// dialog loads; @file.json loads a local file instead), loads it with app.loadGraphData as the UI does, and prints one line
+// dialog loads; @file.json loads a local file instead, such as a test fixture that is no template), loads it with app.loadGraphData as the UI does, and prints one line
 // "RESULT {json}": node types the frontend does not know, nodes in the graph, any dialog shown,
 // page errors raised while loading, and the API prompt the frontend makes of it (graphToPrompt),
 // which tests/test_comfy_integration.py compares with the workflow's API twin. --run NAME (or

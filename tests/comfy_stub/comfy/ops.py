@@ -27,32 +27,30 @@ def _weights(s, x):
     return w, b
 
 
-class disable_weight_init:
-    class Linear(torch.nn.Linear, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
+class _SkipInit(CastWeightBiasOp):
+    """Put before the torch layer in the bases: the layer's own init is skipped (weights come from a file)."""
 
+    def reset_parameters(self):
+        return None
+
+
+class _Conv(_SkipInit):
+    def forward(self, x):
+        return self._conv_forward(x, *_weights(self, x)) if self.comfy_cast_weights else super().forward(x)
+
+
+class disable_weight_init:
+    class Linear(_SkipInit, torch.nn.Linear):
         def forward(self, x):
             return F.linear(x, *_weights(self, x)) if self.comfy_cast_weights else super().forward(x)
 
-    class Conv1d(torch.nn.Conv1d, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
+    class Conv1d(_Conv, torch.nn.Conv1d):
+        pass
 
-        def forward(self, x):
-            return self._conv_forward(x, *_weights(self, x)) if self.comfy_cast_weights else super().forward(x)
+    class Conv3d(_Conv, torch.nn.Conv3d):
+        pass
 
-    class Conv3d(torch.nn.Conv3d, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
-
-        def forward(self, x):
-            return self._conv_forward(x, *_weights(self, x)) if self.comfy_cast_weights else super().forward(x)
-
-    class LayerNorm(torch.nn.LayerNorm, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
-
+    class LayerNorm(_SkipInit, torch.nn.LayerNorm):
         def forward(self, x):
             w, b = _weights(self, x) if self.comfy_cast_weights else (self.weight, self.bias)
             return F.layer_norm(x, self.normalized_shape, w, b, self.eps)
