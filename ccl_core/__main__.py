@@ -3,8 +3,9 @@
 Uses the embedded ToyAV model unless --model names another CCL checkpoint made for the ToyAV
 autoencoders. `--task a2v --audio FILE` makes video for a sound, `--task v2a --video FILE` sound for
 a video, `--task i2av --image FILE` a clip starting on a picture (scaled to cover the frame and
-centre-cropped: a warning above 2 % cut away, refused above 50 %); inputs of any sample rate, channel count, size or frame rate are converted, and an
-input much shorter or longer than the clip is padded or cut with a warning.
+centre-cropped: a warning above 2 % cut away, refused above 50 %); inputs of any sample rate,
+channel count, size or frame rate are converted, and an input much shorter or longer than the clip
+is padded or cut with a warning.
 
 Length: `--seconds S` (default: the model's native 2 s). `--window W --overlap O` makes a clip of
 --seconds in windows of W seconds, each continuing the clip so far from its last O seconds (default
