@@ -156,7 +156,8 @@ def test_a_run_resumed_with_other_durations_is_refused():
     with pytest.raises(ValueError, match=r"started with clips of \[1.0, 2.0, 3.0\] s, not \[1.0, 2.0\] s"):
         DurationBatches({1.0: fake_dataset(3, 4), 2.0: fake_dataset(3, 8)}, {1.0: 1, 2.0: 1}, torch.zeros(1, 2, 16),
                         2).load_state_dict(mixed().state_dict())
-    with pytest.raises(ValueError, match=r"started with clips of one dataset only \(LatentBatches\), not \[1.0, 2.0, 3.0\] s"):
+    with pytest.raises(ValueError,
+                       match=r"started with clips of one dataset only \(LatentBatches\), not \[1.0, 2.0, 3.0\] s"):
         mixed().load_state_dict(LatentBatches(fake_dataset(3, 8), torch.zeros(1, 2, 16), 2).state_dict())
     with pytest.raises(ValueError, match=r"several durations .* resume it with the same durations"):
         LatentBatches(fake_dataset(3, 8), torch.zeros(1, 2, 16), 2).load_state_dict(mixed().state_dict())
