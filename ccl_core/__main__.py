@@ -3,8 +3,9 @@
 Uses the embedded ToyAV model unless --model names another CCL checkpoint made for the ToyAV
 autoencoders. `--task a2v --audio FILE` makes video for a sound, `--task v2a --video FILE` sound for
 a video, `--task i2av --image FILE` a clip starting on a picture (scaled to cover the frame and
-centre-cropped); inputs of any sample rate, channel count, size or frame rate are converted, and an
-input much shorter or longer than the clip is padded or cut with a warning.
+centre-cropped: a warning above 2 % cut away, refused above 50 %); inputs of any sample rate,
+channel count, size or frame rate are converted, and an input much shorter or longer than the clip
+is padded or cut with a warning.
 
 Length: `--seconds S` (default: the model's native 2 s). `--window W --overlap O` makes a clip of
 --seconds in windows of W seconds, each continuing the clip so far from its last O seconds (default
@@ -117,14 +118,17 @@ def _check_length_options(args) -> None:
 
 def _read_image(path, size):
     """The first frame for i2av: the image scaled to cover the frame and centre-cropped, with a
-    warning saying how much of it the crop cut away."""
-    from .media import MediaWarning, cover_crop, read_image
+    warning saying how much of it the crop cut away, refused if that is most of it (the node's limits)."""
+    from .media import CROP_REFUSED, CROP_WARN, MediaError, MediaWarning, cover_crop, read_image
 
     image = read_image(path)
     fitted, lost = cover_crop(image, size)
-    if lost > 0.01:
-        warnings.warn(f"{path} is {image.shape[1]}x{image.shape[0]}, the clip {size[1]}x{size[0]}: the centre crop "
-                      f"cuts away {lost:.0%} of the image", MediaWarning)
+    shapes = f"{path} is {image.shape[1]}x{image.shape[0]}, the clip {size[1]}x{size[0]}"
+    if lost > CROP_REFUSED:
+        raise MediaError(f"{shapes}: the centre crop would cut away {lost:.0%} of the image (more than "
+                         f"{CROP_REFUSED:.0%}); crop or pad it to about the clip's aspect ratio first")
+    if lost > CROP_WARN:
+        warnings.warn(f"{shapes}: the centre crop cuts away {lost:.0%} of the image", MediaWarning)
     return fitted
 
 

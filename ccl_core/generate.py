@@ -290,10 +290,11 @@ def window_plan(pipe, seconds: float, window: Optional[float] = None, overlap: f
 def generate_long(pipe, prompt: str, seconds: float, window: Optional[float] = None, overlap: float = 0.5,
                   seed: int = 0, clip: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
                   progress: Optional[Callable] = None, **settings) -> Result:
-    """A clip of `seconds` made of windows (`window_plan`): the first is `generate(**settings)` (t2av,
-    or i2av with image=), each later one continues the clip from its last `overlap` seconds (task
-    "extend") with noise of `window_seed(seed, i)`, and is joined on (extension.join). With `clip`
-    (its video and audio latents) every window continues that clip, and `seconds` counts it too.
+    """A clip of `seconds` made of windows (`window_plan`, the one place that turns `overlap` into latent
+    frames): the first is `generate(**settings)` (t2av, or i2av with image=), each later one continues
+    the clip from the window's first frame, i.e. its last `overlap` seconds (task "extend"), with noise
+    of `window_seed(seed, i)`, and is joined on (extension.join). With `clip` (its video and audio
+    latents) every window continues that clip, and `seconds` counts it too.
     The latents are decoded once, whole. progress(i, total, latents) counts the steps of all windows."""
     fps, rate = float(pipe.video_ae.video_latent_fps), float(pipe.audio_ae.audio_latent_rate)
     if clip is not None and settings.get("task", "t2av") != "t2av":
@@ -301,7 +302,6 @@ def generate_long(pipe, prompt: str, seconds: float, window: Optional[float] = N
                          "cannot be combined with it")
     plan = window_plan(pipe, seconds, window, overlap, start=0 if clip is None else clip[0].shape[2])
     video, audio = clip if clip is not None else (None, None)
-    frames = overlap_frames(overlap, fps, _temporal_patch(pipe))
     for i, (first, size) in enumerate(plan):
         bar = None if progress is None else \
             (lambda k, total, x, i=i: progress(i * total + k, len(plan) * total, x))
@@ -309,8 +309,7 @@ def generate_long(pipe, prompt: str, seconds: float, window: Optional[float] = N
             r = generate(pipe, prompt, seed=window_seed(seed, i), seconds=size / fps, progress=bar, **settings)
             video, audio = r.video_latent, r.audio_latent
             continue
-        cont = continuation(video, audio, frames, fps, rate)
-        assert cont.video_start == first, (cont.video_start, first)
+        cont = continuation(video, audio, video.shape[2] - first, fps, rate)  # the overlap: from `first` on
         window_settings = {k: v for k, v in settings.items() if k not in ("task", "image")}
         r = generate(pipe, prompt, seed=window_seed(seed, i), seconds=size / fps, extend=cont, progress=bar,
                      **window_settings)

@@ -384,11 +384,17 @@ def write_mp4(path, frames, fps, waveform=None, sample_rate: Optional[int] = Non
         _PARTIAL.discard(tmp)
 
 
+# What image-to-video (the CLI and CCL Task: Image to Video+Audio) does with cover_crop's lost fraction:
+CROP_WARN = 0.02  # a crop cutting away more of the image than this is reported ...
+CROP_REFUSED = 0.5  # ... and more than this is refused: the subject would likely be cut away
+
+
 def cover_crop(image: torch.Tensor, size: Tuple[int, int]) -> Tuple[torch.Tensor, float]:
     """Fit an image ([..., H, W, 3] in 0..1) to `size` (height, width) as image-to-video needs it:
     scaled (bicubic, as Ovi's preprocessing) until it covers the frame, then centre-cropped. Returns
     the fitted image and the fraction of its area the crop cut away (0 when the aspect ratios match),
-    so that a caller can warn about or refuse a crop that would lose the subject."""
+    so that a caller can warn about (CROP_WARN) or refuse (CROP_REFUSED) a crop that would lose the
+    subject."""
     if image.ndim < 3 or image.shape[-1] != 3:
         raise MediaError(f"image must be [..., H, W, 3] (RGB), got {list(image.shape)}")
     h, w = int(image.shape[-3]), int(image.shape[-2])

@@ -102,7 +102,8 @@ def _setup(args):
     """The shared data, batches and encoders of a worker process."""
     from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
     from ccl_core.toyav.text import load_text_encoder
-    from .data import LatentBatches, load_or_encode
+    from ccl_train.data import LatentBatches
+    from .data import load_or_encode
 
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):

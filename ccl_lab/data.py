@@ -1,10 +1,10 @@
-"""ToyAV training data: clips encoded once into latents, then served as shuffled, resumable batches.
+"""ToyAV training data: world clips encoded once into latents and cached.
 
 Generating and encoding a clip costs far more than a training step on the small model, so a
 dataset of N clips (seeds base_seed .. base_seed + N - 1) of one duration is encoded once and
-cached as a safetensors file; batches are drawn from it in a fresh permutation per epoch. Datasets
-of several durations are served by DurationBatches: one duration per batch (shapes match inside a
-batch), drawn per batch with given weights.
+cached as a safetensors file. The training library serves it (ccl_train.data): LatentBatches
+draws batches in a fresh permutation per epoch, DurationBatches serves datasets of several
+durations, one duration per batch (shapes match inside a batch) drawn with given weights.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import functools
 import math
 import os
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -127,95 +127,3 @@ def load_or_encode(cache: Optional[os.PathLike], n_clips: int, base_seed: int, v
         save_file({k: v.contiguous() for k, v in data.items()}, tmp, metadata=key)
         os.replace(tmp, cache)
     return data
-
-
-class LatentBatches:
-    """Endless shuffled batches over an encoded dataset, resumable (state_dict / load_state_dict)."""
-
-    def __init__(self, data: Dict[str, torch.Tensor], null_text: torch.Tensor, batch_size: int, seed: int = 0):
-        n = data["text"].shape[0]
-        if batch_size > n:
-            raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} clips)")
-        self.data, self.null_text, self.batch_size, self.seed = data, null_text, batch_size, seed
-        self.epoch, self.position = 0, 0
-
-    def _order(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.data["text"].shape[0], generator=g)
-
-    def __iter__(self) -> Iterator[dict]:
-        order = self._order()
-        while True:
-            if self.position + self.batch_size > order.numel():
-                self.epoch, self.position = self.epoch + 1, 0
-                order = self._order()
-            idx = order[self.position:self.position + self.batch_size]
-            self.position += self.batch_size
-            batch = {k: v[idx] for k, v in self.data.items()}
-            batch["null_text"] = self.null_text
-            yield batch
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict) -> None:
-        if set(state) != {"epoch", "position"}:
-            raise ValueError(f"this data state ({sorted(state)}) is not one dataset's: the run was started with "
-                             "clips of several durations (DurationBatches, train_embedded --durations); resume it "
-                             "with the same durations")
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-
-
-class DurationBatches:
-    """Endless batches over datasets of several clip durations, resumable (state_dict / load_state_dict).
-
-    Every batch comes from one dataset (shapes match inside a batch); which one is drawn per batch
-    with probability proportional to its weight, from a generator seeded by (seed, batch index), so
-    a resumed source draws what an uninterrupted one would. Each dataset is its own LatentBatches
-    (seed + its index in `datasets`): its clips are shuffled per epoch of that dataset.
-    """
-
-    def __init__(self, datasets: Dict[float, Dict[str, torch.Tensor]], weights: Dict[float, float],
-                 null_text: torch.Tensor, batch_size: int, seed: int = 0):
-        if not datasets or set(datasets) != set(weights):
-            raise ValueError(f"one weight per dataset: datasets of {sorted(datasets)} s, weights for "
-                             f"{sorted(weights)} s")
-        bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v > 0)}
-        if bad:
-            raise ValueError(f"duration weights must be finite and > 0, got {bad}")
-        self.durations = list(datasets)
-        self.sources = []
-        for i, seconds in enumerate(self.durations):
-            try:
-                self.sources.append(LatentBatches(datasets[seconds], null_text, batch_size, seed=seed + i))
-            except ValueError as e:
-                raise ValueError(f"the {seconds:g} s clips: {e}") from None
-        self.weights = torch.tensor([float(weights[k]) for k in self.durations], dtype=torch.float64)
-        self.seed, self.draws = seed, 0
-
-    def duration_index(self, n: int) -> int:
-        """The dataset of batch n (0-based), the same in every run of this seed."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + n)
-        return int(torch.multinomial(self.weights, 1, generator=g))
-
-    def __iter__(self) -> Iterator[dict]:
-        streams = [iter(source) for source in self.sources]
-        while True:
-            k = self.duration_index(self.draws)
-            batch = next(streams[k])
-            self.draws += 1
-            yield batch
-
-    def state_dict(self) -> dict:
-        return {"durations": [float(d) for d in self.durations], "draws": self.draws,
-                "sources": [source.state_dict() for source in self.sources]}
-
-    def load_state_dict(self, state: dict) -> None:
-        mine = [float(d) for d in self.durations]
-        if "durations" not in state or [float(d) for d in state["durations"]] != mine:
-            was = f"{state['durations']} s" if "durations" in state else f"the world's {w.DURATION_S:g} s only"
-            raise ValueError(f"this run was started with clips of {was}, not {mine} s; resume it with the same "
-                             "durations (train_embedded --durations), or start a new run directory")
-        for source, sub in zip(self.sources, state["sources"]):
-            source.load_state_dict(sub)
-        self.draws = int(state["draws"])

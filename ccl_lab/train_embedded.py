@@ -8,7 +8,7 @@ then everything jointly with the DCR task mix. Each stage is a resumable run dir
 to --out (the shipped file by default) with the config and the training command in the metadata.
 
 Clips of several lengths: `--durations 2:0.6,4:0.4` (seconds:weight) trains on the world's 2 s clips
-and on 4 s ones, each batch of one length, drawn per batch with those weights (data.DurationBatches).
+and on 4 s ones, each batch of one length, drawn per batch with those weights (ccl_train.data.DurationBatches).
 The default is the world's 2 s alone, the shipped recipe.
 """
 
@@ -33,8 +33,9 @@ from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
 from ccl_core.toyav.embedded import toyav_config
 from ccl_core.toyav.text import load_text_encoder
 from ccl_train import stage_config, train
+from ccl_train.data import DurationBatches, LatentBatches
 
-from .data import DurationBatches, LatentBatches, clip_latents, duration_cache, load_or_encode
+from .data import clip_latents, duration_cache, load_or_encode
 from .generator import clip_frames
 from .world import DURATION_S
 

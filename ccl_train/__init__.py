@@ -8,10 +8,10 @@ docs/TRAINING.md describes the data contract, the run directory and launching un
 """
 
 from .config import STAGES, TrainConfig, stage_config
-from .data import TensorBatches, check_batch
+from .data import DurationBatches, LatentBatches, TensorBatches, check_batch
 from .ema import EMA
 from .loop import train
 from .trainer import StepResult, Trainer
 
-__all__ = ["EMA", "STAGES", "StepResult", "TensorBatches", "TrainConfig", "Trainer", "check_batch",
-           "stage_config", "train"]
+__all__ = ["DurationBatches", "EMA", "LatentBatches", "STAGES", "StepResult", "TensorBatches", "TrainConfig",
+           "Trainer", "check_batch", "stage_config", "train"]

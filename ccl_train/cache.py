@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ccl_core.media import MediaError, read_audio, read_video
 
+from .data import LatentBatches
 from .encoders import ClipEncoders
 
 FORMAT, VERSION = "ccl-latent-cache", 1
@@ -264,8 +265,6 @@ class LatentCache:
 
     def batches(self, indices: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0):
         """This rank's share (every world_size-th clip) as endless shuffled, resumable batches."""
-        from ccl_lab.data import LatentBatches
-
         mine = list(indices)[rank::world_size]
         if len(mine) < batch_size:
             raise ValueError(f"rank {rank} of {world_size} gets {len(mine)} clips, fewer than batch_size "

@@ -12,10 +12,14 @@ provides `state_dict()` / `load_state_dict(state)`: the state it returns must ma
 reports the position of the consumer, not of its workers). The state is saved with
 torch.save and read back with weights_only=True: keep it to tensors, numbers, strings, lists and
 dicts. Under torchrun each rank gets its own source (its own shard or seed).
+
+Sources kept here: TensorBatches (a fixed list), LatentBatches (an encoded dataset, shuffled per
+epoch) and DurationBatches (datasets of several clip durations, one duration per batch).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Iterator, List
 
 import torch
@@ -75,3 +79,94 @@ class TensorBatches:
 
     def load_state_dict(self, state: dict) -> None:
         self.position = int(state["position"])
+
+
+class LatentBatches:
+    """Endless shuffled batches over an encoded dataset, resumable (state_dict / load_state_dict)."""
+
+    def __init__(self, data: Dict[str, torch.Tensor], null_text: torch.Tensor, batch_size: int, seed: int = 0):
+        n = data["text"].shape[0]
+        if batch_size > n:
+            raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} clips)")
+        self.data, self.null_text, self.batch_size, self.seed = data, null_text, batch_size, seed
+        self.epoch, self.position = 0, 0
+
+    def _order(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.data["text"].shape[0], generator=g)
+
+    def __iter__(self) -> Iterator[dict]:
+        order = self._order()
+        while True:
+            if self.position + self.batch_size > order.numel():
+                self.epoch, self.position = self.epoch + 1, 0
+                order = self._order()
+            idx = order[self.position:self.position + self.batch_size]
+            self.position += self.batch_size
+            batch = {k: v[idx] for k, v in self.data.items()}
+            batch["null_text"] = self.null_text
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != {"epoch", "position"}:
+            raise ValueError(f"this data state ({sorted(state)}) is not one dataset's: the run was started with "
+                             "clips of several durations (DurationBatches); resume it with the same durations")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+class DurationBatches:
+    """Endless batches over datasets of several clip durations, resumable (state_dict / load_state_dict).
+
+    Every batch comes from one dataset (shapes match inside a batch); which one is drawn per batch
+    with probability proportional to its weight, from a generator seeded by (seed, batch index), so
+    a resumed source draws what an uninterrupted one would. Each dataset is its own LatentBatches
+    (seed + its index in `datasets`): its clips are shuffled per epoch of that dataset.
+    """
+
+    def __init__(self, datasets: Dict[float, Dict[str, torch.Tensor]], weights: Dict[float, float],
+                 null_text: torch.Tensor, batch_size: int, seed: int = 0):
+        if not datasets or set(datasets) != set(weights):
+            raise ValueError(f"one weight per dataset: datasets of {sorted(datasets)} s, weights for "
+                             f"{sorted(weights)} s")
+        bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"duration weights must be finite and > 0, got {bad}")
+        self.durations = list(datasets)
+        self.sources = []
+        for i, seconds in enumerate(self.durations):
+            try:
+                self.sources.append(LatentBatches(datasets[seconds], null_text, batch_size, seed=seed + i))
+            except ValueError as e:
+                raise ValueError(f"the {seconds:g} s clips: {e}") from None
+        self.weights = torch.tensor([float(weights[k]) for k in self.durations], dtype=torch.float64)
+        self.seed, self.draws = seed, 0
+
+    def duration_index(self, n: int) -> int:
+        """The dataset of batch n (0-based), the same in every run of this seed."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + n)
+        return int(torch.multinomial(self.weights, 1, generator=g))
+
+    def __iter__(self) -> Iterator[dict]:
+        streams = [iter(source) for source in self.sources]
+        while True:
+            k = self.duration_index(self.draws)
+            batch = next(streams[k])
+            self.draws += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"durations": [float(d) for d in self.durations], "draws": self.draws,
+                "sources": [source.state_dict() for source in self.sources]}
+
+    def load_state_dict(self, state: dict) -> None:
+        mine = [float(d) for d in self.durations]
+        if "durations" not in state or [float(d) for d in state["durations"]] != mine:
+            was = f"{state['durations']} s" if "durations" in state else "one dataset only (LatentBatches)"
+            raise ValueError(f"this run was started with clips of {was}, not {mine} s; resume it with the same "
+                             "durations, or start a new run directory")
+        for source, sub in zip(self.sources, state["sources"]):
+            source.load_state_dict(sub)
+        self.draws = int(state["draws"])

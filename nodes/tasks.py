@@ -238,15 +238,11 @@ class CCLAudioOnly(io.ComfyNode):
         return io.NodeOutput(*apply_task(positive, negative, latent, "t2a"))
 
 
-CROP_WARN = 0.02  # i2av: a cover crop losing more of the image than this is reported ...
-CROP_REFUSED = 0.5  # ... and more than this is refused: the subject would likely be cut away
-
-
 def first_frame_latents(vae, image: torch.Tensor, spec, shape, node_id=None) -> torch.Tensor:
     """IMAGE [N, H, W, C] -> the clean first latent frame of each clip [B, C, 1, h, w] (N is 1 or B), the
     image fitted to the latent's pixel size by media.cover_crop and encoded as ccl_core.generate does."""
     from ..ccl_core.generate import image_latent
-    from ..ccl_core.media import cover_crop
+    from ..ccl_core.media import CROP_REFUSED, CROP_WARN, cover_crop
 
     batch, _, _, h, w = shape
     height, width = h * spec.spatial_factor, w * spec.spatial_factor

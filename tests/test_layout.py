@@ -2,7 +2,8 @@
 
 ccl_core and nodes/ are what the pack runs; ccl_train (training library) and ccl_lab (ToyAV research
 tooling) build on ccl_core and are left out of the published archive (.comfyignore), so an import of
-them from the runtime, even a lazy one inside a function, would break the pack for its users.
+them from the runtime, even a lazy one inside a function, would break the pack for its users. The
+training library in turn builds on ccl_core alone: ToyAV is one user of it, not a part of it.
 """
 
 import ast
@@ -57,6 +58,10 @@ def _offenders(folder: str, allowed):
 def test_the_runtime_imports_nothing_from_the_research_packages():
     assert _offenders("ccl_core", {"ccl_core"}) == []
     assert _offenders("nodes", {"nodes", "ccl_core"}) == []
+
+
+def test_the_training_library_imports_nothing_from_the_lab():
+    assert _offenders("ccl_train", {"ccl_train", "ccl_core"}) == []
 
 
 def test_the_checker_sees_a_lazy_research_import(tmp_path, monkeypatch):

@@ -184,6 +184,26 @@ def test_command_line_lengths_windows_extension_and_images(capsys, model_file, t
     assert code == 0 and "centre crop cuts away 50% of the image" in err
 
 
+def test_command_line_image_crop_warns_and_refuses_at_the_nodes_limits(capsys, model_file, tmp_path):
+    """media.CROP_WARN (2 %) and CROP_REFUSED (50 %), as CCL Task: Image to Video+Audio has them."""
+    import warnings
+    from ccl_core.__main__ import _read_image
+    from ccl_core.media import MediaWarning
+
+    for name, width in (("slight", 65), ("wide", 72), ("strip", 160)):  # 64 high, for the 64x64 clip
+        _png(tmp_path / f"{name}.png", np.zeros((64, width, 3), np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _read_image(tmp_path / "slight.png", (64, 64)).shape == (64, 64, 3)  # 1.5 % cut: silent
+    with pytest.warns(MediaWarning, match=r"is 72x64, the clip 64x64: the centre crop cuts away 11% of the image"):
+        _read_image(tmp_path / "wide.png", (64, 64))
+    code, err = _main(capsys, "--model", model_file, "--prompt", PROMPT, "--task", "i2av",
+                      "--image", tmp_path / "strip.png", "--out", tmp_path / "s.mp4")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert "is 160x64, the clip 64x64: the centre crop would cut away 60% of the image (more than 50%)" in err
+    assert not (tmp_path / "s.mp4").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--task", "i2av"], r"--task i2av needs --image FILE"),
     (["--image", "x.png"], r"--image is only used by --task i2av"),
