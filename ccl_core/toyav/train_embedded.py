@@ -26,7 +26,7 @@ from ..model import DualStreamModel
 from ..training import stage_config, train
 from .autoencoders import AUDIO_AE_FILE, VIDEO_AE_FILE, load_audio_ae, load_video_ae
 from .data import LatentBatches, load_or_encode
-from .embedded import ASSETS, MODEL_FILE, toyav_config
+from .embedded import ASSETS, MODEL_FILE, toyav_config, toyav_metadata
 from .text import TEXT_FILE, load_text_encoder
 
 
@@ -141,7 +141,9 @@ def main(argv=None):
             "train_minutes": f"{minutes:.1f}",  # this sitting, data loading included
             # each stage's training over all sittings: what a from-scratch run of this recipe costs
             "stage_minutes": json.dumps({k: round(v / 60, 1) for k, v in seconds.items()}),
-            "threads": str(args.threads)}
+            "threads": str(args.threads),
+            # its latent spaces, native size, null text and sampling shift, read by CCL Model Loader
+            **toyav_metadata(cfg, video_ae, audio_ae, text_encoder)}
     with trainer.ema_weights():
         save_checkpoint(model, args.out, metadata=meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MB) after {minutes:.1f} min", flush=True)
