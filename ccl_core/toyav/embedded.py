@@ -45,8 +45,9 @@ def toyav_spec(config: ModelConfig, video_ae, audio_ae, text_encoder) -> LatentS
     from .world import DURATION_S, FRAME_SIZE
 
     facts = dict(temporal_factor=int(video_ae.temporal_factor), causal=False,
-                 spatial_factor=int(video_ae.spatial_factor), audio_sample_rate=int(audio_ae.sample_rate), native_width=FRAME_SIZE, native_height=FRAME_SIZE,
-                 native_seconds=float(DURATION_S), null_text=text_encoder.null(1)[0].detach().float().cpu().tolist())
+                 spatial_factor=int(video_ae.spatial_factor), audio_sample_rate=int(audio_ae.sample_rate),
+                 native_width=FRAME_SIZE, native_height=FRAME_SIZE, native_seconds=float(DURATION_S),
+                 null_text=text_encoder.null(1)[0].detach().float().cpu().tolist())
     return LatentSpec.from_dict({**config_facts(config), **facts})
 
 
