@@ -78,3 +78,21 @@ def test_task_numbers_follow_the_table():
     assert task_names([task_index(n) for n in TASKS]) == list(TASKS)
     with pytest.raises(ValueError, match="Unknown task"):
         task_index("x2y")
+
+
+def test_stamp_command(tmp_path, capsys):
+    """`python -m ccl_core stamp FILE` adds a ToyAV model's facts; a model that is not ToyAV is refused."""
+    from ccl_core.__main__ import main
+    from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
+    from ccl_core.toyav.embedded import SHIFT, toyav_config
+    torch.manual_seed(0)
+    path = tmp_path / "toyav.safetensors"
+    save_checkpoint(DualStreamModel(toyav_config(load_video_ae(), load_audio_ae())), path)
+    assert main(["stamp", str(path), "--out", str(tmp_path / "s.safetensors")]) == 0
+    meta = read_header(tmp_path / "s.safetensors").metadata
+    spec = model_spec(infer_config(read_header(path)), meta)
+    assert (spec.temporal_factor, spec.spatial_factor, spec.audio_sample_rate, spec.native_seconds) == (2, 8, 16000, 2.0)
+    assert model_shift(meta) == SHIFT and len(spec.null_text) == 5
+    save_checkpoint(DualStreamModel(tiny_config()), tmp_path / "tiny.safetensors")
+    assert main(["stamp", str(tmp_path / "tiny.safetensors")]) == 2
+    assert "it is not a ToyAV model" in capsys.readouterr().err
