@@ -39,7 +39,8 @@ from ccl_pack.ccl_core.assets import ASSETS, MODEL_FILE  # noqa: E402
 from ccl_pack.ccl_core.checkpoint import load_checkpoint, read_header  # noqa: E402
 from ccl_pack.ccl_core.guidance import Guidance, guided_velocity  # noqa: E402
 from ccl_pack.ccl_core.sampling import flow_sigmas, sample  # noqa: E402
-from ccl_pack.nodes import common  # noqa: E402
+from ccl_pack.ccl_core import latent_spec  # noqa: E402
+from ccl_pack.nodes import joint  # noqa: E402
 from ccl_pack.nodes.comfy_model import model_from_file  # noqa: E402
 from ccl_pack.nodes.guidance import CCLGuider  # noqa: E402
 
@@ -47,7 +48,7 @@ path = str(ASSETS / MODEL_FILE)
 header = read_header(path)
 net = load_checkpoint(path).eval()
 cfg = net.config
-spec = common.model_spec(cfg, header.metadata)
+spec = latent_spec.model_spec(cfg, header.metadata)
 patcher = model_from_file(header, cfg, spec, 3.0, torch.float32)
 t, h, w, length = spec.sizes(2.0, 64, 64)[:4]
 g = torch.Generator().manual_seed(0)
@@ -62,9 +63,9 @@ sigmas = flow_sigmas(args.steps, shift=3.0)
 def comfy_run():
     guider = CCLGuider(patcher)
     guider.set_guidance(guidance, [[text, {}]], [[null, {}]], spec)
-    latent = {"samples": common.nested((torch.zeros_like(noise_v), torch.zeros_like(noise_a)))}
+    latent = {"samples": joint.nested((torch.zeros_like(noise_v), torch.zeros_like(noise_a)))}
     start = time.perf_counter()
-    out = sample_custom_advanced(sampler_nodes, common.nested((noise_v, noise_a)), guider,
+    out = sample_custom_advanced(sampler_nodes, joint.nested((noise_v, noise_a)), guider,
                                  comfy.samplers.sampler_object("euler"), sigmas, latent)
     return time.perf_counter() - start, out["samples"].unbind()
 

@@ -281,10 +281,29 @@ def main(argv=None) -> int:
     g.add_argument("--model", default=None, help="a CCL checkpoint for the ToyAV latents (default: the embedded one)")
     g.add_argument("--threads", type=int, default=min(2, MAX_THREADS), help=f"1 .. {MAX_THREADS}")
     g.add_argument("--quiet", action="store_true")
+    st = sub.add_parser("stamp", help="add a ToyAV checkpoint's latent facts (spaces, native size, null text, "
+                        "shift) to its metadata, tensors unchanged, for CCL Model Loader")
+    st.add_argument("checkpoint", help="the ToyAV CCL checkpoint (.safetensors) to stamp")
+    st.add_argument("--out", default=None, help="write a stamped copy here instead of updating the file in place")
     args = ap.parse_args(argv)
     if args.command == "generate":
         return run(args)
+    if args.command == "stamp":
+        return stamp(args)
     return 2
+
+
+def stamp(args) -> int:
+    """Stamp a ToyAV checkpoint (toyav.embedded.stamp) with the facts of the shipped autoencoders and text encoder."""
+    from .errors import USER_ERRORS
+    from .toyav.embedded import stamp as stamp_toyav
+
+    try:
+        print(f"stamped {stamp_toyav(args.checkpoint, args.out)}")
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 from . import context
 from .attention import FUSION_GATE
 from .config import ModelConfig
-from .errors import CCLError
+from .header import CheckpointError, Header, TensorInfo
 from .jsonconfig import field_problems
 from .model import DualStreamModel
 
@@ -52,30 +52,7 @@ DTYPE_NAMES = {
 }
 
 
-class CheckpointError(CCLError, ValueError):
-    """A checkpoint that cannot be used, with what it is and what was expected."""
-
-
 # ---------------------------------------------------------------------- header
-@dataclass
-class TensorInfo:
-    dtype: str
-    shape: Tuple[int, ...]
-    start: int  # absolute byte offset in the file
-    end: int
-
-
-@dataclass
-class Header:
-    path: str
-    tensors: Dict[str, TensorInfo]
-    metadata: Dict[str, str]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.end - t.start for t in self.tensors.values())
-
-
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

@@ -156,9 +156,7 @@ def read_video(path, fps: float, size: Tuple[int, int], seconds: Optional[float]
         count = round(seconds * fps)
         have = float(times[-1]) + 1 / src_rate  # the last frame lasts one source frame
         _fit_note(path, max(have, total) if have >= enough else have, seconds, "the last frame, held")
-    want = torch.arange(count) / fps
-    # nearest earlier source frame for each output time (frame-rate conversion)
-    idx = (torch.searchsorted(times, want + 1e-6, right=True) - 1).clamp(0, len(frames) - 1)
+    idx = source_frames(times, count, fps)
     x = torch.stack([frames[i] for i in idx.tolist()]).float().div(255.0)  # [count, h, w, 3], only those used
     if tuple(x.shape[1:3]) != tuple(size):
         x = F.interpolate(x.permute(0, 3, 1, 2), size=size, mode="bilinear", antialias=True,
@@ -181,11 +179,29 @@ def read_image(path) -> torch.Tensor:
     return torch.from_numpy(frame.to_ndarray(format="rgb24")).float().div(255.0)
 
 
-def fit_length(wave: torch.Tensor, samples: int) -> torch.Tensor:
-    """Cut or zero-pad the last dim to `samples`."""
-    if wave.shape[-1] >= samples:
-        return wave[..., :samples]
-    return F.pad(wave, (0, samples - wave.shape[-1]))
+def fit_length(x: torch.Tensor, n: int, pad: str = "zeros", dim: int = -1) -> torch.Tensor:
+    """Cut `x` along `dim` to length n, or pad it there: with zeros (silence, an absent latent) or by
+    repeating its last element (a held last frame or latent)."""
+    cur = x.shape[dim]
+    if cur >= n:
+        return x.narrow(dim, 0, n)
+    if pad == "zeros":
+        shape = list(x.shape)
+        shape[dim] = n - cur
+        return torch.cat([x, x.new_zeros(shape)], dim=dim)
+    if pad == "repeat":
+        if cur == 0:
+            raise ValueError("cannot pad an empty tensor by repeating its last element")
+        return torch.cat([x, x.narrow(dim, cur - 1, 1).expand(*[n - cur if d == dim % x.ndim else -1
+                                                                for d in range(x.ndim)])], dim=dim)
+    raise ValueError(f"unknown pad {pad!r}; expected 'zeros' or 'repeat'")
+
+
+def source_frames(times: torch.Tensor, count: int, fps: float) -> torch.Tensor:
+    """Frame-rate conversion: for each of `count` output frames at `fps`, the index of the source frame
+    shown at that instant (the nearest earlier one; `times`: the source frames' ascending times in s)."""
+    want = torch.arange(count, dtype=times.dtype) / fps
+    return (torch.searchsorted(times, want + 1e-6, right=True) - 1).clamp(0, len(times) - 1)
 
 
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)

@@ -12,6 +12,7 @@ import re
 from typing import Optional
 
 from .config import OVI_AUDIO_ROPE_SCALE, ModelConfig, ovi_config
+from .header import CheckpointError
 
 OVI_HEAD_DIM = 128  # Wan 2.x: heads are not visible in the shapes; Ovi uses 24 x 128
 
@@ -26,6 +27,27 @@ OVI_FILES = {
     "model_960x960.safetensors": ("ovi-960x960-5s", 31, 157),
     "model_960x960_10s.safetensors": ("ovi-960x960-10s", 61, 314),
 }
+
+
+# The latent facts of Ovi's files and of CCL models built on them (48 video, 20 audio channels): the Wan 2.2
+# VAE (x4 time, causal, x16 space, normalised latents) and the 16 kHz MMAudio VAE, which ComfyUI decodes at
+# 44.1 kHz; 720x720, 5 s unless the variant's name says otherwise; Ovi's sampling shift.
+OVI_CHANNELS = (48, 20)
+OVI_LATENT_SPACES = dict(video_space="wan22", audio_space="identity", temporal_factor=4, causal=True,
+                         spatial_factor=16, audio_sample_rate=44100, native_width=720, native_height=720,
+                         native_seconds=5.0)
+OVI_SHIFT = 5.0
+
+
+def ovi_latent_facts(name: str) -> dict:
+    """OVI_LATENT_SPACES with the native size a variant's name gives (ovi_variant's names)."""
+    facts = dict(OVI_LATENT_SPACES)
+    size = re.search(r"(\d+)x(\d+)-(\d+)s", name or "")
+    if size:
+        facts.update(native_width=int(size[1]), native_height=int(size[2]), native_seconds=float(size[3]))
+    elif "10s" in (name or ""):
+        facts.update(native_seconds=10.0)
+    return facts
 
 
 def ovi_variant(path: str):
@@ -44,7 +66,6 @@ def ovi_config_from_header(header, overrides: Optional[dict] = None) -> ModelCon
     layers_v = 1 + max(int(k.split(".")[2]) for k in header.tensors if k.startswith("video_model.blocks."))
     layers_a = 1 + max(int(k.split(".")[2]) for k in header.tensors if k.startswith("audio_model.blocks."))
     if layers_v != layers_a:
-        from .checkpoint import CheckpointError
         raise CheckpointError(f"{header.path}: video tower has {layers_v} blocks but audio tower {layers_a}; "
                               "an Ovi checkpoint has equal depths")
     patch_w = shape("video_model.patch_embedding.weight")  # [dim, C, pt, ph, pw]

@@ -49,6 +49,18 @@ def check_task(name: str) -> TaskSpec:
         raise ValueError(f"Unknown task {name!r}; expected one of {sorted(TASKS)}") from None
 
 
+def task_index(name: str) -> int:
+    """A task's number, its row in TASKS: how a batch carries tasks as a tensor (ComfyUI's conds)."""
+    check_task(name)
+    return list(TASKS).index(name)
+
+
+def task_names(indices: Sequence[int]) -> list:
+    """The task names of task_index numbers."""
+    names = list(TASKS)
+    return [names[int(i)] for i in indices]
+
+
 @dataclass
 class Routes:
     """Per-sample routing, each field a bool tensor [B]."""

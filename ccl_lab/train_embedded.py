@@ -30,7 +30,7 @@ from ccl_core.checkpoint import save_checkpoint
 from ccl_core.jsonconfig import parse_sets
 from ccl_core.model import DualStreamModel
 from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
-from ccl_core.toyav.embedded import toyav_config
+from ccl_core.toyav.embedded import toyav_config, toyav_metadata
 from ccl_core.toyav.text import load_text_encoder
 from ccl_train import stage_config, train
 from ccl_train.data import DurationBatches, LatentBatches
@@ -257,7 +257,9 @@ def main(argv=None):
             "train_minutes": f"{minutes:.1f}",  # this sitting, data loading included
             # each stage's training over all sittings: what a from-scratch run of this recipe costs
             "stage_minutes": json.dumps({k: round(v / 60, 1) for k, v in seconds.items()}),
-            "threads": str(args.threads)}
+            "threads": str(args.threads),
+            # its latent spaces, native size, null text and sampling shift, read by CCL Model Loader
+            **toyav_metadata(cfg, video_ae, audio_ae, text_encoder)}
     with trainer.ema_weights():
         save_checkpoint(model, args.out, metadata=meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MB) after {minutes:.1f} min", flush=True)

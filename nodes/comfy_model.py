@@ -44,14 +44,15 @@ import comfy.ops
 import comfy.supported_models_base
 import comfy.utils
 
-from ..ccl_core.checkpoint import (NEW_PARAMETERS, SCALE_INPUT, SCALE_WEIGHT, SCALED_FP8_KEY, CheckpointError, Header,
-                                   ScaledFP8, check_keys, load_weights, model_view, read_tensor, scaled_fp8_info,
-                                   storage_dtype)
+from ..ccl_core.checkpoint import (NEW_PARAMETERS, SCALE_INPUT, SCALE_WEIGHT, SCALED_FP8_KEY, ScaledFP8, check_keys,
+                                   load_weights, model_view, read_tensor, scaled_fp8_info, storage_dtype)
 from ..ccl_core.config import ModelConfig
+from ..ccl_core.header import CheckpointError, Header
+from ..ccl_core.latent_spec import LatentSpec, null_text_for
 from ..ccl_core.layers import TorchOps
 from ..ccl_core.model import DualStreamModel
-from ..ccl_core.routing import make_routes, prefix_mask
-from .common import TASK_IDS, TASK_NAMES, LatentSpec, null_text_for
+from ..ccl_core.routing import make_routes, prefix_mask, task_index, task_names
+from ..ccl_core.sampling import restore_held
 
 log = logging.getLogger("ccl")
 
@@ -132,16 +133,16 @@ class CCLDualStream(DualStreamModel):
         if sigma.ndim == 0:
             sigma = sigma.expand(batch)
         ids = torch.zeros(batch, dtype=torch.long, device=device) if ccl_task is None else ccl_task.to(device).long()
-        tasks = [TASK_NAMES[i] for i in ids.tolist()]
+        tasks = task_names(ids.tolist())
         counts = {n: None if c is None else c.to(device).long().flatten()
                   for n, c in (("video", ccl_prefix_video), ("audio", ccl_prefix_audio))}
         routes = make_routes(tasks, batch, device=device, video_prefix=counts["video"], audio_prefix=counts["audio"])
         inputs = {"video": video, "audio": audio}
         cleans = {"video": ccl_clean_video, "audio": ccl_clean_audio}
         holds = {name: held_positions(routes, name, inputs[name], cleans[name], tasks) for name in inputs}
-        for name, (_, given, clean) in holds.items():
-            if given is not None:  # the model reads the clean latent where it is given (timestep 0 there)
-                inputs[name] = torch.where(given, clean.to(inputs[name].dtype), inputs[name])
+        given = {name: g for name, (_, g, _) in holds.items() if g is not None}
+        # the model reads the clean latent where it is given (timestep 0 there)
+        inputs = restore_held(inputs, {n: holds[n][2].to(inputs[n].dtype) for n in given}, given)
         ctx_only = None if ccl_ctx_only is None else ccl_ctx_only.to(device).bool()
         skip_block = skip_rows = None
         if ccl_skip is not None:
@@ -161,12 +162,12 @@ class CCLDualStream(DualStreamModel):
         # audio, v2a's video, i2av's first frame, an extension's overlap) or zeros (an absent stream), so any
         # sampler lands there.
         for name, x_in in (("video", video), ("audio", audio)):
-            mask, given, clean = holds[name]
+            mask, where, clean = holds[name]
             if mask is None:
                 continue
             target = torch.zeros_like(x_in, dtype=torch.float32)
-            if given is not None:
-                target = torch.where(given, clean.float(), target)
+            if where is not None:
+                target = restore_held({name: target}, {name: clean.float()}, {name: where})[name]
             s = sigma.view((-1,) + (1,) * (x_in.ndim - 1)).float()
             v_hold = torch.where(s > 0, (x_in.float() - target) / s.clamp_min(1e-12), torch.zeros_like(target))
             out[name] = torch.where(mask, v_hold.to(out[name].dtype), out[name])
@@ -256,10 +257,8 @@ class CCLBaseModel(comfy.model_base.BaseModel):
         shapes = kwargs.get("latent_shapes")
         if shapes is not None:
             out["latent_shapes"] = comfy.conds.CONDConstant(shapes)
-        task = kwargs.get("ccl_task", "t2av")
-        if task not in TASK_IDS:
-            raise ValueError(f"unknown CCL task {task!r}; expected one of {list(TASK_IDS)}")
-        out["ccl_task"] = comfy.conds.CONDRegular(torch.tensor([TASK_IDS[task]], dtype=torch.long))
+        out["ccl_task"] = comfy.conds.CONDRegular(
+            torch.tensor([task_index(kwargs.get("ccl_task", "t2av"))], dtype=torch.long))
         out["ccl_ctx_only"] = comfy.conds.CONDRegular(
             torch.tensor([int(bool(kwargs.get("ccl_ctx_only", False)))], dtype=torch.long))
         out["ccl_skip"] = comfy.conds.CONDRegular(torch.tensor([int(kwargs.get("ccl_skip", -1))], dtype=torch.long))

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 
 import comfy.utils
 
+from ..ccl_core.media import fit_length
 from .api import io
-from .common import CATEGORY, CCL_KEY, check_interrupt, fit_length, latent_spec, split_joint, to_vae_space
-from .latents import restore_held
+from .joint import CCL_KEY, held_streams, latent_spec, to_vae_space
+from .runtime import CATEGORY, check_interrupt
 
 
 def decode_video(vae, raw: torch.Tensor) -> torch.Tensor:
@@ -71,11 +72,9 @@ class CCLDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent, video_vae, audio_vae):
-        video, audio = split_joint(latent, "CCL Decode")
+        video, audio = held_streams(latent, "CCL Decode")
         spec = latent_spec(latent)
-        meta = latent.get(CCL_KEY, {})
-        video, audio = restore_held(video, audio, meta)
-        task = meta.get("task", "t2av")
+        task = latent.get(CCL_KEY, {}).get("task", "t2av")
         batch, t = video.shape[0], video.shape[2]
         frames = spec.pixel_frames(t)
         duration = frames / spec.fps
@@ -96,10 +95,7 @@ class CCLDecode(io.ComfyNode):
             else:
                 wave, sr = decode_audio(audio_vae, to_vae_space(spec.audio_space, audio[b:b + 1]))
             rate = rate or sr
-            samples = round(duration * rate)
-            wave = wave.cpu()
-            wave = wave[..., :samples] if wave.shape[-1] >= samples else F.pad(wave, (0, samples - wave.shape[-1]))
-            waves.append(wave)
+            waves.append(fit_length(wave.cpu(), round(duration * rate)))
             pbar.update(1)
         channels = max(w.shape[1] for w in waves)
         waves = [w.expand(-1, channels, -1) if w.shape[1] == 1 else w for w in waves]
@@ -122,9 +118,8 @@ class CCLLatentPreview(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent):
-        video, audio = split_joint(latent, "CCL Latent Preview")
+        video, audio = held_streams(latent, "CCL Latent Preview")
         spec = latent_spec(latent)
-        video, audio = restore_held(video, audio, latent.get(CCL_KEY, {}))
         batch, _, t = video.shape[:3]
         frames = spec.pixel_frames(t)
         rate = int(spec.audio_sample_rate)
@@ -144,7 +139,7 @@ class CCLLatentPreview(io.ComfyNode):
             wave = F.interpolate(trace.view(1, 1, -1), size=max(1, math.ceil(audio.shape[2] / spec.audio_latent_rate
                                                                               * rate)), mode="linear",
                                  align_corners=False)
-            waves.append(fit_length(wave, samples) if wave.shape[-1] else wave)
+            waves.append(fit_length(wave, samples, pad="repeat") if wave.shape[-1] else wave)
             pbar.update(1)
         return io.NodeOutput(torch.cat(images), {"waveform": torch.cat(waves), "sample_rate": rate}, float(spec.fps))
 

@@ -17,8 +17,8 @@ import torch
 
 from ..ccl_core import extension
 from .api import io
-from .common import CATEGORY, CCL_KEY, latent_spec, make_joint_latent, spec_of, split_joint
-from .latents import restore_held
+from .joint import CCL_KEY, held_streams, latent_spec, make_joint_latent, spec_of
+from .runtime import CATEGORY
 from .tasks import apply_task, encode_audio, encode_video, negative_input, task_outputs
 
 EXTEND_KEY = "extend"  # the window's record in the LATENT's CCL metadata
@@ -53,9 +53,8 @@ class CCLExtend(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, latent, overlap_seconds, seconds=0.0, negative=None):
-        video, audio = split_joint(latent, "CCL Extend")
+        video, audio = held_streams(latent, "CCL Extend")
         spec = latent_spec(latent)
-        video, audio = restore_held(video, audio, latent.get(CCL_KEY, {}))
         seconds = seconds or spec.native_seconds
         if not seconds > 0:
             raise ValueError(f"CCL Extend: model {spec.name or '(unnamed)'} does not say its native clip length; "
@@ -101,8 +100,8 @@ class CCLAppendWindow(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, window):
-        cv, ca = split_joint(clip, "CCL Append Window (clip)")
-        wv, wa = split_joint(window, "CCL Append Window (window)")
+        cv, ca = held_streams(clip, "CCL Append Window (clip)")
+        wv, wa = held_streams(window, "CCL Append Window (window)")
         spec, wspec = latent_spec(clip), latent_spec(window)
         if spec.to_dict() != wspec.to_dict():
             raise ValueError(f"CCL Append Window: the window is a latent of another model ({wspec.name or 'unnamed'}) "
@@ -117,8 +116,6 @@ class CCLAppendWindow(io.ComfyNode):
                              f"and {record['clip_audio']} audio latents, batch {wv.shape[0]}, {wv.shape[3]}x"
                              f"{wv.shape[4]}; the clip given has {cv.shape[2]} and {ca.shape[2]}, batch {cv.shape[0]}, "
                              f"{cv.shape[3]}x{cv.shape[4]}: connect the latent that went into CCL Extend")
-        cv, ca = restore_held(cv, ca, clip.get(CCL_KEY, {}))
-        wv, wa = restore_held(wv, wa, window.get(CCL_KEY, {}))
         cont = extension.continuation(cv, ca, record["overlap_frames"], spec.video_latent_fps, spec.audio_latent_rate)
         same = (cont.video_start, cont.audio_start) == (record["video_start"], record["audio_start"]) and \
             torch.allclose(wv[:, :, :cont.video_prefix], cont.video.to(wv), atol=1e-5) and \

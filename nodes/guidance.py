@@ -18,8 +18,11 @@ import comfy.samplers
 import comfy.utils
 
 from ..ccl_core.guidance import FORMS, Guidance
+from ..ccl_core.latent_spec import null_text_for
 from .api import io
-from .common import CATEGORY, TASK_KEYS, null_text_for, null_text_like, spec_of
+from .conditioning import TASK_KEYS, null_text_like
+from .joint import spec_of
+from .runtime import CATEGORY
 
 AUDIO_TEXT_KEY = "ccl_text_audio"  # the audio tower's text, when it differs from the video tower's
 

@@ -6,11 +6,9 @@ import torch
 
 import comfy.model_management
 
-from ..ccl_core.routing import prefix_mask
-from ..ccl_core.sampling import restore_held as restore_given
 from .api import io
-from .common import (CATEGORY, CCL_KEY, latent_spec, make_joint_latent, show_warning, spec_of, split_joint,
-                     to_model_space, to_vae_space)
+from .joint import CCL_KEY, held_streams, latent_spec, make_joint_latent, spec_of, to_model_space, to_vae_space
+from .runtime import CATEGORY, show_warning
 
 
 FAR_BEYOND_COST = 4.0  # a step costing more than this many native steps gets a warning
@@ -89,10 +87,8 @@ class CCLSplitLatent(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent):
-        video, audio = split_joint(latent, "CCL Split Latent")
+        video, audio = held_streams(latent, "CCL Split Latent")
         spec = latent_spec(latent) if CCL_KEY in latent else None
-        meta = latent.get(CCL_KEY, {})
-        video, audio = restore_held(video, audio, meta)
         if spec is not None:
             video = to_vae_space(spec.video_space, video)
             audio = to_vae_space(spec.audio_space, audio)
@@ -142,20 +138,6 @@ class CCLJoinLatents(io.ComfyNode):
         v = to_model_space(spec.video_space, v.float())
         a = to_model_space(spec.audio_space, a.float())
         return io.NodeOutput(make_joint_latent(v.contiguous(), a.contiguous(), spec))
-
-
-def restore_held(video, audio, meta):
-    """Put back the exact clean values a task held (the sampler returns them up to rounding): a2v's / v2a's
-    whole conditioning stream, or the first meta["prefix"][stream] positions along time (i2av, extend)."""
-    clean = meta.get("clean") or {}
-    prefix = meta.get("prefix") or {}
-    x = {"video": video, "audio": audio}
-    given = {name: c.to(x[name]) for name, c in clean.items()
-             if name in x and c is not None and c.shape == x[name].shape and prefix.get(name) != 0}
-    masks = {name: None if prefix.get(name) is None else prefix_mask(torch.tensor([prefix[name]]), x[name])
-             for name in given}
-    out = restore_given(x, given, masks)
-    return out["video"], out["audio"]
 
 
 NODES = [CCLEmptyJointLatent, CCLSplitLatent, CCLJoinLatents]

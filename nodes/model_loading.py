@@ -9,11 +9,13 @@ import folder_paths
 
 import torch
 
-from ..ccl_core.checkpoint import (DTYPE_NAMES, ST_DTYPES, CheckpointError, check_memory, detect_kind, infer_config,
-                                   read_header, scaled_fp8_info)
+from ..ccl_core.checkpoint import DTYPE_NAMES, ST_DTYPES, check_memory, detect_kind, infer_config, read_header, \
+    scaled_fp8_info
+from ..ccl_core.header import CheckpointError
+from ..ccl_core.latent_spec import model_shift, model_spec
 from .api import io
-from .common import CATEGORY, DEFAULT_SHIFTS, SHIFT_METADATA_KEY, model_spec
 from .comfy_model import WEIGHT_DTYPE_KEY, model_from_file, scaled_fp8_route, with_block_swap
+from .runtime import CATEGORY
 from .toyav import EMBEDDED_MODELS, embedded_path
 
 log = logging.getLogger("ccl")
@@ -22,7 +24,6 @@ FOLDER = "ccl"  # models/ccl, registered by the pack's __init__
 SEARCH = (FOLDER, "diffusion_models")
 FOLDER_EXTENSIONS = (".safetensors", ".sft")  # the files listed from models/ccl
 WEIGHT_DTYPES = ["default", "bf16", "fp16", "fp8"]
-DEFAULT_SHIFT = 5.0  # Ovi's; ModelSamplingSD3 overrides it
 
 
 def register_folder() -> None:
@@ -88,11 +89,7 @@ def load_model(ckpt_name: str, weight_dtype: str = "default", resident_blocks: i
         raise CheckpointError(f"{os.path.basename(path)} is {what}, not a CCL or Ovi audio-video model; "
                               "load it with the loader made for it")
     config = infer_config(header)
-    default_shift = DEFAULT_SHIFTS.get(config.name, DEFAULT_SHIFT)
-    try:
-        shift = float(header.metadata.get(SHIFT_METADATA_KEY, default_shift))
-    except ValueError:
-        shift = default_shift
+    shift = model_shift(header.metadata)  # the file's, else Ovi's (ModelSamplingSD3 overrides it)
     spec = model_spec(config, header.metadata)
     dtype = weight_dtype_of(header, weight_dtype)
     check_memory(header, dtype)  # the weights are read into CPU memory first (ComfyUI's offload device)

@@ -12,14 +12,17 @@ import math
 
 import torch
 
+from ..ccl_core.media import fit_length, source_frames
+from ..ccl_core import routing
 from ..ccl_core.routing import make_routes
 from .api import io
-from .common import (CATEGORY, CCL_KEY, TASK_KEYS, fit_batch, fit_length, latent_spec, nested, null_text_like,
-                     show_warning, split_joint, to_model_space)
+from .conditioning import TASK_KEYS, null_text_like
+from .joint import CCL_KEY, fit_batch, latent_spec, nested, split_joint, to_model_space
+from .runtime import CATEGORY, show_warning
 
 
 def with_task(conditioning, task, clean=None, prefix=None):
-    """Copy of a CONDITIONING list with our task keys (common.TASK_KEYS) set on every entry."""
+    """Copy of a CONDITIONING list with our task keys (conditioning.TASK_KEYS) set on every entry."""
     out = []
     for t, d in conditioning:
         d = {k: v for k, v in d.items() if k not in TASK_KEYS}
@@ -112,17 +115,13 @@ def encode_audio(vae, audio: dict, spec, length: int) -> torch.Tensor:
         wave = wave.repeat(1, 2, 1)
     elif want == 2 and wave.shape[1] > 2:
         wave = wave[:, :2]
-    samples = math.ceil(length / spec.audio_latent_rate * target_sr)
-    if wave.shape[-1] >= samples:
-        wave = wave[..., :samples]
-    else:  # silence after the end of the given audio
-        wave = torch.nn.functional.pad(wave, (0, samples - wave.shape[-1]))
+    wave = fit_length(wave, math.ceil(length / spec.audio_latent_rate * target_sr))  # silence after its end
     lat = vae.encode(wave.movedim(1, -1))
     if lat.ndim != 3 or lat.shape[1] != spec.audio_channels:
         raise ValueError(f"the audio VAE gave a latent {list(lat.shape)}; this model needs [B, "
                          f"{spec.audio_channels}, L] (Ovi: the MMAudio VAE)")
     lat = to_model_space(spec.audio_space, lat.float())
-    return fit_length(lat, length, dim=2)
+    return fit_length(lat, length, pad="repeat", dim=2)
 
 
 def encode_video(vae, images: torch.Tensor, fps: float, spec, shape) -> torch.Tensor:
@@ -136,13 +135,11 @@ def encode_video(vae, images: torch.Tensor, fps: float, spec, shape) -> torch.Te
         raise ValueError(f"IMAGE must be [frames, H, W, C], got {list(images.shape)}")
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    # the frame shown at each model frame instant k / spec.fps (nearest earlier source frame)
-    idx = torch.clamp((torch.arange(frames, dtype=torch.float64) * fps / spec.fps + 1e-6).floor().long(),
-                      max=images.shape[0] - 1)
+    idx = source_frames(torch.arange(images.shape[0], dtype=torch.float64) / fps, frames, spec.fps)
     pix = images[idx][..., :3].float()
     if pix.shape[1:3] != (height, width):
         pix = comfy.utils.common_upscale(pix.movedim(-1, 1), width, height, "bilinear", "center").movedim(1, -1)
-    return fit_length(video_latent(vae, pix, spec), t, dim=2)
+    return fit_length(video_latent(vae, pix, spec), t, pad="repeat", dim=2)
 
 
 def video_latent(vae, pix: torch.Tensor, spec) -> torch.Tensor:
@@ -170,6 +167,15 @@ class FirstFrameEncoder:
         return video_latent(self.vae, frames[0], self.spec)
 
 
+def with_clean_stream(positive, negative, latent, task, what, encode):
+    """apply_task for a2v / v2a: the stream routing.TASKS gives clean, from encode(spec, that stream's shape)."""
+    video, audio = split_joint(latent, what)
+    name = "video" if routing.TASKS[task].video == "clean" else "audio"
+    x = video if name == "video" else audio
+    clean = fit_batch(encode(latent_spec(latent), x.shape), x.shape[0], f"the {name}")
+    return apply_task(positive, negative, latent, task, {name: clean})
+
+
 class CCLAudioToVideo(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -183,11 +189,8 @@ class CCLAudioToVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, latent, audio_vae, audio, negative=None):
-        _, a = split_joint(latent, "CCL Audio to Video")
-        spec = latent_spec(latent)
-        clean = encode_audio(audio_vae, audio, spec, a.shape[2])
-        clean = fit_batch(clean, a.shape[0], "the audio")
-        return io.NodeOutput(*apply_task(positive, negative, latent, "a2v", {"audio": clean}))
+        return io.NodeOutput(*with_clean_stream(positive, negative, latent, "a2v", "CCL Audio to Video",
+                                                lambda spec, shape: encode_audio(audio_vae, audio, spec, shape[2])))
 
 
 class CCLVideoToAudio(io.ComfyNode):
@@ -205,11 +208,8 @@ class CCLVideoToAudio(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, latent, video_vae, images, fps, negative=None):
-        v, _ = split_joint(latent, "CCL Video to Audio")
-        spec = latent_spec(latent)
-        clean = encode_video(video_vae, images, fps, spec, v.shape)
-        clean = fit_batch(clean, v.shape[0], "the video")
-        return io.NodeOutput(*apply_task(positive, negative, latent, "v2a", {"video": clean}))
+        return io.NodeOutput(*with_clean_stream(positive, negative, latent, "v2a", "CCL Video to Audio",
+                                                lambda spec, shape: encode_video(video_vae, images, fps, spec, shape)))
 
 
 class CCLVideoOnly(io.ComfyNode):

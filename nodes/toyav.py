@@ -9,7 +9,7 @@ How the parts plug into the generic CCL nodes:
 - text: CCL ToyAV Text Encode gives an ordinary CONDITIONING [[emb [1, 5, 64], {...}]], read by the model
   adapter like CLIPTextEncode output. Its dict also carries the encoder's null text (the encoding of the
   empty prompt ""), which the guider and the task nodes use when no negative is connected; the model's
-  spec (null_text "toyav", nodes/common.py) gives the same null text to CCL Null Text. So the empty
+  checkpoint carries the same null text in its metadata (ccl_core.latent_spec) for CCL Null Text. So the empty
   prompt, CCL Null Text and the guider's default negative are one and the same tensor, the null text
   the model was trained with (text dropout) and UCG reads.
 - autoencoders: CCL ToyAV Autoencoder Loader returns two VAE objects with the decode / encode contract
@@ -21,8 +21,7 @@ Weights stay on the CPU: the three parts are small (a few MB).
 
 from __future__ import annotations
 
-import functools
-import logging
+import math
 import os
 
 import torch
@@ -30,10 +29,10 @@ import torch
 import folder_paths
 
 from ..ccl_core.assets import ASSETS, AUDIO_AE_FILE, MODEL_FILE, TEXT_FILE, VIDEO_AE_FILE
+from ..ccl_core.media import fit_length
 from .api import io
-from .common import CATEGORY, NULL_TEXT_KEY, TOYAV_SPACES
-
-log = logging.getLogger("ccl")
+from .conditioning import NULL_TEXT_KEY
+from .runtime import CATEGORY
 
 FAMILY = f"{CATEGORY}/ToyAV"
 TEXT_ENCODER_TYPE = "CCL_TEXT_ENCODER"
@@ -83,18 +82,6 @@ def _resolve(name: str, folder: str) -> str:
     if not path:
         raise FileNotFoundError(f"ToyAV file {name!r} not found in models/{folder}")
     return path
-
-
-# ---------------------------------------------------------------------- null text
-@functools.lru_cache(maxsize=4)
-def _null_of_file(path: str) -> torch.Tensor:
-    from ..ccl_core.toyav.text import load_text_encoder
-    return load_text_encoder(path).null(1).detach().float()
-
-
-def embedded_null_text(batch: int = 1) -> torch.Tensor:
-    """The shipped ToyAV text encoder's null text (the empty prompt) [batch, 5, 64]."""
-    return _null_of_file(embedded_path(EMBEDDED_TEXT)).expand(batch, -1, -1).clone()
 
 
 class CCLToyAVTextEncoderLoader(io.ComfyNode):
@@ -181,9 +168,7 @@ class ToyAVVideoVAE:
             x = x.unsqueeze(0)
         if x.ndim != 5:
             raise ValueError(f"ToyAV video VAE: frames must be [F, H, W, 3], got {list(pixels.shape)}")
-        pad = (-x.shape[1]) % self.temporal_factor
-        if pad:
-            x = torch.cat([x, x[:, -1:].expand(-1, pad, -1, -1, -1)], 1)
+        x = fit_length(x, x.shape[1] + (-x.shape[1]) % self.temporal_factor, pad="repeat", dim=1)
         with torch.no_grad():
             return self.ae.encode(x.clamp(0, 1))
 
@@ -215,25 +200,13 @@ class ToyAVAudioVAE:
             x = x.mean(-1)
         if x.ndim != 2:
             raise ValueError(f"ToyAV audio VAE: audio must be [B, S, C], got {list(wave.shape)}")
-        pad = (-x.shape[-1]) % self.hop
-        if pad or x.shape[-1] == 0:
-            x = torch.nn.functional.pad(x, (0, pad if x.shape[-1] else self.hop))
+        x = fit_length(x, max(1, math.ceil(x.shape[-1] / self.hop)) * self.hop)  # silence to whole latents
         with torch.no_grad():
             return self.ae.encode(x, self.audio_sample_rate)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.ae.decode(latent.float().cpu()).unsqueeze(-1)
-
-
-def check_against_spec(video: ToyAVVideoVAE, audio: ToyAVAudioVAE) -> None:
-    """Warn when the autoencoders' factors differ from what the loader assumes for ToyAV models."""
-    have = dict(temporal_factor=video.temporal_factor, spatial_factor=video.spatial_factor,
-                audio_sample_rate=audio.audio_sample_rate)
-    differ = {k: (v, TOYAV_SPACES[k]) for k, v in have.items() if v != TOYAV_SPACES[k]}
-    if differ:
-        log.warning("CCL: these ToyAV autoencoders differ from the embedded model's latent spec %s; "
-                    "decoded lengths or sizes will be wrong", differ)
 
 
 class CCLToyAVAutoencoderLoader(io.ComfyNode):
@@ -269,7 +242,6 @@ class CCLToyAVAutoencoderLoader(io.ComfyNode):
         from ..ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
         video = ToyAVVideoVAE(load_video_ae(_resolve(video_ae, "vae")))
         audio = ToyAVAudioVAE(load_audio_ae(_resolve(audio_ae, "vae")))
-        check_against_spec(video, audio)
         return io.NodeOutput(video, audio)
 
 

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 import comfy.utils
 import folder_paths
 
-from ..ccl_core.media import write_mp4
+from ..ccl_core.media import fit_length, write_mp4
 from .api import InputImpl, Types, io, ui
-from .common import CATEGORY, check_interrupt
+from .runtime import CATEGORY, check_interrupt
 
 log = logging.getLogger("ccl")
 
@@ -60,8 +60,7 @@ def fit_audio(audio, frames: int, rate: Fraction):
     if wave.shape[0] > 1:
         log.info("CCL: the audio has a batch of %d; the video gets the first one", wave.shape[0])
     wave = wave[:1, :2].float().cpu()
-    samples = round(frames * sr / rate)
-    wave = wave[..., :samples] if wave.shape[-1] >= samples else F.pad(wave, (0, samples - wave.shape[-1]))
+    wave = fit_length(wave, round(frames * sr / rate))
     return {"waveform": wave.contiguous(), "sample_rate": sr}
 
 

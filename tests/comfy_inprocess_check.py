@@ -62,7 +62,7 @@ with torch.no_grad():
     for name, p in net.named_parameters():
         if not name.endswith("ctx_logit_bias"):
             p.copy_(torch.randn_like(p) * 0.2 + (1.0 if "norm" in name and p.ndim == 1 else 0.0))
-model = pack.nodes.comfy_model.build_model(net, pack.nodes.common.model_spec(net.config))
+model = pack.nodes.comfy_model.build_model(net, pack.ccl_core.latent_spec.model_spec(net.config))
 lat, fps, frames = N["CCLEmptyJointLatent"].execute(model, 16, 16, 2.0, 1)
 pos = [[torch.randn(1, 5, 16), {}]]
 sampler = comfy.samplers.sampler_object("euler")

@@ -36,7 +36,8 @@ import comfy.samplers  # noqa: E402
 core = pack.ccl_core
 from ccl_pack.ccl_core.assets import ASSETS, MODEL_FILE  # noqa: E402
 from ccl_pack.ccl_core.checkpoint import load_checkpoint, read_header  # noqa: E402
-from ccl_pack.nodes import common  # noqa: E402
+from ccl_pack.ccl_core import latent_spec  # noqa: E402
+from ccl_pack.nodes import joint  # noqa: E402
 from ccl_pack.nodes.comfy_model import model_from_file  # noqa: E402
 
 res = {"flags": flags}
@@ -44,7 +45,7 @@ path = str(ASSETS / MODEL_FILE)
 header = read_header(path)
 net = load_checkpoint(path).eval()  # the plain ccl_core model: the reference
 cfg = net.config
-spec_ = common.model_spec(cfg, header.metadata)
+spec_ = latent_spec.model_spec(cfg, header.metadata)
 patcher = model_from_file(header, cfg, spec_, 3.0, torch.float32)
 
 g = torch.Generator().manual_seed(0)
@@ -60,8 +61,8 @@ def native_x0(model):
     """x0 after one Euler step from sigma to 0 through ComfyUI's own guider and sampler."""
     guider = Guider_Basic(model)
     guider.set_conds([[text, {}]])
-    latent = {"samples": common.nested((video, audio))}
-    out = sample_custom_advanced(sampler_nodes, common.nested((noise_v, noise_a)), guider,
+    latent = {"samples": joint.nested((video, audio))}
+    out = sample_custom_advanced(sampler_nodes, joint.nested((noise_v, noise_a)), guider,
                                  comfy.samplers.sampler_object("euler"), torch.tensor([sigma, 0.0]), latent)
     return out["samples"].unbind()
 

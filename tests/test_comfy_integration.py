@@ -93,11 +93,12 @@ def server(tmp_path_factory):
     save_file({"encoder.w": torch.zeros(2), "decoder.w": torch.zeros(2)}, str(base / "models" / "ccl" / "a_vae.safetensors"))
     if not os.path.isfile(TOYAV_MODEL):
         from ccl_core.toyav.autoencoders import AudioAE, VideoAE
-        from ccl_core.toyav.embedded import toyav_config
+        from ccl_core.toyav.embedded import toyav_config, toyav_metadata
         from ccl_core.toyav.text import load_text_encoder
         torch.manual_seed(0)
-        save_checkpoint(DualStreamModel(toyav_config(VideoAE(), AudioAE(), load_text_encoder())),
-                        base / "models" / "ccl" / TOYAV_RANDOM)
+        parts = VideoAE(), AudioAE(), load_text_encoder()
+        net = DualStreamModel(toyav_config(*parts))
+        save_checkpoint(net, base / "models" / "ccl" / TOYAV_RANDOM, metadata=toyav_metadata(net.config, *parts))
     (base / "input").mkdir()
     for f in glob.glob(os.path.join(ROOT, "workflows", "inputs", "*")):
         shutil.copy(f, base / "input")

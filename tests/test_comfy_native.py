@@ -18,7 +18,8 @@ import comfy.model_management  # noqa: E402
 import comfy.ops  # noqa: E402
 
 native = pack.nodes.comfy_model
-common = pack.nodes.common
+joint = pack.nodes.joint
+latent_spec = pack.ccl_core.latent_spec
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def net():
 
 
 def _native(net, weight_dtype=None):
-    return native.model_from_state(net.state_dict(), net.config, common.model_spec(net.config),
+    return native.model_from_state(net.state_dict(), net.config, latent_spec.model_spec(net.config),
                                    weight_dtype=weight_dtype)
 
 
@@ -152,7 +153,7 @@ def test_the_model_holds_what_its_task_does_not_generate(net):
     video, audio, t, text = tiny_inputs(5, cfg=net.config)
     g = torch.Generator().manual_seed(7)
     clean_v, clean_a = torch.randn(video.shape, generator=g), torch.randn(audio.shape, generator=g)
-    ids = torch.tensor([common.TASK_IDS[k] for k in ("t2av", "t2v", "t2a", "a2v", "v2a")])
+    ids = torch.tensor([pack.ccl_core.routing.task_index(k) for k in ("t2av", "t2v", "t2a", "a2v", "v2a")])
     with torch.no_grad():
         v, a = dm([video, audio], t * 1000.0, context=text, ccl_task=ids, ccl_clean_video=clean_v,
                   ccl_clean_audio=clean_a)

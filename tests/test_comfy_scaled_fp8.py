@@ -127,7 +127,7 @@ def test_ovi_layout_through_both_native_routes(monkeypatch, tmp_path):
     header = checkpoint.read_header(path)
     cfg = checkpoint.infer_config(header, overrides)
     ref = checkpoint.load_checkpoint(path, dtype="fp32", overrides=overrides)
-    spec = pack.nodes.common.model_spec(cfg, header.metadata)
+    spec = pack.ccl_core.latent_spec.model_spec(cfg, header.metadata)
     for version, tol in (("0.12", 1e-5), ("0.3", 1e-5)):
         with monkeypatch.context() as m:
             features(m, version)

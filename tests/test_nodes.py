@@ -211,13 +211,13 @@ def test_empty_latent_sizes(model):
     v, a = lat["samples"].unbind()
     assert list(v.shape) == [3, 4, 8, 12, 16] and list(a.shape) == [3, 3, 32]
     assert fps == 4.0 and frames == 8
-    ovi = pack.nodes.common.model_spec(core.ovi_config(num_layers=1, dim=256, ffn_dim=512, num_heads=2))
+    ovi = pack.ccl_core.latent_spec.model_spec(core.ovi_config(num_layers=1, dim=256, ffn_dim=512, num_heads=2))
     assert ovi.video_space == "wan22" and ovi.fps == 24.0
     t, h, w, length, frames, width, height = ovi.sizes(5.0, 720, 720)
     assert (t, h, w, length, frames, width, height) == (31, 44, 44, 157, 121, 704, 704)  # Ovi's 5 s clip
     assert ovi.sizes(10.0, 960, 960)[0] == 61
     assert (ovi.native_width, ovi.native_height, ovi.native_seconds) == (720, 720, 5.0)
-    ovi10 = pack.nodes.common.model_spec(core.ovi_config(num_layers=1, dim=256, ffn_dim=512, num_heads=2,
+    ovi10 = pack.ccl_core.latent_spec.model_spec(core.ovi_config(num_layers=1, dim=256, ffn_dim=512, num_heads=2,
                                                          name="ovi-960x960-10s"))
     assert (ovi10.native_width, ovi10.native_height, ovi10.native_seconds) == (960, 960, 10.0)
     with pytest.raises(ValueError, match="does not say its native size: set width, height and seconds"):
@@ -239,7 +239,7 @@ def test_guider_matches_core_guidance(model, form, with_negative):
     guider = N["CCLGuider"].execute(model, positive, form, 4.0, 3.0, 2.0, 1.5, 1, negative=negative)[0]
     comfy.samplers.CALLS.clear()
     s = 0.6
-    out = guider.sample(pack.nodes.common.nested((nv, na)), lat["samples"], None, torch.tensor([s, 0.0]))
+    out = guider.sample(pack.nodes.joint.nested((nv, na)), lat["samples"], None, torch.tensor([s, 0.0]))
     ov, oa = out.unbind()
     guidance = core.guidance.Guidance(form, 4.0, 3.0, 2.0, 1.5, skip_block=1)
     with torch.no_grad():
@@ -265,7 +265,7 @@ def test_guider_audio_negative_matches_core_guidance(model, form, with_negative)
                                     negative_audio=[[neg_a, {}]])[0]
     comfy.samplers.CALLS.clear()
     s = 0.6
-    ov, oa = guider.sample(pack.nodes.common.nested((nv, na)), lat["samples"], None, torch.tensor([s, 0.0])).unbind()
+    ov, oa = guider.sample(pack.nodes.joint.nested((nv, na)), lat["samples"], None, torch.tensor([s, 0.0])).unbind()
     guidance = core.guidance.Guidance(form, 4.0, 3.0, 2.0, 1.5, skip_block=1)
     with torch.no_grad():
         ev, ea = core.guidance.guided_velocity(net, s * nv, s * na, s, s, text, neg if with_negative else None,

@@ -11,7 +11,8 @@ from pack_loader import load_pack, node_classes
 
 pack = load_pack()
 N = node_classes(pack)
-common = pack.nodes.common
+joint = pack.nodes.joint
+latent_spec = pack.ccl_core.latent_spec
 core = pack.ccl_core
 import comfy.model_management  # noqa: E402
 import comfy.utils  # noqa: E402
@@ -25,11 +26,11 @@ class FakePatcher:
         self.model = type("M", (), {"ccl_spec": spec})()
 
 
-TINY = common.LatentSpec(video_channels=4, audio_channels=3, video_latent_fps=4.0, audio_latent_rate=16.0,
+TINY = latent_spec.LatentSpec(video_channels=4, audio_channels=3, video_latent_fps=4.0, audio_latent_rate=16.0,
                          video_patch=(1, 2, 2), text_dim=16, text_len=8)
 # Ovi-like spaces at toy sizes: Wan 2.2 normalisation (fake constants in the stub), x4 time, x16 space
-OVIISH = common.LatentSpec(video_channels=48, audio_channels=20, video_latent_fps=6.0, audio_latent_rate=31.25,
-                           video_patch=(1, 2, 2), **common.OVI_SPACES)
+OVIISH = latent_spec.LatentSpec(video_channels=48, audio_channels=20, video_latent_fps=6.0, audio_latent_rate=31.25,
+                           video_patch=(1, 2, 2), **pack.ccl_core.ovi.OVI_LATENT_SPACES)
 
 
 class FakeAudioVAE:
@@ -123,7 +124,7 @@ def test_split_join_roundtrip_with_wan22_space():
     assert fps == 24.0 and frames == 25
     v, a = lat["samples"].unbind()
     assert v.shape == (1, 48, 7, 2, 4) and a.shape == (1, 20, 32)
-    lat["samples"] = common.nested((torch.randn(v.shape), torch.randn(a.shape)))
+    lat["samples"] = joint.nested((torch.randn(v.shape), torch.randn(a.shape)))
     sv, sa = N["CCLSplitLatent"].execute(lat)
     assert sa["type"] == "audio" and torch.equal(sa["samples"], lat["samples"].unbind()[1])  # audio: identity
     assert not torch.allclose(sv["samples"], lat["samples"].unbind()[0])  # video: to the VAE's raw space
@@ -140,7 +141,7 @@ def test_split_restores_held_stream_exactly():
     clean = out["ccl"]["clean"]["audio"]
     sampled = dict(out)
     v, a = out["samples"].unbind()
-    sampled["samples"] = common.nested((v, a + 1e-7))  # what a sampler gives back: equal up to rounding
+    sampled["samples"] = joint.nested((v, a + 1e-7))  # what a sampler gives back: equal up to rounding
     assert torch.equal(N["CCLSplitLatent"].execute(sampled)[1]["samples"], clean)
 
 
@@ -152,7 +153,7 @@ def test_plain_latent_is_refused():
 def test_decode_fits_audio_to_video_and_reports_progress():
     lat, fps, frames = tiny_latent(batch=2, seconds=1.5)
     v, a = lat["samples"].unbind()
-    lat["samples"] = common.nested((torch.rand(v.shape), torch.randn(a.shape)))
+    lat["samples"] = joint.nested((torch.rand(v.shape), torch.randn(a.shape)))
     comfy.utils.PROGRESS.clear()
     images, audio, out_fps = N["CCLDecode"].execute(lat, FakeImageVAE(), FakeAudioVAE(hop=1000))
     assert images.shape == (2 * frames, 8, 16, 3) and out_fps == fps == 4.0
@@ -178,7 +179,7 @@ def test_decode_stops_on_interrupt():
 def test_latent_preview():
     lat, fps, frames = N["CCLEmptyJointLatent"].execute(FakePatcher(OVIISH), 64, 32, 1.0, 1)
     v, a = lat["samples"].unbind()
-    lat["samples"] = common.nested((torch.randn(v.shape), torch.randn(a.shape)))
+    lat["samples"] = joint.nested((torch.randn(v.shape), torch.randn(a.shape)))
     images, audio, out_fps = N["CCLLatentPreview"].execute(lat)
     assert images.shape == (frames, 32, 64, 3) and 0 <= images.min() and images.max() <= 1
     assert audio["waveform"].shape == (1, 1, round(frames / 24 * 44100)) and out_fps == 24.0

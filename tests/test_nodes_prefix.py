@@ -13,7 +13,8 @@ from pack_loader import load_pack, node_classes
 
 pack = load_pack()
 N = node_classes(pack)
-common = pack.nodes.common
+joint = pack.nodes.joint
+latent_spec = pack.ccl_core.latent_spec
 core = pack.ccl_core
 import comfy.samplers  # noqa: E402  (the stub, on sys.path after load_pack)
 import folder_paths  # noqa: E402
@@ -30,12 +31,12 @@ def tiny(tmp_path_factory):
     folder_paths.set_base(str(tmp_path_factory.mktemp("comfy_base_prefix")))
     torch.manual_seed(0)
     net = randomize(core.DualStreamModel(core.tiny_config())).eval()
-    return pack.nodes.comfy_model.build_model(net, common.model_spec(net.config)), net
+    return pack.nodes.comfy_model.build_model(net, latent_spec.model_spec(net.config)), net
 
 
 def _noise(latent, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return common.nested([torch.randn(t.shape, generator=g) for t in latent["samples"].unbind()])
+    return joint.nested([torch.randn(t.shape, generator=g) for t in latent["samples"].unbind()])
 
 
 def _cfg_sample(model, pos, neg, latent, seed=0, cfg=3.0):
@@ -61,7 +62,7 @@ def test_adapter_holds_prefixes_and_matches_core(tiny):
     g = torch.Generator().manual_seed(5)
     clean_v, clean_a = torch.randn(video.shape, generator=g), torch.randn(audio.shape, generator=g)
     names = ["t2av", "i2av", "extend"]
-    ids = torch.tensor([common.TASK_IDS[k] for k in names])
+    ids = torch.tensor([pack.ccl_core.routing.task_index(k) for k in names])
     vp, ap = torch.tensor([0, 0, 2]), torch.tensor([0, 0, 9])
     with torch.no_grad():
         v, a = dm([video, audio], t * 1000.0, context=text, ccl_task=ids, ccl_clean_video=clean_v,
@@ -99,7 +100,7 @@ def test_extend_chain_holds_the_overlap_under_native_and_ccl_guiders(tiny):
         assert (p[0][1]["ccl_prefix_video"], p[0][1]["ccl_prefix_audio"]) == (2, 32 + 24 * i - rec["audio_start"])
         out = sample(model, p, n, window, seed=2 + i)
         wv, wa = out["samples"].unbind()
-        cv, ca = pack.nodes.latents.restore_held(*clip["samples"].unbind(), clip.get("ccl", {}))
+        cv, ca = pack.nodes.joint.restore_held(*clip["samples"].unbind(), clip.get("ccl", {}))
         tail_v, tail_a = cv[:, :, rec["video_start"]:], ca[:, :, rec["audio_start"]:]
         k, m = tail_v.shape[2], tail_a.shape[2]
         torch.testing.assert_close(wv[:, :, :k], tail_v, atol=1e-5, rtol=0)  # the sampler's own output
@@ -137,7 +138,7 @@ def test_extend_and_append_refuse_bad_inputs(tiny):
     longer = N["CCLEmptyJointLatent"].execute(model, 8, 8, 3.0, 1)[0]
     with pytest.raises(ValueError, match="continues a clip of 8 latent frames .* the clip given has 12"):
         N["CCLAppendWindow"].execute(longer, window)
-    other = dict(lat, samples=common.nested([t + 1 for t in lat["samples"].unbind()]))
+    other = dict(lat, samples=joint.nested([t + 1 for t in lat["samples"].unbind()]))
     with pytest.raises(ValueError, match="continues another clip of the same length"):
         N["CCLAppendWindow"].execute(other, window)
     foreign = dict(window, ccl={**window["ccl"], "spec": {**window["ccl"]["spec"], "name": "other", "video_channels": 8}})
@@ -183,7 +184,7 @@ def test_i2av_through_the_nodes_equals_core_generate(embedded):
     assert p[0][1]["ccl_task"] == "i2av" and lat["ccl"]["prefix"] == {"video": 1, "audio": 0}
     guider = N["CCLGuider"].execute(model, p, "joint", 3.0, 3.0, 2.0, 2.0, 2, negative=n)[0]
     g = torch.Generator().manual_seed(seed)
-    noise = common.nested([torch.randn(t.shape, generator=g) for t in lat["samples"].unbind()])
+    noise = joint.nested([torch.randn(t.shape, generator=g) for t in lat["samples"].unbind()])
     out = guider.sample(noise, lat["samples"], None, flow_sigmas(steps, 3.0))
     sv, sa = N["CCLSplitLatent"].execute(dict(lat, samples=out))
     with torch.no_grad():
@@ -274,7 +275,7 @@ def test_encode_video_resamples_trims_and_refuses_bad_videos(embedded):
     (lat,) = N["CCLEncodeVideo"].execute(model, _video(frames, 30, wave, 44100), video_vae, audio_vae)
     v, a = lat["samples"].unbind()
     assert list(v.shape) == [1, 8, 10, 8, 8] and list(a.shape) == [1, 8, 79], (v.shape, a.shape)
-    assert lat["ccl"]["spec"] == common.spec_of(model).to_dict()
+    assert lat["ccl"]["spec"] == joint.spec_of(model).to_dict()
     with pytest.raises(ValueError, match=r"the video has no audio; .*add a soundtrack.*Video to Audio"):
         N["CCLEncodeVideo"].execute(model, _video(frames, 30, None, 0), video_vae, audio_vae)
     with pytest.raises(ValueError, match=r"the video has no frames"):

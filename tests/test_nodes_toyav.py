@@ -15,7 +15,8 @@ from pack_loader import load_pack, node_classes, node_info
 
 pack = load_pack()
 N = node_classes(pack)
-common = pack.nodes.common
+joint = pack.nodes.joint
+latent_spec = pack.ccl_core.latent_spec
 toyav = pack.nodes.toyav
 core = pack.ccl_core
 import comfy.samplers  # noqa: E402
@@ -26,7 +27,7 @@ import folder_paths  # noqa: E402
 from ccl_core import DualStreamModel  # noqa: E402
 from ccl_core.checkpoint import save_checkpoint  # noqa: E402
 from ccl_core.toyav import autoencoders as AE  # noqa: E402
-from ccl_core.toyav.embedded import toyav_config  # noqa: E402
+from ccl_core.toyav.embedded import stamp, toyav_config, toyav_metadata  # noqa: E402
 from ccl_core.toyav.text import load_text_encoder  # noqa: E402
 
 MODEL_FILE = "toyav_random.safetensors"
@@ -51,7 +52,9 @@ def base(tmp_path_factory):
         for name, p in net.named_parameters():
             if "head" in name and p.ndim >= 2:
                 p.normal_(0, 0.02)
-    save_checkpoint(net, os.path.join(path, "models", "ccl", MODEL_FILE))
+    # as train_embedded saves it: with its latent facts, read off these autoencoders and the text encoder
+    save_checkpoint(net, os.path.join(path, "models", "ccl", MODEL_FILE),
+                    metadata=toyav_metadata(net.config, video_ae, audio_ae, load_text_encoder()))
     return path
 
 
@@ -102,8 +105,9 @@ def test_embedded_model_loads_when_installed(base, monkeypatch, tmp_path):
 
 def test_toyav_spec_shift_and_latent(model):
     spec = model.model.ccl_spec
-    assert (spec.fps, spec.spatial_factor, spec.audio_sample_rate, spec.null_text) == (16.0, 8, 16000, "toyav")
-    assert model.model.model_sampling.shift == 3.0  # ccl_core.generate's shift for ToyAV
+    assert (spec.fps, spec.spatial_factor, spec.audio_sample_rate) == (16.0, 8, 16000)
+    assert torch.equal(torch.tensor(spec.null_text), load_text_encoder().null(1)[0])  # the empty prompt's encoding
+    assert model.model.model_sampling.shift == 3.0  # the file's (ccl_core.toyav.embedded.SHIFT), not Ovi's 5.0
     lat, fps, frames = N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
     v, a = lat["samples"].unbind()
     assert list(v.shape) == [1, 8, 16, 8, 8] and list(a.shape) == [1, 8, 125] and (fps, frames) == (16.0, 32)
@@ -131,14 +135,14 @@ def test_sizes_far_beyond_the_model_warn_with_the_cost(model, caplog):
         N["CCLEmptyJointLatent"].execute(model, 704, 704, 5.0, 1)
 
 
-def test_spec_matches_the_autoencoders():
-    video, audio = AE.VideoAE(), AE.AudioAE()
-    spaces = common.TOYAV_SPACES
-    assert (video.temporal_factor, video.spatial_factor, audio.sample_rate) == (
-        spaces["temporal_factor"], spaces["spatial_factor"], spaces["audio_sample_rate"])
-    cfg = toyav_config(video, audio, load_text_encoder())
-    spec = common.model_spec(cfg)
-    assert spec.fps == video.fps and spec.audio_latent_rate == audio.audio_latent_rate
+def test_spec_matches_the_autoencoders(model, vaes):
+    """The loaded model's spec is what its metadata says, read off the autoencoders it was saved with."""
+    video_vae, audio_vae = vaes
+    spec = joint.spec_of(model)
+    assert (spec.temporal_factor, spec.spatial_factor, spec.audio_sample_rate) == (
+        video_vae.temporal_factor, video_vae.spatial_factor, audio_vae.audio_sample_rate)
+    assert (spec.fps, spec.video_space, spec.audio_space, spec.causal) == (video_vae.fps, "identity", "identity", False)
+    assert (spec.native_width, spec.native_height, spec.native_seconds) == (64, 64, 2.0)
     for name in ("toyav_video_ae.safetensors", "toyav_audio_ae.safetensors"):  # the shipped files, once trained
         path = os.path.join(toyav.ASSETS, name)
         if os.path.isfile(path):
@@ -149,13 +153,45 @@ def test_spec_matches_the_autoencoders():
                 assert (ae.sample_rate, ae.audio_latent_rate) == (16000, 62.5)
 
 
+def test_shipped_model_carries_its_latent_facts():
+    """The embedded file's metadata is what stamping it with the shipped parts writes (ccl_core stamp)."""
+    from ccl_core.checkpoint import infer_config, read_header
+    path = os.path.join(toyav.ASSETS, toyav.EMBEDDED_MODELS[toyav.EMBEDDED_MODEL])
+    if not os.path.isfile(path):
+        pytest.skip("the embedded model is not installed")
+    header = read_header(path)
+    want = toyav_metadata(infer_config(header))
+    assert {k: header.metadata.get(k) for k in want} == want
+
+
+def test_unstamped_toyav_model_is_refused_then_stamped(base, tmp_path):
+    """A ToyAV file saved without its latent facts names the fix; the fix adds them, tensors unchanged."""
+    from safetensors import safe_open
+    src = os.path.join(base, "models", "ccl", MODEL_FILE)
+    with safe_open(src, "pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    net = DualStreamModel(toyav_config(AE.VideoAE(), AE.AudioAE(), load_text_encoder()))
+    net.load_state_dict(state)
+    bare = os.path.join(base, "models", "ccl", "toyav_unstamped.safetensors")
+    save_checkpoint(net, bare)
+    with pytest.raises(pack.ccl_core.header.CheckpointError, match=r"toyav-ccl checkpoint does not say its latent "
+                       r"spaces.*python -m ccl_core stamp FILE"):
+        N["CCLModelLoader"].execute("toyav_unstamped.safetensors", "default")
+    stamp(bare)
+    with safe_open(bare, "pt") as f:
+        assert sorted(f.keys()) == sorted(state) and all(torch.equal(f.get_tensor(k), v) for k, v in state.items())
+    spec = joint.spec_of(N["CCLModelLoader"].execute("toyav_unstamped.safetensors", "default")[0])
+    assert spec.to_dict() == joint.spec_of(N["CCLModelLoader"].execute(MODEL_FILE, "default")[0]).to_dict()
+    os.remove(bare)
+
+
 def test_text_encode_gives_plain_conditioning(encoder):
     (cond,) = N["CCLToyAVTextEncode"].execute(encoder, "A Red circle bouncing.")
     emb, d = cond[0]
     assert len(cond) == 1 and emb.shape == (1, 5, 64) and emb.dtype == torch.float32
     torch.testing.assert_close(emb, encoder.encode(["a red circle bouncing"])[0])
     assert not emb[0, 4].any()  # padding positions are zeros
-    torch.testing.assert_close(d[common.NULL_TEXT_KEY], encoder.null(1))
+    torch.testing.assert_close(d[pack.nodes.conditioning.NULL_TEXT_KEY], encoder.null(1))
     (empty,) = N["CCLToyAVTextEncode"].execute(encoder, "")
     torch.testing.assert_close(empty[0][0], encoder.null(1))  # the empty prompt is the null text
     assert empty[0][0].any()  # ... which is not zeros
@@ -173,7 +209,6 @@ def test_null_text_is_the_same_everywhere(model, encoder):
     """Empty prompt, CCL Null Text, the guider's and the task nodes' default negative, and the model's
     ccl_null_text flag all give the ToyAV encoder's null text (not zeros)."""
     null = encoder.null(1)
-    torch.testing.assert_close(toyav.embedded_null_text(1), null)
     (nt,) = N["CCLNullText"].execute(model)
     torch.testing.assert_close(nt[0][0], null)
     (pos,) = N["CCLToyAVTextEncode"].execute(encoder, "a green square sliding")
@@ -191,8 +226,8 @@ def test_null_text_is_the_same_everywhere(model, encoder):
     out = model.model.extra_conds(cross_attn=text, ccl_null_text=True)
     torch.testing.assert_close(out["c_crossattn"].cond, null)
     # Ovi / other CCL models keep zeros
-    ovi = common.model_spec(core.ovi_config(num_layers=1, dim=256, ffn_dim=512, num_heads=2))
-    assert ovi.null_text == "zeros" and not common.null_text_for(ovi, torch.ones(1, 3, 8)).any()
+    ovi = latent_spec.model_spec(core.ovi_config(num_layers=1, dim=256, ffn_dim=512, num_heads=2))
+    assert ovi.null_text == "zeros" and not latent_spec.null_text_for(ovi, torch.ones(1, 3, 8)).any()
 
 
 def test_autoencoder_loader_and_decode(model, vaes):
@@ -202,7 +237,7 @@ def test_autoencoder_loader_and_decode(model, vaes):
     lat, fps, frames = N["CCLEmptyJointLatent"].execute(model, 64, 64, 2.0, 1)
     g = torch.Generator().manual_seed(0)
     v, a = (torch.randn(t.shape, generator=g) for t in lat["samples"].unbind())
-    lat["samples"] = common.nested((v, a))
+    lat["samples"] = joint.nested((v, a))
     images, audio, out_fps = N["CCLDecode"].execute(lat, video_vae, audio_vae)
     assert images.shape == (32, 64, 64, 3) and out_fps == 16.0
     assert audio["sample_rate"] == 16000 and audio["waveform"].shape == (1, 1, 32000)
@@ -266,7 +301,7 @@ def test_short_run_through_guider_to_video(model, vaes, encoder):
     (neg,) = N["CCLToyAVTextEncode"].execute(encoder, "")
     guider = N["CCLGuider"].execute(model, pos, "joint", 3.0, 3.0, 2.0, 2.0, 2, negative=neg)[0]
     g = torch.Generator().manual_seed(0)
-    noise = common.nested([torch.randn(t.shape, generator=g) for t in lat["samples"].unbind()])
+    noise = joint.nested([torch.randn(t.shape, generator=g) for t in lat["samples"].unbind()])
     comfy.samplers.CALLS.clear()
     sigmas = torch.tensor([1.0, 0.75, 0.4, 0.0])
     out = guider.sample(noise, lat["samples"], None, sigmas)

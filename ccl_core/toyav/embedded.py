@@ -14,6 +14,9 @@ import torch
 
 from ..assets import ASSETS, MODEL_FILE
 from ..config import ModelConfig
+from ..latent_spec import LatentSpec, config_facts, spec_metadata, stamp_file
+
+SHIFT = 3.0  # the sampling shift the embedded model is meant for (its training's timestep_shift default too)
 
 
 def toyav_config(video_ae=None, audio_ae=None, text_encoder=None, **overrides) -> ModelConfig:
@@ -32,6 +35,43 @@ def toyav_config(video_ae=None, audio_ae=None, text_encoder=None, **overrides) -
         base.update(text_dim=text_encoder.text_dim, text_len=text_encoder.max_tokens)
     base.update(overrides)
     return ModelConfig(**base)
+
+
+def toyav_spec(config: ModelConfig, video_ae, audio_ae, text_encoder) -> LatentSpec:
+    """A ToyAV model's latent facts, read off the parts it was trained with: the autoencoders' latents are
+    already normalised (identity spaces), their factors and sample rate; the world's clip as the native
+    size; the text encoder's empty prompt as the null text."""
+    from .clip import DURATION_S, FRAME_SIZE
+
+    facts = dict(temporal_factor=int(video_ae.temporal_factor), causal=False,
+                 spatial_factor=int(video_ae.spatial_factor), audio_sample_rate=int(audio_ae.sample_rate),
+                 native_width=FRAME_SIZE, native_height=FRAME_SIZE, native_seconds=float(DURATION_S),
+                 null_text=text_encoder.null(1)[0].detach().float().cpu().tolist())
+    return LatentSpec.from_dict({**config_facts(config), **facts})
+
+
+def toyav_metadata(config: ModelConfig, video_ae=None, audio_ae=None, text_encoder=None, shift: float = SHIFT) -> dict:
+    """The checkpoint metadata of a ToyAV model (latent_spec.spec_metadata), the shipped parts by default."""
+    from ..header import CheckpointError
+    from .autoencoders import load_audio_ae, load_video_ae
+    from .text import load_text_encoder
+
+    video_ae, audio_ae = video_ae or load_video_ae(), audio_ae or load_audio_ae()
+    text_encoder = text_encoder or load_text_encoder()
+    have = (config.video_channels, config.audio_channels, config.text_dim)
+    parts = (video_ae.latent_channels, audio_ae.latent_channels, text_encoder.text_dim)
+    if have != parts:
+        raise CheckpointError(f"model {config.name or '(unnamed)'} has (video, audio, text) channels {have} but the "
+                              f"ToyAV autoencoders and text encoder give {parts}: it is not a ToyAV model")
+    return spec_metadata(toyav_spec(config, video_ae, audio_ae, text_encoder), shift)
+
+
+def stamp(path, out=None, video_ae=None, audio_ae=None, text_encoder=None) -> str:
+    """Add toyav_metadata to an existing ToyAV checkpoint (in place, or to `out`), its tensors unchanged."""
+    from ..checkpoint import infer_config, read_header
+
+    config = infer_config(read_header(path))
+    return stamp_file(path, toyav_metadata(config, video_ae, audio_ae, text_encoder), out)
 
 
 @dataclass
