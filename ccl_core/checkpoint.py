@@ -26,7 +26,7 @@ import torch
 from . import context
 from .attention import FUSION_GATE
 from .config import ModelConfig
-from .header import CheckpointError, Header, TensorInfo
+from .header import CheckpointError, Header, TensorInfo, metadata_object
 from .jsonconfig import field_problems
 from .model import DualStreamModel
 
@@ -239,14 +239,7 @@ def _ccl_config_dict(header: Header) -> dict:
     if raw is None:
         raise CheckpointError(f"{header.path} is marked as a CCL checkpoint ({FORMAT_KEY}) but its metadata has no "
                               f"{CONFIG_KEY}; it was edited or not written by save_checkpoint")
-    try:
-        cfg = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{header.path}: metadata {CONFIG_KEY} is not valid JSON ({e})") from None
-    if not isinstance(cfg, dict):
-        raise CheckpointError(f"{header.path}: metadata {CONFIG_KEY} is a JSON {type(cfg).__name__}, not an object "
-                              f"of ModelConfig fields")
-    return cfg
+    return metadata_object(raw, CONFIG_KEY, "ModelConfig fields", where=str(header.path))
 
 
 def min_parameters(config: ModelConfig) -> int:

@@ -6,6 +6,7 @@ import these types from here (so neither imports the other for them).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
@@ -33,3 +34,15 @@ class Header:
     @property
     def nbytes(self) -> int:
         return sum(t.end - t.start for t in self.tensors.values())
+
+
+def metadata_object(raw: str, key: str, holds: str, where: str = "checkpoint") -> dict:
+    """A JSON object kept as one metadata field of a file; a bad one is refused naming the field
+    (`key`), what it should hold and the file (`where`)."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{where}: metadata {key} is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{where}: metadata {key} is a JSON {type(value).__name__}, not an object of {holds}")
+    return value

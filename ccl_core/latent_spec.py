@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from .header import CheckpointError
+from .header import CheckpointError, metadata_object
 from .ovi import OVI_CHANNELS, OVI_SHIFT, ovi_latent_facts
 
 SPACES_METADATA_KEY = "ccl_latent_spaces"
@@ -158,13 +158,7 @@ def model_spec(config, metadata: Optional[dict] = None) -> LatentSpec:
                               f"(metadata {SPACES_METADATA_KEY}, from before they were saved with the model); add "
                               f"them with `{NEEDS_METADATA[config.name]}`")
     if raw:
-        try:
-            extra = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"checkpoint metadata {SPACES_METADATA_KEY} is not valid JSON: {e}") from None
-        if not isinstance(extra, dict):
-            raise CheckpointError(f"checkpoint metadata {SPACES_METADATA_KEY} must be a JSON object with "
-                                  f"{sorted(METADATA_FIELDS)}, got {type(extra).__name__}")
+        extra = metadata_object(raw, SPACES_METADATA_KEY, f"{sorted(METADATA_FIELDS)}")
         for part in METADATA_FIELDS:
             base.update(extra.get(part) or {})
     return LatentSpec.from_dict(base)
