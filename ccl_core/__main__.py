@@ -257,7 +257,9 @@ def main(argv=None) -> int:
     g.add_argument("--seed", type=int, default=0, help="0 .. 2**32 - 1")
     g.add_argument("--steps", type=int, default=25, help="1 .. 1000")
     g.add_argument("--sampler", choices=["euler", "dpmpp_2m"], default="dpmpp_2m")
-    g.add_argument("--shift", type=float, default=3.0)
+    from .toyav.embedded import SHIFT
+    g.add_argument("--shift", type=float, default=SHIFT,
+                   help=f"the sampling shift (default {SHIFT:g}, the embedded model's)")
     g.add_argument("--guidance", choices=["joint", "decoupled", "cfg", "ovi", "none"], default="joint")
     g.add_argument("--video-scale", type=float, default=3.0)
     g.add_argument("--audio-scale", type=float, default=3.0)

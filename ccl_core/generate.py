@@ -24,6 +24,7 @@ from .guidance import Guidance, guided_velocity
 from .media import fit_length
 from .routing import make_routes, prefix_mask
 from .sampling import flow_sigmas, sample
+from .toyav.embedded import SHIFT
 
 
 # torch's CPU generator seeds its Mersenne Twister with the seed's low 32 bits only: seeds s and
@@ -32,7 +33,7 @@ SEED_RANGE = (0, 2**32 - 1)
 STEPS_RANGE = (1, 1000)  # more steps than this change nothing a flow sampler can show, and take hours
 
 
-def check_settings(seed: int = 0, steps: int = 25, shift: float = 3.0) -> None:
+def check_settings(seed: int = 0, steps: int = 25, shift: float = SHIFT) -> None:
     """Refuse a seed, step count or shift outside what generation can honour, naming the range."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise ValueError(f"seed must be an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]} (2**32 - 1; larger seeds "
@@ -147,7 +148,7 @@ class ProgressBar:
 
 
 @torch.no_grad()
-def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "dpmpp_2m", shift: float = 3.0,
+def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "dpmpp_2m", shift: float = SHIFT,
              guidance: Optional[Guidance] = None, negative: str = "", task: str = "t2av",
              audio: Optional[torch.Tensor] = None, frames: Optional[torch.Tensor] = None,
              image: Optional[torch.Tensor] = None, progress: Optional[Callable] = None,
@@ -321,7 +322,7 @@ def generate_long(pipe, prompt: str, seconds: float, window: Optional[float] = N
 
 @torch.no_grad()
 def generate_many(pipe, prompts: Sequence[str], seeds: Sequence[int], steps: int = 25, sampler: str = "dpmpp_2m",
-                  shift: float = 3.0, guidance: Optional[Guidance] = None, negative: str = "") -> List[Result]:
+                  shift: float = SHIFT, guidance: Optional[Guidance] = None, negative: str = "") -> List[Result]:
     """Text-to-audio-video for several (prompt, seed) pairs in one batch. Clip i starts from the same
     noise as `generate(pipe, prompts[i], seed=seeds[i])`, so both give the same clip up to float
     rounding; batching is what makes benchmarks over many prompts fast on a GPU."""

@@ -30,7 +30,7 @@ from ccl_core.checkpoint import save_checkpoint
 from ccl_core.jsonconfig import parse_sets
 from ccl_core.model import DualStreamModel
 from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae
-from ccl_core.toyav.embedded import toyav_config, toyav_metadata
+from ccl_core.toyav.embedded import SHIFT, toyav_config, toyav_metadata
 from ccl_core.toyav.text import load_text_encoder
 from ccl_train import stage_config, train
 from ccl_train.data import DurationBatches, LatentBatches
@@ -273,7 +273,7 @@ def _init_record(path: str) -> str:
                       sort_keys=True)
 
 
-def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, timestep_shift: float = 3.0,
+def add_recipe_arguments(ap: argparse.ArgumentParser, steps_joint: int = 9000, timestep_shift: float = SHIFT,
                          lr: float = 1e-3, joint_decay: float = 0.25) -> None:
     """The recipe's command-line options and the shipped model's values (the ablation reuses them)."""
     ap.add_argument("--clips", type=int, default=3000, help="training clips (seeds 0..N-1)")
