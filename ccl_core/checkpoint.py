@@ -14,10 +14,8 @@ scaled-fp8 ops, see load_weights).
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import struct
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -26,7 +24,7 @@ import torch
 from . import context
 from .attention import FUSION_GATE
 from .config import ModelConfig
-from .header import CheckpointError, Header, TensorInfo, metadata_object
+from .header import CheckpointError, Header, TensorInfo, metadata_object, read_raw_header
 from .jsonconfig import field_problems
 from .model import DualStreamModel
 
@@ -93,29 +91,10 @@ def read_header(path: Union[str, os.PathLike]) -> Header:
     overlap, so reading a tensor can never reinterpret, overrun or share another's bytes.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Checkpoint not found: {path}")
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path} is not a safetensors file: only {size} bytes long")
-        (n,) = struct.unpack("<Q", head)
-        if n <= 0 or n > min(size - 8, 100 * 2**20):
-            raise CheckpointError(f"{path} is not a valid safetensors file (header length {n} for a "
-                                  f"{size}-byte file): corrupt, truncated or another format")
-        raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: the safetensors header is not valid JSON ({e}); the file is corrupt") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: the safetensors header is a JSON {type(header).__name__}, not an object; "
-                              f"the file is corrupt")
+    header, base, size = read_raw_header(path)
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError(f"{path}: the header's __metadata__ must map names to strings; the file is corrupt")
-    base = 8 + n
     tensors = {name: _tensor_info(path, name, info, base, size) for name, info in header.items()}
     spans = sorted((t.start, t.end, name) for name, t in tensors.items() if t.end > t.start)
     for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from .header import CheckpointError, metadata_object
+from .header import CheckpointError, metadata_object, read_raw_header
 from .ovi import OVI_CHANNELS, OVI_SHIFT, ovi_latent_facts
 
 SPACES_METADATA_KEY = "ccl_latent_spaces"
@@ -186,26 +186,17 @@ def stamp_file(path, metadata: Dict[str, str], out=None) -> str:
     """
     path = os.fspath(path)
     out = os.fspath(out or path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) != 8:
-            raise CheckpointError(f"{path} is not a safetensors file (too short)")
-        (n,) = struct.unpack("<Q", head)
-        if n > os.path.getsize(path) - 8:
-            raise CheckpointError(f"{path} is not a safetensors file: its header length {n} runs past the file's end")
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{path} is not a safetensors file: its header is not JSON ({e})") from None
-        meta = dict(header.get("__metadata__") or {})
-        meta.update({str(k): str(v) for k, v in metadata.items()})
-        header["__metadata__"] = meta
-        raw = json.dumps(header, separators=(",", ":")).encode()
-        raw += b" " * (-len(raw) % 8)  # the data section stays 8-byte aligned, as safetensors writes it
-        tmp = out + ".tmp"
-        with open(tmp, "wb") as g:
-            g.write(struct.pack("<Q", len(raw)) + raw)
-            while chunk := f.read(1 << 24):
-                g.write(chunk)
+    header, base, _ = read_raw_header(path)
+    meta = dict(header.get("__metadata__") or {})
+    meta.update({str(k): str(v) for k, v in metadata.items()})
+    header["__metadata__"] = meta
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data section stays 8-byte aligned, as safetensors writes it
+    tmp = out + ".tmp"
+    with open(path, "rb") as f, open(tmp, "wb") as g:
+        f.seek(base)
+        g.write(struct.pack("<Q", len(raw)) + raw)
+        while chunk := f.read(1 << 24):
+            g.write(chunk)
     os.replace(tmp, out)
     return out

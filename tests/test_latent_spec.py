@@ -52,7 +52,7 @@ def test_stamp_keeps_every_tensor_byte_for_byte(tmp_path):
     load_checkpoint(out)  # a valid checkpoint still
     n = int.from_bytes(before[:8], "little")
     assert path.read_bytes()[8 + n:] == open(out, "rb").read()[8 + int.from_bytes(open(out, "rb").read(8), "little"):]
-    with pytest.raises(CheckpointError, match="not a safetensors file"):
+    with pytest.raises(CheckpointError, match="not a valid safetensors file"):
         (tmp_path / "bad").write_bytes(b"12345678" + json.dumps({}).encode())
         stamp_file(tmp_path / "bad", {})
 
