@@ -239,7 +239,7 @@ def main(argv=None):
         print(f"starting from {args.init}", flush=True)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
     if plan is None:
-        batches = LatentBatches(data, text_encoder.null(1), args.batch, seed=args.seed)
+        batches = LatentBatches(datasets[DURATION_S], text_encoder.null(1), args.batch, seed=args.seed)
     else:
         batches = DurationBatches(datasets, {item["seconds"]: item["weight"] for item in plan}, text_encoder.null(1),
                                   args.batch, seed=args.seed)
@@ -258,8 +258,9 @@ def main(argv=None):
             # each stage's training over all sittings: what a from-scratch run of this recipe costs
             "stage_minutes": json.dumps({k: round(v / 60, 1) for k, v in seconds.items()}),
             "threads": str(args.threads),
-            # its latent spaces, native size, null text and sampling shift, read by CCL Model Loader
-            **toyav_metadata(cfg, video_ae, audio_ae, text_encoder)}
+            # its latent spaces, native size, null text and sampling shift (the shift it was trained at), read
+            # by CCL Model Loader
+            **toyav_metadata(cfg, video_ae, audio_ae, text_encoder, shift=trains["train"]["timestep_shift"])}
     with trainer.ema_weights():
         save_checkpoint(model, args.out, metadata=meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MB) after {minutes:.1f} min", flush=True)

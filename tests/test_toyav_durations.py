@@ -256,11 +256,12 @@ def test_bad_durations_fail_before_any_data_is_encoded(tmp_path, argv, message):
 
 def test_train_embedded_trains_on_mixed_durations_and_records_them(tmp_path):
     """A few clips, a one-layer model and a few steps through the real command: each length's cache
-    beside the main one, the plan in the exported model's metadata."""
+    beside the main one, the plan and the training's shift in the exported model's metadata."""
     run, out = tmp_path / "run", tmp_path / "model.safetensors"
     argv = ["--run-dir", str(run), "--out", str(out), "--clips", "4", "--batch", "2", "--steps-video", "1",
             "--steps-audio", "1", "--steps-joint", "3", "--threads", "1", "--durations", "2:0.5,1:0.5",
-            "--set", "num_layers=1", "--set", "dim=32", "--set", "ffn_dim=64", "--save-every", "2"]
+            "--set", "num_layers=1", "--set", "dim=32", "--set", "ffn_dim=64", "--save-every", "2",
+            "--timestep-shift", "2"]
     train_embedded.main(argv)
     assert sorted(p.name for p in run.glob("latents*")) == ["latents-1s.safetensors", "latents.safetensors"]
     with safe_open(str(run / "latents-1s.safetensors"), "pt") as f:
@@ -268,6 +269,7 @@ def test_train_embedded_trains_on_mixed_durations_and_records_them(tmp_path):
         assert f.metadata()["base_seed"] == str(16 * 10**9)
     with safe_open(str(out), "pt") as f:
         recorded = json.loads(f.metadata()["recipe"])["durations"]
+        assert f.metadata()["ccl_shift"] == "2.0"  # the model is meant to be sampled at the shift it trained at
     assert recorded == [{"seconds": 2.0, "weight": 0.5, "clips": 4, "first_seed": 0},
                         {"seconds": 1.0, "weight": 0.5, "clips": 8, "first_seed": 16 * 10**9}]
     state = torch.load(run / "stage-joint" / "checkpoints" / "step-00000003" / "rank-00000.pt", weights_only=True)
