@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ..ccl_core.media import fit_length, source_frames
+from ..ccl_core.media import CROP_REFUSED, CROP_WARN, cover_crop, fit_length, source_frames
 from ..ccl_core import routing
 from ..ccl_core.routing import make_routes
 from .api import io
@@ -242,7 +242,6 @@ def first_frame_latents(vae, image: torch.Tensor, spec, shape, node_id=None) -> 
     """IMAGE [N, H, W, C] -> the clean first latent frame of each clip [B, C, 1, h, w] (N is 1 or B), the
     image fitted to the latent's pixel size by media.cover_crop and encoded as ccl_core.generate does."""
     from ..ccl_core.generate import image_latent
-    from ..ccl_core.media import CROP_REFUSED, CROP_WARN, cover_crop
 
     batch, _, _, h, w = shape
     height, width = h * spec.spatial_factor, w * spec.spatial_factor
@@ -278,7 +277,8 @@ class CCLImageToVideo(io.ComfyNode):
         return task_schema(
             "CCLImageToVideo", "CCL Task: Image to Video+Audio",
             "Image-to-video with sound (i2av): the clip starts on the given image. The image is scaled to cover "
-            "the latent's frame and centre-cropped (a warning above 2 % cut away; refused above 50 %), encoded "
+            f"the latent's frame and centre-cropped (a warning above {CROP_WARN * 100:g} % cut away; refused above "
+            f"{CROP_REFUSED * 100:g} %), encoded "
             "as the first latent video frame with the video VAE, and that frame is held clean (timestep 0) "
             "while the rest of the video and the sound are generated, as Ovi's image-to-video does.",
             [io.Vae.Input("video_vae", tooltip=(
