@@ -100,12 +100,14 @@ def as_continuation(pipe, extend, overlap: Optional[float]) -> Continuation:
 
 
 def image_latent(video_ae, image: torch.Tensor) -> torch.Tensor:
-    """The first latent video frame of a clip that starts on `image` ([H, W, 3] in 0..1): the image
-    held still for the frames one latent frame covers (a causal VAE such as Wan's covers one)."""
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"image must be [H, W, 3] (RGB in 0..1), got {list(image.shape)}")
-    still = image.unsqueeze(0).expand(video_ae.temporal_factor, -1, -1, -1)
-    return video_ae.encode(still.unsqueeze(0))[:, :, :1]
+    """The first latent video frame of a clip that starts on `image` ([H, W, 3], or a batch
+    [B, H, W, 3], in 0..1): the image held still for the frames one latent frame covers (a causal VAE
+    such as Wan's covers one). Training gives i2av this same latent (ccl_lab.data's "first_still")."""
+    if image.ndim not in (3, 4) or image.shape[-1] != 3:
+        raise ValueError(f"image must be [H, W, 3] or [B, H, W, 3] (RGB in 0..1), got {list(image.shape)}")
+    images = image if image.ndim == 4 else image.unsqueeze(0)
+    still = images.unsqueeze(1).expand(-1, video_ae.temporal_factor, -1, -1, -1)
+    return video_ae.encode(still)[:, :, :1]
 
 
 @dataclass

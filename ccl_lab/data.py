@@ -2,7 +2,8 @@
 
 Generating and encoding a clip costs far more than a training step on the small model, so a
 dataset of N clips (seeds base_seed .. base_seed + N - 1) of one duration is encoded once and
-cached as a safetensors file. The training library serves it (ccl_train.data): LatentBatches
+cached as a safetensors file, with each clip's first frame held still and encoded ("first_still":
+the clean first frame i2av trains on, the latent sampling makes of an image). The training library serves it (ccl_train.data): LatentBatches
 draws batches in a fresh permutation per epoch, DurationBatches serves datasets of several
 durations, one duration per batch (shapes match inside a batch) drawn with given weights.
 """
@@ -18,6 +19,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from ccl_core.extension import audio_index
+from ccl_core.generate import image_latent
 from . import world as w
 from .generator import clip_frames, generate_batch
 
@@ -53,7 +55,7 @@ def _clip_chunk(seeds, seconds: float = w.DURATION_S, samples: Optional[int] = N
 def encode_clips(n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder, chunk: int = 32,
                  progress=None, workers: int = 0, seconds: float = w.DURATION_S) -> Dict[str, torch.Tensor]:
     """Latents of clips base_seed .. base_seed + n_clips - 1 of `seconds` (clip_latents' lengths):
-    video, audio, text [N, ...] on the CPU.
+    video, audio, text and first_still [N, ...] on the CPU.
 
     The autoencoders run on their own device; workers > 0 draws the clips in that many processes.
     """
@@ -68,9 +70,11 @@ def encode_clips(n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder,
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         drawn = pool.map(draw, chunks) if pool else map(draw, chunks)
-        video, audio, text, done = [], [], [], 0
+        video, audio, text, still, done = [], [], [], [], 0
         for frames, waveforms, prompts in drawn:
-            video.append(video_ae.encode(torch.from_numpy(frames).to(device)).cpu())
+            frames = torch.from_numpy(frames).to(device)
+            video.append(video_ae.encode(frames).cpu())
+            still.append(image_latent(video_ae, frames[:, 0]).cpu())
             audio.append(audio_ae.encode(torch.from_numpy(waveforms).to(device)).cpu())
             text.append(text_encoder.encode(prompts)[0].cpu())
             done += len(prompts)
@@ -79,7 +83,30 @@ def encode_clips(n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder,
     finally:
         if pool is not None:
             pool.shutdown()
-    return {"video": torch.cat(video), "audio": torch.cat(audio), "text": torch.cat(text)}
+    return {"video": torch.cat(video), "audio": torch.cat(audio), "text": torch.cat(text),
+            "first_still": torch.cat(still)}
+
+
+@torch.no_grad()
+def first_stills(n_clips: int, base_seed: int, video_ae, chunk: int = 32, workers: int = 0,
+                 seconds: float = w.DURATION_S) -> torch.Tensor:
+    """The "first_still" of encode_clips alone, for a cache written before it had one: the clips are
+    drawn again (the same seeds and duration) and only their first frames encoded."""
+    draw = functools.partial(_clip_chunk, seconds=seconds)
+    device = next(video_ae.parameters()).device
+    chunks = [list(range(base_seed + s, base_seed + min(n_clips, s + chunk))) for s in range(0, n_clips, chunk)]
+    pool = None
+    if workers > 0:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        drawn = pool.map(draw, chunks) if pool else map(draw, chunks)
+        return torch.cat([image_latent(video_ae, torch.from_numpy(frames[:, 0]).to(device)).cpu()
+                          for frames, _, _ in drawn])
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 def cache_key(n_clips: int, base_seed: int, seconds: float = w.DURATION_S) -> Dict[str, str]:
@@ -111,19 +138,41 @@ def load_or_encode(cache: Optional[os.PathLike], n_clips: int, base_seed: int, v
                    progress=None, workers: int = 0, seconds: float = w.DURATION_S) -> Dict[str, torch.Tensor]:
     """The encoded dataset from `cache` if it matches (size, seed, duration), else encode it and
     write `cache`. A cache without a duration (written before there were others) is the world's 2 s."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     key = cache_key(n_clips, base_seed, seconds)
-    if cache is not None and Path(cache).is_file():
-        with safe_open(str(cache), "pt") as f:
-            if _matches(f.metadata(), key):
-                return {k: f.get_tensor(k) for k in f.keys()}
+    found = _read(cache, key)
+    if found is not None:
+        data, meta = found
+        if "first_still" not in data:
+            # written before first_still existed: add it, keep the rest (and the file's own key) as they are
+            print(f"adding the clips' still first frames to {cache} ...", flush=True)
+            data["first_still"] = first_stills(n_clips, base_seed, video_ae, workers=workers, seconds=seconds)
+            _write(cache, data, meta)
+        return data
     data = encode_clips(n_clips, base_seed, video_ae, audio_ae, text_encoder, progress=progress, workers=workers,
                         seconds=seconds)
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = str(cache) + ".tmp"
-        save_file({k: v.contiguous() for k, v in data.items()}, tmp, metadata=key)
-        os.replace(tmp, cache)
+        _write(cache, data, key)
     return data
+
+
+def _read(cache: Optional[os.PathLike], key: Dict[str, str]):
+    """(tensors, metadata) of `cache` if it exists and matches `key`, else None."""
+    from safetensors import safe_open
+
+    if cache is None or not Path(cache).is_file():
+        return None
+    with safe_open(str(cache), "pt") as f:
+        meta = f.metadata()
+        if not _matches(meta, key):
+            return None
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(meta or {})
+
+
+def _write(cache: os.PathLike, data: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> None:
+    """Write the cache through a temporary file, so an interrupted write never leaves half a cache."""
+    from safetensors.torch import save_file
+
+    Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    tmp = str(cache) + ".tmp"
+    save_file({k: v.contiguous() for k, v in data.items()}, tmp, metadata=metadata)
+    os.replace(tmp, cache)

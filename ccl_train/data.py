@@ -5,6 +5,9 @@ A batch is a dict of tensors:
     audio      [B, Ca, L]        clean audio latents      (may be left out if no task uses audio)
     text       [B, Lt, D]        text embeddings of the prompts
     null_text  [1 or B, Lt', D]  the empty-prompt embedding, used where text dropout fires
+    first_still [B, Cv, 1, H, W] optional: the latent of each clip's first frame held still, i2av's
+                                 clean first frame (what sampling makes of an image); leave it out
+                                 where that is the clip's first latent frame (a causal VAE, Wan's)
 
 Any iterable works (a list, a generator, a DataLoader). For an exact resume the source also
 provides `state_dict()` / `load_state_dict(state)`: the state it returns must make a fresh
@@ -56,6 +59,11 @@ def check_batch(batch: Batch, cfg: TrainConfig) -> int:
         x = batch.get(stream)
         if x is not None and (x.ndim != ndim or x.shape[0] != size):
             raise ValueError(f"{stream} must have {ndim} dims and batch {size} like text; got {list(x.shape)}")
+    still, video = batch.get("first_still"), batch.get("video")
+    if still is not None and (video is None or still.shape != (size, video.shape[1], 1, *video.shape[3:])):
+        want = "no video to go with it" if video is None else f"[{size}, {video.shape[1]}, 1, " \
+            f"{', '.join(map(str, video.shape[3:]))}]"
+        raise ValueError(f"first_still must be one still latent frame per clip, {want}; got {list(still.shape)}")
     return size
 
 

@@ -5,7 +5,10 @@ route with p_ctx_only (independently), and one noise level t shared by the sampl
 streams (as Ovi). Noised streams get x_t = (1 - t) x0 + t eps and the target eps - x0; clean
 conditioning streams (a2v audio, v2a video) and clean prefixes (i2av's first latent frame, an
 extension's overlap: a span of 1 to half the clip's latent frames, the audio of the same span) are
-passed as their clean latent and the model runs them at t = 0; absent streams are passed as they are (the model skips those rows) or as None when
+passed as their clean latent and the model runs them at t = 0. i2av's first frame is the batch's
+"first_still" where it has one: the latent of the clip's first frame held still, which is what
+sampling makes of an image (generate.image_latent); with a causal VAE (Wan's) that is the clip's own
+first latent frame, so real-clip batches leave it out; absent streams are passed as they are (the model skips those rows) or as None when
 no sample of the batch has them.
 """
 
@@ -79,6 +82,8 @@ def flow_batch(batch: Batch, routes: Routes, t: torch.Tensor, eps: dict, text: t
     inputs, targets = {}, {}
     for stream in ("video", "audio"):
         x0 = batch.get(stream)
+        if stream == "video" and x0 is not None and batch.get("first_still") is not None:
+            x0 = with_first_still(x0, batch["first_still"], tasks)
         if stream not in eps:
             inputs[stream] = targets[stream] = None
             continue
@@ -88,6 +93,19 @@ def flow_batch(batch: Batch, routes: Routes, t: torch.Tensor, eps: dict, text: t
         inputs[stream] = torch.where(noised, (1 - tb) * x0 + tb * eps[stream], x0)
         targets[stream] = eps[stream] - x0
     return FlowBatch(inputs["video"], inputs["audio"], targets["video"], targets["audio"], t, text, tasks, routes)
+
+
+def with_first_still(video: torch.Tensor, first_still: torch.Tensor, tasks: List[str]) -> torch.Tensor:
+    """video [B, Cv, T, H, W] with the first latent frame of the rows whose task holds a first frame
+    (prefix "frame": i2av) replaced by first_still [B, Cv, 1, H, W], the image's latent sampling uses."""
+    rows = torch.tensor([TASKS[t].prefix == "frame" for t in tasks], device=video.device)
+    if not bool(rows.any()):
+        return video
+    if first_still.shape != (video.shape[0], video.shape[1], 1, *video.shape[3:]):
+        raise ValueError(f"first_still must be [B, Cv, 1, H, W] = {[video.shape[0], video.shape[1], 1, *video.shape[3:]]} "
+                         f"for video {list(video.shape)}, got {list(first_still.shape)}")
+    first = torch.where(rows.view(-1, 1, 1, 1, 1), first_still.to(video.dtype), video[:, :, :1])
+    return torch.cat([first, video[:, :, 1:]], dim=2)
 
 
 def drop_text(text: torch.Tensor, null_text: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:

@@ -83,7 +83,7 @@ class Trainer:
         """One optimizer step on one batch (a dict as data.py describes)."""
         check_batch(batch, self.cfg)
         batch = {k: batch[k].to(self.device, torch.float32, non_blocking=True)
-                 for k in ("video", "audio", "text", "null_text") if batch.get(k) is not None}
+                 for k in ("video", "audio", "text", "null_text", "first_still") if batch.get(k) is not None}
         fb = prepare_batch(batch, self.cfg, self.task_gen, self.noise_gen)
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():

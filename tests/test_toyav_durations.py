@@ -107,8 +107,12 @@ def test_a_cache_written_before_durations_is_the_worlds_2_s(tmp_path, monkeypatc
     def encode(*args, **kw):
         return {"marker": torch.ones(1) * kw["seconds"]}
     monkeypatch.setattr(toydata, "encode_clips", encode)
+    monkeypatch.setattr(toydata, "first_stills", lambda n, seed, ae, **kw: torch.full((n, 1), float(kw["seconds"])))
     got = load_or_encode(cache, 3, 0, None, None, None)
     assert all(torch.equal(got[k], old[k]) for k in old)
+    assert torch.equal(got["first_still"], torch.full((3, 1), 2.0))  # added once, for the world's 2 s
+    with safe_open(str(cache), "pt") as f:  # and written back: its tensors and key as they were
+        assert f.metadata() == {"n_clips": "3", "base_seed": "0"} and set(f.keys()) == set(old) | {"first_still"}
     got = load_or_encode(cache, 3, 0, None, None, None, seconds=2)
     assert all(torch.equal(got[k], old[k]) for k in old)
     assert load_or_encode(None, 3, 0, None, None, None, seconds=4.0)["marker"].item() == 4.0  # not 2 s: encoded
