@@ -49,6 +49,21 @@ def test_generate_batch_makes_clips_of_any_length():
     assert (generate_batch([3]).frames == generate_batch([3], seconds=DURATION_S).frames).all()
 
 
+def test_the_cache_holds_the_image_latent_of_each_clips_first_frame(aes):
+    """i2av trains on what sampling makes of an image (generate.image_latent of the first frame held
+    still), both in a fresh encoding and when an older cache gets it added (first_stills)."""
+    from ccl_core.generate import image_latent
+    from ccl_core.toyav.text import load_text_encoder
+
+    video_ae, audio_ae = aes
+    data = toydata.encode_clips(2, 5, video_ae, audio_ae, load_text_encoder(), seconds=1.0)
+    frames = torch.from_numpy(generate_batch([5, 6], seconds=1.0).frames)
+    assert data["first_still"].shape == (2, data["video"].shape[1], 1, *data["video"].shape[3:])
+    torch.testing.assert_close(data["first_still"], torch.cat([image_latent(video_ae, f[0]) for f in frames]))
+    assert not torch.allclose(data["first_still"], data["video"][:, :, :1])  # not the clip's first two frames
+    torch.testing.assert_close(toydata.first_stills(2, 5, video_ae, seconds=1.0), data["first_still"])
+
+
 def test_training_clips_have_the_lengths_sampling_makes(aes):
     """One rule for the audio of a clip of S seconds: clip_latents agrees with generate.clip_lengths."""
     video_ae, audio_ae = aes

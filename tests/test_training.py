@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from ccl_core import DualStreamModel, tiny_config
 from ccl_core.checkpoint import load_checkpoint
 from ccl_core.routing import TASKS, make_routes
-from ccl_train import EMA, TensorBatches, TrainConfig, Trainer, stage_config, train
+from ccl_train import EMA, TensorBatches, TrainConfig, Trainer, check_batch, stage_config, train
 from ccl_train.dcr import FlowBatch, drop_text, prepare_batch
 from ccl_train.logs import COLUMNS
 from ccl_train.losses import flow_loss
@@ -396,6 +396,28 @@ def test_command_line(tmp_path):
           "--stage", "joint", "--set", "steps=2", "--set", "warmup_steps=0", "--device", "cpu"])
     assert (run / "checkpoints" / "step-00000002" / "ema.safetensors").exists()
     assert TrainConfig.from_json((run / "train_config.json").read_text()).steps == 2
+
+
+def test_i2av_rows_start_on_the_still_first_frame_the_batch_gives():
+    """Sampling holds an image's latent (the frame held still), not a clip's first two frames: a batch
+    with "first_still" gives i2av rows that frame, noised nowhere, and leaves every other row alone."""
+    batch = make_batch(size=8)
+    batch["first_still"] = torch.randn(batch["video"][:, :, :1].shape, generator=torch.Generator().manual_seed(9))
+    cfg = TrainConfig(task_mix={"i2av": 1, "extend": 1, "t2av": 1}, timestep_dist="uniform")
+    check_batch(batch, cfg)
+    fb = prepare_batch(batch, cfg, torch.Generator().manual_seed(3), torch.Generator().manual_seed(5))
+    plain = prepare_batch({k: v for k, v in batch.items() if k != "first_still"}, cfg,
+                          torch.Generator().manual_seed(3), torch.Generator().manual_seed(5))
+    assert fb.tasks == plain.tasks and {"i2av", "extend", "t2av"} <= set(fb.tasks)
+    for i, task in enumerate(fb.tasks):
+        if task == "i2av":
+            torch.testing.assert_close(fb.video[i, :, :1], batch["first_still"][i])
+            torch.testing.assert_close(fb.video[i, :, 1:], plain.video[i, :, 1:])  # the rest: the clip, noised
+        else:
+            torch.testing.assert_close(fb.video[i], plain.video[i])  # extend's prefix stays the clip's own
+    bad = dict(batch, first_still=batch["first_still"][:, :, :, :1])
+    with pytest.raises(ValueError, match="first_still must be one still latent frame per clip"):
+        check_batch(bad, cfg)
 
 
 # ---------------------------------------------------------------------- clean prefixes (i2av, extension)
