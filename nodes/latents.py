@@ -7,7 +7,7 @@ import torch
 import comfy.model_management
 
 from .api import io
-from .joint import CCL_KEY, held_streams, latent_spec, make_joint_latent, spec_of, to_model_space, to_vae_space
+from .joint import CCL_KEY, fit_batch, held_streams, latent_spec, make_joint_latent, spec_of, to_model_space, to_vae_space
 from .runtime import CATEGORY, show_warning
 
 
@@ -124,13 +124,11 @@ class CCLJoinLatents(io.ComfyNode):
             raise ValueError(f"video latent must be [B, {spec.video_channels}, T, H, W], got {list(v.shape)}")
         if a.ndim != 3 or a.shape[1] != spec.audio_channels:
             raise ValueError(f"audio latent must be [B, {spec.audio_channels}, L], got {list(a.shape)}")
-        if v.shape[0] != a.shape[0]:
-            if a.shape[0] == 1:
-                a = a.expand(v.shape[0], -1, -1)
-            elif v.shape[0] == 1:
-                v = v.expand(a.shape[0], -1, -1, -1, -1)
-            else:
-                raise ValueError(f"video batch {v.shape[0]} and audio batch {a.shape[0]} differ")
+        if v.shape[0] != a.shape[0] and 1 not in (v.shape[0], a.shape[0]):
+            raise ValueError(f"video batch {v.shape[0]} and audio batch {a.shape[0]} differ; give both the same "
+                             "batch, or one of them batch 1 (it is repeated)")
+        b = max(v.shape[0], a.shape[0])
+        v, a = fit_batch(v, b, "the video latent"), fit_batch(a, b, "the audio latent")
         dv, da = v.shape[2] / spec.video_latent_fps, a.shape[2] / spec.audio_latent_rate
         if abs(dv - da) > 1 / spec.video_latent_fps + 1 / spec.audio_latent_rate:
             raise ValueError(f"video covers {dv:.2f} s ({v.shape[2]} latent frames) but audio {da:.2f} s "

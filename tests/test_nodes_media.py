@@ -134,6 +134,20 @@ def test_split_join_roundtrip_with_wan22_space():
         N["CCLJoinLatents"].execute(model, sv, {"samples": torch.zeros(1, 20, 64)})
 
 
+def test_join_repeats_a_batch_of_one_and_refuses_two_batches_that_differ():
+    model = FakePatcher(OVIISH)
+    lat, _, _ = N["CCLEmptyJointLatent"].execute(model, 64, 32, 1.0, 1)
+    sv, sa = N["CCLSplitLatent"].execute(lat)
+    three = {"samples": torch.randn(3, *sa["samples"].shape[1:])}
+    (joined,) = N["CCLJoinLatents"].execute(model, sv, three)
+    v, a = joined["samples"].unbind()
+    assert v.shape[0] == a.shape[0] == 3 and torch.equal(v[0], v[2]) and torch.equal(a, three["samples"])
+    (joined,) = N["CCLJoinLatents"].execute(model, {"samples": sv["samples"].repeat(3, 1, 1, 1, 1)}, sa)
+    assert joined["samples"].unbind()[1].shape[0] == 3
+    with pytest.raises(ValueError, match="video batch 2 and audio batch 3 differ"):
+        N["CCLJoinLatents"].execute(model, {"samples": sv["samples"].repeat(2, 1, 1, 1, 1)}, three)
+
+
 def test_split_restores_held_stream_exactly():
     lat, _, _ = tiny_latent()
     _, _, out = N["CCLAudioToVideo"].execute([[torch.zeros(1, 2, 16), {}]], lat, FakeAudioVAE(hop=2756),
