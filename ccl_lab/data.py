@@ -3,13 +3,14 @@
 Generating and encoding a clip costs far more than a training step on the small model, so a
 dataset of N clips (seeds base_seed .. base_seed + N - 1) of one duration is encoded once and
 cached as a safetensors file, with each clip's first frame held still and encoded ("first_still":
-the clean first frame i2av trains on, the latent sampling makes of an image). The training library serves it (ccl_train.data): LatentBatches
-draws batches in a fresh permutation per epoch, DurationBatches serves datasets of several
+the clean first frame i2av trains on, the latent sampling makes of an image). The training
+library serves it (ccl_train.data): LatentBatches draws batches in a fresh permutation per epoch, DurationBatches serves datasets of several
 durations, one duration per batch (shapes match inside a batch) drawn with given weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -62,14 +63,7 @@ def encode_clips(n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder,
     _, audio_latents = clip_latents(seconds, video_ae, audio_ae)
     draw = functools.partial(_clip_chunk, seconds=seconds, samples=audio_latents * audio_ae.hop)
     device = next(video_ae.parameters()).device
-    chunks = [list(range(base_seed + s, base_seed + min(n_clips, s + chunk))) for s in range(0, n_clips, chunk)]
-    pool = None
-    if workers > 0:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        drawn = pool.map(draw, chunks) if pool else map(draw, chunks)
+    with _drawn(draw, n_clips, base_seed, chunk, workers) as drawn:
         video, audio, text, still, done = [], [], [], [], 0
         for frames, waveforms, prompts in drawn:
             frames = torch.from_numpy(frames).to(device)
@@ -80,9 +74,6 @@ def encode_clips(n_clips: int, base_seed: int, video_ae, audio_ae, text_encoder,
             done += len(prompts)
             if progress is not None:
                 progress(done, n_clips)
-    finally:
-        if pool is not None:
-            pool.shutdown()
     return {"video": torch.cat(video), "audio": torch.cat(audio), "text": torch.cat(text),
             "first_still": torch.cat(still)}
 
@@ -94,19 +85,22 @@ def first_stills(n_clips: int, base_seed: int, video_ae, chunk: int = 32, worker
     drawn again (the same seeds and duration) and only their first frames encoded."""
     draw = functools.partial(_clip_chunk, seconds=seconds)
     device = next(video_ae.parameters()).device
-    chunks = [list(range(base_seed + s, base_seed + min(n_clips, s + chunk))) for s in range(0, n_clips, chunk)]
-    pool = None
-    if workers > 0:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        drawn = pool.map(draw, chunks) if pool else map(draw, chunks)
+    with _drawn(draw, n_clips, base_seed, chunk, workers) as drawn:
         return torch.cat([image_latent(video_ae, torch.from_numpy(frames[:, 0]).to(device)).cpu()
                           for frames, _, _ in drawn])
-    finally:
-        if pool is not None:
-            pool.shutdown()
+
+
+@contextlib.contextmanager
+def _drawn(draw, n_clips: int, base_seed: int, chunk: int, workers: int):
+    """draw(seeds) over the clips' seeds in chunks, in order: in `workers` processes when > 0."""
+    chunks = [list(range(base_seed + s, base_seed + min(n_clips, s + chunk))) for s in range(0, n_clips, chunk)]
+    if workers <= 0:
+        yield map(draw, chunks)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool.map(draw, chunks)
 
 
 def cache_key(n_clips: int, base_seed: int, seconds: float = w.DURATION_S) -> Dict[str, str]:
