@@ -186,14 +186,18 @@ def i2av_follows(frames, fps: float, image, clip, held_frames: int, slack_px: fl
     track = object_track(made)
     given = object_track(np.asarray(image)[None]).centroids[0]
     seen = np.flatnonzero(track.visible)
+    start_at, start_frame = None, None
     if len(seen):
         k = int(seen[0])
         distance = float(np.linalg.norm(track.centroids[k] - given))
         reach = start_reach_px(clip.motion, (held_frames + k) / fps) + slack_px
+        start_at, start_frame = [round(float(v), 2) for v in track.centroids[k]], held_frames + k
     else:
         distance, reach = float("nan"), 0.0
     colour, shape = nearest_colour(track.colour), classify_shape(made)
     start_ok = bool(distance <= reach)
     return {"colour": colour, "colour_ok": colour == clip.colour, "shape": shape, "shape_ok": shape == clip.shape,
             "start_distance_px": distance, "start_reach_px": reach, "start_ok": start_ok,
+            # where (x, y) the image has the object, and where and in which frame the clip first shows it
+            "image_at_px": [round(float(v), 2) for v in given], "start_at_px": start_at, "start_frame": start_frame,
             "follows": colour == clip.colour and shape == clip.shape and start_ok}

@@ -246,4 +246,6 @@ def test_the_seam_and_i2av_measures_pass_ground_truth_and_catch_a_cut():
     follows = i2av_follows(image_clip.frames, world.FPS, image_clip.frames[0], image_clip, 2)
     assert follows["follows"], follows
     moved = np.roll(image_clip.frames, 20, axis=2)  # the same object 20 px to the right
-    assert not i2av_follows(moved, world.FPS, image_clip.frames[0], image_clip, 2)["start_ok"]
+    off = i2av_follows(moved, world.FPS, image_clip.frames[0], image_clip, 2)
+    assert not off["start_ok"] and off["start_frame"] == 2
+    assert np.allclose(np.subtract(off["start_at_px"], off["image_at_px"]), [20, 0], atol=0.1)  # where it went
