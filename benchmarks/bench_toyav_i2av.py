@@ -78,7 +78,8 @@ def main():
                            "threads": args.threads, "score_on": "psnr and following in memory; sync on the mp4",
                            "guidance": "joint 3 / 3, dpmpp_2m, shift 3"},
               "torch": torch.__version__, "i2av": summary, "sync": brief(aggregate(scores)),
-              "per_clip": [brief(r) for r in rows], "wall_s": round(time.time() - t0, 1)}
+              "per_clip": [{**brief(r), "image_at_px": r["image_at_px"], "start_at_px": r["start_at_px"]} for r in rows],
+              "wall_s": round(time.time() - t0, 1)}
     print(json.dumps({"i2av": summary, "sync": result["sync"]}), flush=True)
     write_result(result, args.out)
 
