@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from ccl_core.model import DualStreamModel  # noqa: E402
 from ccl_core.toyav.autoencoders import load_audio_ae, load_video_ae  # noqa: E402
 from ccl_lab.data import clip_latents, encode_clips  # noqa: E402
+from ccl_lab.evaluate import write_result  # noqa: E402
 from ccl_core.toyav.embedded import toyav_config  # noqa: E402
 from ccl_core.toyav.text import load_text_encoder  # noqa: E402
 from ccl_lab.train_embedded import stage_train_config  # noqa: E402
@@ -92,9 +93,7 @@ def main():
         enc = encode_seconds(args.durations, args.encode_clips, video_ae, audio_ae, text_encoder)
         result["encode_s_per_100_clips"] = {f"{s:g}s": round(t * 100 / args.encode_clips, 1) for s, t in enc.items()}
         print("encode per 100 clips", json.dumps(result["encode_s_per_100_clips"]), flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":
