@@ -49,8 +49,12 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def main():
     ap = benchmark_parser(__doc__, "docs/benchmarks/toyav_i2av.json")
     ap.add_argument("--clips", type=int, default=12)
+    ap.add_argument("--video-scale", type=float, default=None, help="UCG joint video scale (default: the CLI's)")
+    ap.add_argument("--audio-scale", type=float, default=None, help="UCG joint audio scale (default: the CLI's)")
     args = ap.parse_args()
     pipe, guidance = benchmark_pipeline(args), cli_guidance()
+    guidance.video_scale = guidance.video_scale if args.video_scale is None else args.video_scale
+    guidance.audio_scale = guidance.audio_scale if args.audio_scale is None else args.audio_scale
     prompts = prompt_sample(36)
     held = pipe.video_ae.temporal_factor  # pixel frames of the held first latent frame
     t0 = time.time()
@@ -76,7 +80,7 @@ def main():
                "chance_start_distance_px_median": round(float(np.nanmedian([c["start_distance_px"] for c in chance])), 2)}
     result = {"settings": {"model": args.model or "shipped", "clips": args.clips, "steps": args.steps,
                            "threads": args.threads, "score_on": "psnr and following in memory; sync on the mp4",
-                           "guidance": "joint 3 / 3, dpmpp_2m, shift 3"},
+                           "guidance": f"joint {guidance.video_scale:g} / {guidance.audio_scale:g}, dpmpp_2m, shift 3"},
               "torch": torch.__version__, "i2av": summary, "sync": brief(aggregate(scores)),
               "per_clip": [{**brief(r), "image_at_px": r["image_at_px"], "start_at_px": r["start_at_px"]} for r in rows],
               "wall_s": round(time.time() - t0, 1)}
