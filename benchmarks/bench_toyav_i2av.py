@@ -46,6 +46,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
 
 
+def share_by(rows, word: int) -> dict:
+    """The share of rows whose start follows, grouped by the prompt's word `word` ("a red square
+    sliding": 1 is the colour, 3 the motion)."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(row["prompt"].split()[word], []).append(row["start_ok"])
+    return {key: round(float(np.mean(oks)), 4) for key, oks in sorted(groups.items())}
+
+
 def main():
     ap = benchmark_parser(__doc__, "docs/benchmarks/toyav_i2av.json")
     ap.add_argument("--clips", type=int, default=12)
@@ -77,7 +86,9 @@ def main():
                "start_follows": mean("start_ok"), "all_follow": mean("follows"), "follows_target": FOLLOWS_TARGET,
                "start_distance_px_median": round(float(np.nanmedian([r["start_distance_px"] for r in rows])), 2),
                "chance_start_follows": round(float(np.mean([c["start_ok"] for c in chance])), 4),
-               "chance_start_distance_px_median": round(float(np.nanmedian([c["start_distance_px"] for c in chance])), 2)}
+               "chance_start_distance_px_median": round(float(np.nanmedian([c["start_distance_px"] for c in chance])), 2),
+               # where the misses are: the start follows, per colour and per motion of the prompt
+               "start_follows_by_colour": share_by(rows, 1), "start_follows_by_motion": share_by(rows, 3)}
     result = {"settings": {"model": args.model or "shipped", "clips": args.clips, "steps": args.steps,
                            "threads": args.threads, "score_on": "psnr and following in memory; sync on the mp4",
                            "guidance": f"joint {guidance.video_scale:g} / {guidance.audio_scale:g}, dpmpp_2m, shift 3"},
