@@ -30,9 +30,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ccl_core.generate import generate  # noqa: E402
-from ccl_lab import aggregate, generate_clip  # noqa: E402
+from ccl_lab import aggregate, generate_clip, parse_prompt  # noqa: E402
 from ccl_lab.evaluate import (HELD_OUT_SEED, benchmark_parser, benchmark_pipeline, brief,  # noqa: E402
                               cli_guidance, i2av_follows, i2av_image, prompt_sample, score_result, write_result)
+from ccl_lab.train_autoencoders import psnr  # noqa: E402
 
 CHANCE_SEED = HELD_OUT_SEED + 700_000  # ground truth that ignores the image
 
@@ -40,18 +41,12 @@ PSNR_TARGET_DB = 25.0
 FOLLOWS_TARGET = 0.95
 
 
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(torch.mean((a.float() - b.float()) ** 2))
-    return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
-
-
-def share_by(rows, word: int) -> dict:
-    """The share of rows whose start follows, grouped by the prompt's word `word` ("a red square
-    sliding": 1 is the colour, 3 the motion)."""
+def share_by(rows, part: int) -> dict:
+    """The share of rows whose start follows, grouped by part `part` of the prompt as
+    world.parse_prompt splits it (0 the colour, 1 the shape, 2 the motion)."""
     groups = {}
     for row in rows:
-        groups.setdefault(row["prompt"].split()[word], []).append(row["start_ok"])
+        groups.setdefault(parse_prompt(row["prompt"])[part], []).append(row["start_ok"])
     return {key: round(float(np.mean(oks)), 4) for key, oks in sorted(groups.items())}
 
 
@@ -88,7 +83,7 @@ def main():
                "chance_start_follows": round(float(np.mean([c["start_ok"] for c in chance])), 4),
                "chance_start_distance_px_median": round(float(np.nanmedian([c["start_distance_px"] for c in chance])), 2),
                # where the misses are: the start follows, per colour and per motion of the prompt
-               "start_follows_by_colour": share_by(rows, 1), "start_follows_by_motion": share_by(rows, 3)}
+               "start_follows_by_colour": share_by(rows, 0), "start_follows_by_motion": share_by(rows, 2)}
     result = {"settings": {"model": args.model or "shipped", "clips": args.clips, "steps": args.steps,
                            "threads": args.threads, "score_on": "psnr and following in memory; sync on the mp4",
                            "guidance": f"joint {guidance.video_scale:g} / {guidance.audio_scale:g}, dpmpp_2m, shift 3"},

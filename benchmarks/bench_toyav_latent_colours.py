@@ -24,6 +24,7 @@ from ccl_core.generate import image_latent  # noqa: E402
 from ccl_core.toyav.clip import COLOURS  # noqa: E402
 from ccl_lab import generate_clip  # noqa: E402
 from ccl_lab.evaluate import benchmark_parser, benchmark_pipeline, write_result  # noqa: E402
+from ccl_lab.train_autoencoders import psnr as reconstruction_psnr  # noqa: E402
 
 
 @torch.no_grad()
@@ -33,11 +34,10 @@ def colour_row(video_ae, colour: str, clips: int) -> dict:
         frames = torch.from_numpy(generate_clip(seed, colour, "square", "sliding").frames).float()[None]
         z = video_ae.encode(frames)
         still = image_latent(video_ae, frames[0, 0])
-        mse = float(((video_ae.decode(z).float() - frames) ** 2).mean())
         latent.append(float(z.abs().mean()))
         held.append(float(still.abs().mean()))
         gap.append(float((still - z[:, :, :1]).abs().mean()))
-        psnr.append(-10.0 * np.log10(mse))
+        psnr.append(reconstruction_psnr(video_ae.decode(z), frames))
     mean = lambda xs: round(float(np.mean(xs)), 3)  # noqa: E731
     return {"latent_abs_mean": mean(latent), "held_frame_abs_mean": mean(held),
             "held_vs_own_first_frame_abs_mean": mean(gap), "reconstruction_psnr_db": round(float(np.mean(psnr)), 1)}
