@@ -5,7 +5,7 @@
 
 One latent video frame covers `temporal_factor` pixel frames (2 for ToyAV). For every bouncing and
 sliding prompt (24 of the 36), t2av with noise seeds 0.., and ground truth of the same words
-(held-out seeds), the object's centroid (metrics.object_track) moves from frame to frame by:
+(held-out seeds), the object's centroid moves from frame to frame (metrics.motion_steps) by:
 - "within": steps between two frames of the same latent frame;
 - "across": steps from the last frame of one latent frame to the first of the next;
 - "first": the step into the second latent frame (from the first latent frame's last frame), the
@@ -28,24 +28,9 @@ from ccl_core.generate import generate  # noqa: E402
 from ccl_lab import generate_clip, parse_prompt  # noqa: E402
 from ccl_lab.evaluate import (HELD_OUT_SEED, PROMPTS, benchmark_parser, benchmark_pipeline, cli_guidance,  # noqa: E402
                               write_result)
-from ccl_lab.metrics import object_track  # noqa: E402
+from ccl_lab.metrics import motion_steps  # noqa: E402
 
 MOTIONS = ("bouncing", "sliding")  # blinking objects do not move
-
-
-def steps(frames, per_latent: int) -> dict:
-    """The object's steps (px) between consecutive frames where it is seen in both, split into
-    within a latent frame, across latent frames, and the first step into the second latent frame."""
-    track = object_track(np.asarray(frames))
-    out = {"within": [], "across": [], "first": []}
-    for f in range(1, len(track.centroids)):
-        if not (track.visible[f - 1] and track.visible[f]):
-            continue
-        step = float(np.linalg.norm(track.centroids[f] - track.centroids[f - 1]))
-        out["across" if f % per_latent == 0 else "within"].append(step)
-        if f == per_latent:
-            out["first"].append(step)
-    return out
 
 
 def summary(rows: list) -> dict:
@@ -67,9 +52,9 @@ def main():
         colour, shape, motion = parse_prompt(prompt)
         for seed in range(args.seeds):
             r = generate(pipe, prompt, seed=seed, steps=args.steps, guidance=guidance)
-            made[motion].append(steps(r.frames.numpy(), per_latent))
+            made[motion].append(motion_steps(r.frames.numpy(), per_latent))
             clip = generate_clip(HELD_OUT_SEED + 1000 * i + seed, colour, shape, motion)
-            truth[motion].append(steps(clip.frames, per_latent))
+            truth[motion].append(motion_steps(clip.frames, per_latent))
         print(f"  {prompt}: {summary(made[motion][-args.seeds:])}", flush=True)
     result = {"settings": {"model": args.model or "shipped", "prompts": len(prompts), "seeds": args.seeds,
                            "steps": args.steps, "frames_per_latent_frame": per_latent,

@@ -76,6 +76,23 @@ def object_track(frames) -> ObjectTrack:
     return ObjectTrack(centroids, visible, colour)
 
 
+def motion_steps(frames, frames_per_latent: int) -> dict:
+    """The object's steps (px) between consecutive frames where it is seen in both, split by where
+    they fall in a video latent of `frames_per_latent` frames: "within" one latent frame, "across"
+    two, and "first", the step into the second latent frame. The world moves objects smoothly
+    (within about equal to across); a model that draws them once per latent frame does not."""
+    track = object_track(frames)
+    out = {"within": [], "across": [], "first": []}
+    for f in range(1, len(track.centroids)):
+        if not (track.visible[f - 1] and track.visible[f]):
+            continue
+        step = float(np.linalg.norm(track.centroids[f] - track.centroids[f - 1]))
+        out["across" if f % frames_per_latent == 0 else "within"].append(step)
+        if f == frames_per_latent:
+            out["first"].append(step)
+    return out
+
+
 def classify_motion(track: ObjectTrack) -> str:
     """bouncing, sliding or blinking as in TOYAV.md; "static" or "none" for anything else."""
     if not track.visible.any():

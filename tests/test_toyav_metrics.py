@@ -159,3 +159,16 @@ def test_mp4_round_trip_still_scores_well(tmp_path, prompt):
     assert score["median_offset_ms"] < 5.0
     assert score["recall"] == score["precision"] == 1.0
     assert score["colour_ok"] and score["pitch_ok"] and score["motion_ok"]
+
+
+def test_motion_steps_tell_smooth_motion_from_motion_in_latent_frame_steps():
+    clip = gen.generate_clip(5, "red", "square", "sliding")
+    smooth = m.motion_steps(clip.frames, 2)
+    steps = len(clip.frames) - 1  # the object is seen in every frame of a slide
+    assert (len(smooth["within"]), len(smooth["across"])) == ((steps + 1) // 2, steps // 2)
+    assert np.mean(smooth["across"]) == pytest.approx(np.mean(smooth["within"]), rel=0.05)
+    assert smooth["first"] == [smooth["across"][0]]
+    # the same clip drawn once per latent frame: each pair of frames shows the pair's first one
+    stepped = m.motion_steps(np.repeat(clip.frames[::2], 2, axis=0), 2)
+    assert max(stepped["within"]) < 0.01 and np.mean(stepped["across"]) == pytest.approx(
+        2 * np.mean(smooth["across"]), rel=0.05)
