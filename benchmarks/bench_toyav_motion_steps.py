@@ -1,6 +1,6 @@
 """Does the embedded model move its objects smoothly, or in steps of one latent frame?
 
-    python benchmarks/bench_toyav_motion_steps.py [--model FILE] [--seeds 1] [--threads 2]
+    python benchmarks/bench_toyav_motion_steps.py [--model FILE] [--seeds 1] [--scale 3] [--threads 2]
         [--out docs/benchmarks/toyav_motion_steps.json]
 
 One latent video frame covers `temporal_factor` pixel frames (2 for ToyAV). For every bouncing and
@@ -43,8 +43,11 @@ def summary(rows: list) -> dict:
 def main():
     ap = benchmark_parser(__doc__, "docs/benchmarks/toyav_motion_steps.json")
     ap.add_argument("--seeds", type=int, default=1, help="noise seeds per prompt")
+    ap.add_argument("--scale", type=float, default=None, help="UCG joint video and audio scale (default: the CLI's)")
     args = ap.parse_args()
     pipe, guidance = benchmark_pipeline(args), cli_guidance()
+    if args.scale is not None:
+        guidance.video_scale = guidance.audio_scale = args.scale
     per_latent = pipe.video_ae.temporal_factor
     prompts = [p for p in PROMPTS if parse_prompt(p)[2] in MOTIONS]
     made, truth = {m: [] for m in MOTIONS}, {m: [] for m in MOTIONS}
