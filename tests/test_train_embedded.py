@@ -85,26 +85,49 @@ def test_the_shipped_recipe_trains_at_the_samplers_shift_and_the_recorded_ablati
     assert joint_schedule(study.parse_args([]).joint_decay, 1500) == {}  # the study's lr stays constant
 
 
-def test_the_default_command_is_the_one_the_shipped_model_was_trained_with():
-    """README: the documented command (no options) retrains the shipped model; its metadata says how it was."""
-    import json
+def _retrain_commands():
+    """The train_embedded commands of scripts/retrain_toyav.sh, each as its list of options."""
     import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "scripts" / "retrain_toyav.sh").read_text()
+    lines = text.replace("\\\n", " ").splitlines()
+    return [shlex.split(line.split("ccl_lab.train_embedded", 1)[1]) for line in lines
+            if "-m ccl_lab.train_embedded" in line and not line.lstrip().startswith("#")]
+
+
+def test_the_shipped_model_is_the_retrain_scripts_two_commands():
+    """README: scripts/retrain_toyav.sh retrains the shipped model: the default command, then --finish
+    from its output. The shipped file's metadata records both recipes (its own, and its --init's)."""
     from safetensors import safe_open
 
     from ccl_core.assets import ASSETS, MODEL_FILE
-    from ccl_lab.train_embedded import build_parser, recipe
+    from ccl_lab.train_embedded import parse_args, recipe
 
+    def same(recorded: str, args) -> bool:
+        return json.loads(recorded) == json.loads(json.dumps(recipe(args)))
+
+    base, finish = _retrain_commands()
+    opts = lambda cmd, name: cmd[cmd.index(name) + 1]  # noqa: E731
+    assert "--finish" in finish and opts(finish, "--init") == opts(base, "--out"), finish
+    assert recipe(parse_args(base)) == recipe(parse_args([])), "the script's first command is the default recipe"
     with safe_open(str(ASSETS / MODEL_FILE), "pt") as f:
         meta = f.metadata()
-    default = recipe(build_parser().parse_args([]))
-    if "recipe" in meta:  # what train_embedded records from now on
-        assert json.loads(meta["recipe"]) == json.loads(json.dumps(default)), meta["recipe"]
-    else:  # older files: their command, read with today's defaults
-        cmd = shlex.split(meta["trained_with"])  # python -m ccl_lab.train_embedded (ccl_core.toyav. before) ...
-        assert cmd[:2] == ["python", "-m"] and cmd[2].endswith(".train_embedded"), meta["trained_with"]
-        used = build_parser().parse_args(cmd[3:])
-        assert recipe(used) == default, meta["trained_with"]
-        assert used.assets == build_parser().parse_args([]).assets
+    assert same(meta["recipe"], parse_args(finish)), meta["recipe"]
+    assert same(json.loads(meta["init"])["recipe"], parse_args([])), meta["init"]
+
+
+def test_finish_sets_the_fine_tune_defaults_and_needs_a_model():
+    from ccl_lab.train_embedded import FINISH, parse_args, recipe
+
+    args = parse_args(["--finish", "--init", "base.safetensors"])
+    assert {k: getattr(args, k) for k in FINISH} == FINISH
+    assert recipe(args)["joint"]["task_mix"]["i2av"] > 0 and recipe(parse_args([]))["joint"] == {}
+    # an option given on the command line still wins over the preset, and the preset leaves the rest alone
+    args = parse_args(["--finish", "--init", "base.safetensors", "--steps-joint", "20", "--batch", "8"])
+    assert (args.steps_joint, args.batch, args.lr) == (20, 8, FINISH["lr"])
+    with pytest.raises(SystemExit, match="--finish fine-tunes a trained model: name it with --init"):
+        parse_args(["--finish"])
 
 
 def test_train_embedded_records_its_recipe():
