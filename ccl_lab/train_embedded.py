@@ -47,8 +47,8 @@ from .world import DURATION_S
 
 # The shipped model's second command, `--finish --init MODEL`: 1500 joint steps with the clean-prefix
 # tasks (i2av's first frame, extend's spans) in the DCR mix, on clips 5000-7999 (the first command's are
-# 0-2999), at lr 3e-4 with the last 30 % decaying, and the noise levels drawn lower (logit_mean -1: the
-# detail of motion within a latent frame is decided late; docs/TOYAV.md). Explicit options override these.
+# 0-2999), at lr 3e-4 with the last 30 % decaying, and the noise levels drawn lower (logit_mean -1: what
+# lifts the picture's motion and sync; docs/TOYAV.md, "The finish"). Explicit options override these.
 FINISH = {"seed": 5000, "steps_video": 0, "steps_audio": 0, "steps_joint": 1500, "lr": 3e-4, "joint_decay": 0.3,
           "joint_set": ['task_mix={"t2av": 0.3, "i2av": 0.6, "extend": 0.1}', "logit_mean=-1.0"]}
 
