@@ -68,9 +68,7 @@ def main():
     ap.add_argument("--video-scale", type=float, default=None, help="UCG joint video scale (default: the CLI's)")
     ap.add_argument("--audio-scale", type=float, default=None, help="UCG joint audio scale (default: the CLI's)")
     args = ap.parse_args()
-    pipe, guidance = benchmark_pipeline(args), cli_guidance()
-    guidance.video_scale = guidance.video_scale if args.video_scale is None else args.video_scale
-    guidance.audio_scale = guidance.audio_scale if args.audio_scale is None else args.audio_scale
+    pipe, guidance = benchmark_pipeline(args), cli_guidance(args.video_scale, args.audio_scale)
     prompts = prompt_sample(36)
     held = pipe.video_ae.temporal_factor  # pixel frames of the held first latent frame
     t0 = time.time()

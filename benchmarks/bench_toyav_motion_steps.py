@@ -45,9 +45,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=1, help="noise seeds per prompt")
     ap.add_argument("--scale", type=float, default=None, help="UCG joint video and audio scale (default: the CLI's)")
     args = ap.parse_args()
-    pipe, guidance = benchmark_pipeline(args), cli_guidance()
-    if args.scale is not None:
-        guidance.video_scale = guidance.audio_scale = args.scale
+    pipe, guidance = benchmark_pipeline(args), cli_guidance(args.scale, args.scale)
     per_latent = pipe.video_ae.temporal_factor
     prompts = [p for p in PROMPTS if parse_prompt(p)[2] in MOTIONS]
     made, truth = {m: [] for m in MOTIONS}, {m: [] for m in MOTIONS}

@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 import tempfile
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -41,11 +41,13 @@ def benchmark_pipeline(args):
     return load_pipeline(args.model)
 
 
-def cli_guidance():
-    """The guidance `python -m ccl_core generate` uses by default (UCG joint, 3 / 3): what the benchmarks measure."""
+def cli_guidance(video_scale: Optional[float] = None, audio_scale: Optional[float] = None):
+    """The guidance `python -m ccl_core generate` uses by default (UCG joint, 3 / 3): what the benchmarks
+    measure; a scale given replaces the default's."""
     from ccl_core.guidance import Guidance
 
-    return Guidance("joint", video_scale=3.0, audio_scale=3.0)
+    return Guidance("joint", video_scale=3.0 if video_scale is None else video_scale,
+                    audio_scale=3.0 if audio_scale is None else audio_scale)
 
 
 def write_result(result: dict, path) -> None:
