@@ -37,9 +37,10 @@ import comfy.ldm.modules.attention as comfy_attention  # noqa: E402
 import comfy.samplers  # noqa: E402
 from ccl_pack.ccl_core.assets import ASSETS, MODEL_FILE  # noqa: E402
 from ccl_pack.ccl_core.checkpoint import load_checkpoint, read_header  # noqa: E402
-from ccl_pack.ccl_core.guidance import Guidance, guided_velocity  # noqa: E402
+from ccl_pack.ccl_core.guidance import guided_velocity  # noqa: E402
 from ccl_pack.ccl_core.sampling import flow_sigmas, sample  # noqa: E402
 from ccl_pack.ccl_core import latent_spec  # noqa: E402
+from ccl_pack.ccl_core.toyav.embedded import GUIDANCE, SHIFT  # noqa: E402
 from ccl_pack.nodes import joint  # noqa: E402
 from ccl_pack.nodes.comfy_model import model_from_file  # noqa: E402
 from ccl_pack.nodes.guidance import CCLGuider  # noqa: E402
@@ -49,15 +50,15 @@ header = read_header(path)
 net = load_checkpoint(path).eval()
 cfg = net.config
 spec = latent_spec.model_spec(cfg, header.metadata)
-patcher = model_from_file(header, cfg, spec, 3.0, torch.float32)
+patcher = model_from_file(header, cfg, spec, SHIFT, torch.float32)
 t, h, w, length = spec.sizes(2.0, 64, 64)[:4]
 g = torch.Generator().manual_seed(0)
 noise_v = torch.randn(1, cfg.video_channels, t, h, w, generator=g)
 noise_a = torch.randn(1, cfg.audio_channels, length, generator=g)
 text = torch.randn(1, cfg.text_len, cfg.text_dim, generator=g)
 null = torch.zeros_like(text)
-guidance = Guidance("joint", 3.0, 3.0)
-sigmas = flow_sigmas(args.steps, shift=3.0)
+guidance = GUIDANCE
+sigmas = flow_sigmas(args.steps, shift=SHIFT)
 
 
 def comfy_run():

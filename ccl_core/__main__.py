@@ -246,7 +246,11 @@ def run(args) -> int:
             sys.modules["ccl_core.media"].remove_partial_files()
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; its sampling defaults are the embedded model's (toyav.embedded SHIFT, GUIDANCE)."""
+    from .guidance import FORMS
+    from .toyav.embedded import GUIDANCE, SHIFT
+
     ap = argparse.ArgumentParser(prog="python -m ccl_core", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -257,14 +261,15 @@ def main(argv=None) -> int:
     g.add_argument("--seed", type=int, default=0, help="0 .. 2**32 - 1")
     g.add_argument("--steps", type=int, default=25, help="1 .. 1000")
     g.add_argument("--sampler", choices=["euler", "dpmpp_2m"], default="dpmpp_2m")
-    from .toyav.embedded import SHIFT
     g.add_argument("--shift", type=float, default=SHIFT,
                    help=f"the sampling shift (default {SHIFT:g}, the embedded model's)")
-    g.add_argument("--guidance", choices=["joint", "decoupled", "cfg", "ovi", "none"], default="joint")
-    g.add_argument("--video-scale", type=float, default=3.0)
-    g.add_argument("--audio-scale", type=float, default=3.0)
-    g.add_argument("--video-av-scale", type=float, default=2.0, help="decoupled form: cross-modal scale (video)")
-    g.add_argument("--audio-av-scale", type=float, default=2.0, help="decoupled form: cross-modal scale (audio)")
+    g.add_argument("--guidance", choices=list(FORMS), default=GUIDANCE.form)
+    g.add_argument("--video-scale", type=float, default=GUIDANCE.video_scale)
+    g.add_argument("--audio-scale", type=float, default=GUIDANCE.audio_scale)
+    g.add_argument("--video-av-scale", type=float, default=GUIDANCE.video_av_scale,
+                   help="decoupled form: cross-modal scale (video)")
+    g.add_argument("--audio-av-scale", type=float, default=GUIDANCE.audio_av_scale,
+                   help="decoupled form: cross-modal scale (audio)")
     g.add_argument("--negative", default="", help="negative prompt: the unconditional text (default: the null "
                    "text); of the video tower alone when --negative-audio is given")
     g.add_argument("--negative-audio", default=None, help="the audio tower's own negative prompt (Ovi guides each "
@@ -287,7 +292,11 @@ def main(argv=None) -> int:
                         "shift) to its metadata, tensors unchanged, for CCL Model Loader")
     st.add_argument("checkpoint", help="the ToyAV CCL checkpoint (.safetensors) to stamp")
     st.add_argument("--out", default=None, help="write a stamped copy here instead of updating the file in place")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "generate":
         return run(args)
     if args.command == "stamp":

@@ -24,7 +24,7 @@ from .guidance import Guidance, guided_velocity
 from .media import fit_length
 from .routing import make_routes, prefix_mask
 from .sampling import flow_sigmas, sample
-from .toyav.embedded import SHIFT
+from .toyav.embedded import GUIDANCE, SHIFT
 
 
 # torch's CPU generator seeds its Mersenne Twister with the seed's low 32 bits only: seeds s and
@@ -185,7 +185,7 @@ def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "
         cont = as_continuation(pipe, extend, overlap)
     elif overlap is not None:
         raise ValueError("overlap is only used with extend= (the clip to continue)")
-    guidance = guidance or Guidance("joint", video_scale=3.0, audio_scale=3.0)
+    guidance = guidance or GUIDANCE
     model = pipe.model
     device = pipe.model.device
     text, _ = pipe.text_encoder.encode([prompt])
@@ -332,7 +332,7 @@ def generate_many(pipe, prompts: Sequence[str], seeds: Sequence[int], steps: int
         raise ValueError(f"generate_many needs one seed per prompt, got {len(prompts)} prompts and {len(seeds)} seeds")
     for seed in seeds:
         check_settings(seed, steps, shift)
-    guidance = guidance or Guidance("joint", video_scale=3.0, audio_scale=3.0)
+    guidance = guidance or GUIDANCE
     device = pipe.model.device
     text, _ = pipe.text_encoder.encode(list(prompts))
     uncond, _ = pipe.text_encoder.encode([negative] * len(prompts))

@@ -28,7 +28,7 @@ def ucg_decoupled(u, c_text, c_full, w_text, w_av):
     return u + w_text * (c_text - u) + w_av * (c_full - c_text)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Guidance:
     form: str = "joint"
     video_scale: float = 4.0  # w (joint, cfg, ovi) or w_text (decoupled)

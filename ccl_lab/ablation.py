@@ -44,13 +44,14 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 
 from ccl_core.guidance import Guidance
+from ccl_core.toyav.embedded import GUIDANCE as EMBEDDED_GUIDANCE
 
 from .metrics import SUMMARY_KEYS, summarize_by_seed
 from .train_embedded import add_recipe_arguments, joint_overrides, train_stages
@@ -79,10 +80,10 @@ VARIANTS: Dict[str, Variant] = {
 # The guidance forms compared, at the generator's default scales. Ovi-style skips one block in its
 # negative branch: Ovi skips block 11 of 30; the 4-block ToyAV model skips block 1.
 GUIDANCE: Dict[str, Guidance] = {
-    "ucg_joint": Guidance("joint", video_scale=3.0, audio_scale=3.0),
-    "cfg": Guidance("cfg", video_scale=3.0, audio_scale=3.0),
-    "ucg_decoupled": Guidance("decoupled", video_scale=3.0, audio_scale=3.0, video_av_scale=2.0, audio_av_scale=2.0),
-    "ovi": Guidance("ovi", video_scale=3.0, audio_scale=3.0, skip_block=1),
+    "ucg_joint": EMBEDDED_GUIDANCE,
+    "cfg": replace(EMBEDDED_GUIDANCE, form="cfg"),
+    "ucg_decoupled": replace(EMBEDDED_GUIDANCE, form="decoupled"),
+    "ovi": replace(EMBEDDED_GUIDANCE, form="ovi", skip_block=1),
 }
 ROWS = [(v, "ucg_joint") for v in VARIANTS] + [("ccl", "cfg"), ("ccl", "ucg_decoupled"), ("ccl", "ovi")]
 # The study's budget: the shipped recipe's tower stages (shared by all variants) and a joint stage

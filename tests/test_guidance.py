@@ -93,3 +93,25 @@ def test_separate_audio_prompts_reach_the_audio_tower(tiny):
     pos = tiny(video, audio, t, None, text, text_audio=text_a)
     torch.testing.assert_close(gv, neg[0] + 4.0 * (pos[0] - neg[0]), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ga, neg[1] + 3.0 * (pos[1] - neg[1]), atol=1e-5, rtol=1e-5)
+
+
+def test_the_embedded_models_guidance_is_one_fact():
+    """The command line's defaults (generate()'s too) and the benchmarks' guidance are toyav.embedded GUIDANCE."""
+    import dataclasses
+
+    from ccl_core.__main__ import build_parser
+    from ccl_core.toyav.embedded import GUIDANCE, SHIFT
+    from ccl_lab.ablation import GUIDANCE as ABLATION_GUIDANCE
+    from ccl_lab.evaluate import cli_guidance
+
+    args = build_parser().parse_args(["generate"])
+    cli = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale,
+                   video_av_scale=args.video_av_scale, audio_av_scale=args.audio_av_scale)
+    assert cli == GUIDANCE == cli_guidance() and args.shift == SHIFT
+    assert GUIDANCE != Guidance()  # Ovi's scales (the dataclass's and the nodes' defaults) are not the toy's
+    assert cli_guidance(video_scale=1.0) == dataclasses.replace(GUIDANCE, video_scale=1.0)
+    assert cli_guidance(audio_scale=2.0).video_scale == GUIDANCE.video_scale
+    assert ABLATION_GUIDANCE["ucg_joint"] == GUIDANCE
+    assert {g.video_scale for g in ABLATION_GUIDANCE.values()} == {GUIDANCE.video_scale}
+    with pytest.raises(dataclasses.FrozenInstanceError):  # shared defaults cannot be changed in place
+        GUIDANCE.video_scale = 9.0

@@ -14,9 +14,13 @@ import torch
 
 from ..assets import ASSETS, MODEL_FILE
 from ..config import ModelConfig
+from ..guidance import Guidance
 from ..latent_spec import LatentSpec, config_facts, spec_metadata, stamp_file
 
 SHIFT = 3.0  # the sampling shift the embedded model is meant for (its training's timestep_shift default too)
+# The guidance it is meant for: UCG joint at 3 / 3 (docs/TOYAV.md, "Quality and speed"); the command line's
+# default, what the benchmarks measure. Ovi's own scales are Guidance's defaults (4 / 3), the nodes' too.
+GUIDANCE = Guidance("joint", video_scale=3.0, audio_scale=3.0)
 
 
 def toyav_config(video_ae=None, audio_ae=None, text_encoder=None, **overrides) -> ModelConfig:
