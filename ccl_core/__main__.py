@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=min(2, MAX_THREADS), help=f"1 .. {MAX_THREADS}")
     g.add_argument("--quiet", action="store_true")
     st = sub.add_parser("stamp", help="add a ToyAV checkpoint's latent facts (spaces, native size, null text, "
-                        "shift) to its metadata, tensors unchanged, for CCL Model Loader")
+                        "shift) and, where its config has none, the self-attention window of its 2 s clip to its "
+                        "metadata, tensors unchanged, for CCL Model Loader")
     st.add_argument("checkpoint", help="the ToyAV CCL checkpoint (.safetensors) to stamp")
     st.add_argument("--out", default=None, help="write a stamped copy here instead of updating the file in place")
     return ap

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from . import context
 from .layers import TorchOps, cast_like
 from .rope import Rotary
+from .self_windows import TimeWindows
 from .tarp import CrossModalInput, cross_modal_attention
 
 
@@ -53,12 +54,17 @@ class _Attention(nn.Module):
 
 
 class SelfAttention(_Attention):
-    def forward(self, x: torch.Tensor, rope: Rotary) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: Rotary, windows: Optional[TimeWindows] = None) -> torch.Tensor:
+        """Over the whole clip, or within time windows (self_windows.py) where a clip is longer than
+        the model's self_attn_window."""
         n = self.num_heads
         q = rope.apply(_heads(self.norm_q(self.q(x)), n))
         k = rope.apply(_heads(self.norm_k(self.k(x)), n))
         v = _heads(self.v(x), n)
-        return self.o(sdpa(q, k, v, self.attention).flatten(2))
+        if windows is None:
+            return self.o(sdpa(q, k, v, self.attention).flatten(2))
+        out = torch.cat([sdpa(q[:, a:b], k[:, c:d], v[:, c:d], self.attention) for a, b, c, d in windows.ranges], dim=1)
+        return self.o(out.flatten(2))
 
 
 class CrossAttention(_Attention):

@@ -7,6 +7,7 @@ The dual-stream model does not call a block as one function: it interleaves the 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -15,6 +16,7 @@ from .attention import DEFAULT_ATTENTION, AttentionFn, CrossAttention, SelfAtten
 from .config import ModelConfig
 from .layers import FeedForward, TorchOps, cast_like
 from .rope import Rotary
+from .self_windows import TimeWindows
 from .tarp import CrossModalInput
 
 
@@ -43,9 +45,9 @@ class Block(nn.Module):
         self.ffn = FeedForward(dim, cfg.ffn_dim, ops)
         self.modulation = Modulation(dim)
 
-    def self_attention(self, x: torch.Tensor, mods, rope: Rotary) -> torch.Tensor:
+    def self_attention(self, x: torch.Tensor, mods, rope: Rotary, windows: Optional[TimeWindows] = None) -> torch.Tensor:
         shift, scale, gate = mods[0], mods[1], mods[2]
-        return x + self.self_attn(self.norm1(x) * (1 + scale) + shift, rope) * gate
+        return x + self.self_attn(self.norm1(x) * (1 + scale) + shift, rope, windows) * gate
 
     def cross_attention_ffn(self, x: torch.Tensor, mods, text: torch.Tensor, cm: CrossModalInput | None) -> torch.Tensor:
         x = x + self.cross_attn(self.norm3(x), text, cm)

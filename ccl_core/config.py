@@ -45,6 +45,10 @@ class ModelConfig(JsonConfig):
     n_ctx: int = 8  # learnable context tokens per block and direction (LCT)
     tarp_window: Optional[int] = 2  # partition width in latent video frames; None = full attention
     aligned_rope: bool = True  # audio temporal RoPE on the video time axis
+    # Self-attention window in latent video frames: on a longer clip each frame's queries read the
+    # keys of this many frames around it (self_windows.py); set to the clip length the model was
+    # trained on. None: the whole clip (Wan, Ovi).
+    self_attn_window: Optional[int] = None
     audio_rope_scale: Optional[float] = None  # fixed audio RoPE scale (Ovi: 0.19676); None = from rates
     ctx_logit_init: float = 0.0  # initial logit offset of the context tokens (see attention.py)
     # Zero-initialise the fusion value projection (v_fusion) of a freshly built model, so that
@@ -80,6 +84,8 @@ class ModelConfig(JsonConfig):
             problems.append(f"n_ctx must be >= 0, got {self.n_ctx}")
         if self.fusion == "ovi" and self.n_ctx:
             problems.append("fusion='ovi' has no context tokens: set n_ctx=0 or fusion='ccl'")
+        if self.self_attn_window is not None and self.self_attn_window < 1:
+            problems.append(f"self_attn_window must be None or >= 1 latent frame, got {self.self_attn_window}")
         if self.tarp_window is not None and self.tarp_window < 1:
             problems.append(f"tarp_window must be None or >= 1 latent frame, got {self.tarp_window}")
         if len(self.video_patch) != 3 or min(self.video_patch) < 1:

@@ -21,6 +21,7 @@ from .attention import DEFAULT_ATTENTION, FUSION_GATE, AttentionFn
 from .config import ModelConfig
 from .layers import TorchOps
 from .rope import Rotary
+from .self_windows import TimeWindows
 from .routing import Routes, TaskArg, make_routes
 from .tarp import CrossModalPlan, plan_cross_modal
 from .tower import Tower
@@ -228,7 +229,7 @@ class DualStreamModel(nn.Module):
         x = dict(zip(streams, xs))
         blocks = {n: s.tower.blocks[i] for n, s in streams.items()}
         mods = {n: s.modulation(blocks[n]) for n, s in streams.items()}
-        h = {n: blocks[n].self_attention(x[n], mods[n], streams[n].rope) for n in ORDER if n in x}
+        h = {n: blocks[n].self_attention(x[n], mods[n], streams[n].rope, streams[n].windows) for n in ORDER if n in x}
         out = {}
         for n in ORDER:
             if n in x:
@@ -257,6 +258,7 @@ class Stream:
     text: torch.Tensor  # embedded text [b, text_len, dim]
     rope: Rotary
     pos: torch.Tensor  # [L] time position of each token, in latent video frames (TARP)
+    windows: Optional[TimeWindows]  # self-attention windows of a clip longer than self_attn_window; None: full
     clean: Optional[torch.Tensor]  # [b, L, 1] tokens of a clean prefix, run at t = 0; None: none
     clean_e: Optional[torch.Tensor]  # e and e0 at t = 0 (None without a clean prefix)
     clean_e0: Optional[torch.Tensor]
@@ -275,7 +277,7 @@ class Stream:
         clean = tower.prefix_mask(grid, prefix) if bool((prefix > 0).any()) else None
         clean_e, clean_e0 = (None, None) if clean is None else tower.embed_time(t.new_zeros(len(prefix)), dtype)
         stream = cls(tower, rows, grid, e, e0, tower.embed_text(select(text).to(dtype)), tower.rotary(grid, device),
-                     tower.positions(grid, device), clean, clean_e, clean_e0,
+                     tower.positions(grid, device), tower.self_windows(grid), clean, clean_e, clean_e0,
                      None if skip_rows is None else select(skip_rows).view(-1, 1, 1))
         return stream, tokens
 

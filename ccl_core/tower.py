@@ -7,6 +7,7 @@ unchanged.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -16,6 +17,7 @@ from .block import Block
 from .config import ModelConfig
 from .layers import AudioEmbedding, Head, TorchOps, sinusoidal_embedding, video_patch_embedding, video_tokens
 from .rope import Rotary, audio_angles, video_angles
+from .self_windows import TimeWindows
 
 
 class Tower(nn.Module):
@@ -68,6 +70,11 @@ class Tower(nn.Module):
             f = torch.arange(t, device=device, dtype=torch.float64) * self.cfg.video_patch[0]
             return f.repeat_interleave(h * w)
         return torch.arange(grid[0], device=device, dtype=torch.float64) * self.cfg.audio_time_scale
+
+    def self_windows(self, grid) -> Optional[TimeWindows]:
+        """Self-attention's time windows for this grid (self_windows.py); None: the whole clip."""
+        step = self.cfg.video_patch[0] if self.modality == "video" else self.cfg.audio_time_scale
+        return TimeWindows.plan(self.positions(grid, "cpu"), self.cfg.self_attn_window, step)
 
     def prefix_mask(self, grid, prefix: torch.Tensor) -> torch.Tensor:
         """[B, L, 1] bool: tokens inside each sample's clean prefix (prefix [B] in latent frames for

@@ -24,7 +24,10 @@ GUIDANCE = Guidance("joint", video_scale=3.0, audio_scale=3.0)
 
 
 def toyav_config(video_ae=None, audio_ae=None, text_encoder=None, **overrides) -> ModelConfig:
-    """The embedded model's config; sizes follow the autoencoders when they are given."""
+    """The embedded model's config; sizes follow the autoencoders when they are given. Self-attention
+    is windowed to the world's clip, the length it trains on (self_windows.py)."""
+    from .clip import DURATION_S
+
     base = dict(
         name="toyav-ccl", dim=128, ffn_dim=384, num_heads=2, num_layers=4, freq_dim=64,
         text_dim=64, text_len=5, video_channels=8, video_patch=(1, 2, 2), audio_channels=8,
@@ -37,6 +40,7 @@ def toyav_config(video_ae=None, audio_ae=None, text_encoder=None, **overrides) -
         base.update(audio_channels=audio_ae.latent_channels, audio_latent_rate=audio_ae.audio_latent_rate)
     if text_encoder is not None:
         base.update(text_dim=text_encoder.text_dim, text_len=text_encoder.max_tokens)
+    base["self_attn_window"] = round(DURATION_S * base["video_latent_fps"])
     base.update(overrides)
     return ModelConfig(**base)
 
@@ -71,11 +75,18 @@ def toyav_metadata(config: ModelConfig, video_ae=None, audio_ae=None, text_encod
 
 
 def stamp(path, out=None, video_ae=None, audio_ae=None, text_encoder=None) -> str:
-    """Add toyav_metadata to an existing ToyAV checkpoint (in place, or to `out`), its tensors unchanged."""
-    from ..checkpoint import infer_config, read_header
+    """Add toyav_metadata to an existing ToyAV checkpoint (in place, or to `out`), its tensors unchanged.
+    A config written before self-attention windows gets the embedded model's window (its 2 s clip),
+    which a model trained on 2 s clips runs unchanged up to 2 s."""
+    from dataclasses import replace
+
+    from ..checkpoint import CONFIG_KEY, infer_config, read_header
 
     config = infer_config(read_header(path))
-    return stamp_file(path, toyav_metadata(config, video_ae, audio_ae, text_encoder), out)
+    metadata = toyav_metadata(config, video_ae, audio_ae, text_encoder)
+    if config.self_attn_window is None:
+        metadata[CONFIG_KEY] = replace(config, self_attn_window=toyav_config().self_attn_window).to_json()
+    return stamp_file(path, metadata, out)
 
 
 @dataclass
