@@ -21,8 +21,8 @@ from .attention import DEFAULT_ATTENTION, FUSION_GATE, AttentionFn
 from .config import ModelConfig
 from .layers import TorchOps
 from .rope import Rotary
-from .self_windows import TimeWindows
 from .routing import Routes, TaskArg, make_routes
+from .self_windows import TimeWindows
 from .tarp import CrossModalPlan, plan_cross_modal
 from .tower import Tower
 
