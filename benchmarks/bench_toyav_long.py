@@ -2,7 +2,7 @@
 and 8 s, and the cost of one sampling step at 8 s against one at 2 s.
 
     python benchmarks/bench_toyav_long.py [--model FILE] [--durations 2 4 8] [--prompts 12] [--seeds 1]
-        [--steps 25] [--threads 2] [--out docs/benchmarks/toyav_long.json]
+        [--steps 25] [--threads 2] [--self-attn-window FRAMES] [--out docs/benchmarks/toyav_long.json]
 
 Quality: `--prompts` of the 36 prompts (evaluate.prompt_sample's fixed order) x `--seeds` noise
 seeds at each duration, generated with the command line's default settings and scored on the mp4
@@ -11,6 +11,8 @@ seeds at each duration, generated with the command line's default settings and s
 metrics find events over the whole clip. Speed: one guided step (all guidance branches in one
 batched model call, what each sampling step runs) at 8 s and at 2 s, timed alternately in this one
 process so that both see the same machine load; median over --step-repeats. Target: <= 4.5x.
+`--self-attn-window` replaces the model's window (ccl_core/self_windows.py) for a sweep: 0 runs
+full attention, as the files written before windows do.
 """
 
 from __future__ import annotations
@@ -78,12 +80,18 @@ def main():
     ap.add_argument("--seeds", type=int, default=1, help="noise seeds 0..N-1 per prompt")
     ap.add_argument("--step-repeats", type=int, default=10)
     ap.add_argument("--skip", action="append", default=[], choices=["quality", "speed"])
+    ap.add_argument("--self-attn-window", type=int, default=None, metavar="FRAMES",
+                    help="replace the model's self-attention window (latent frames; 0: full attention)")
     args = ap.parse_args()
-    pipe, guidance = benchmark_pipeline(args), cli_guidance()
+    if args.self_attn_window is not None and args.self_attn_window < 0:
+        ap.error(f"--self-attn-window must be >= 0 latent frames (0: full attention), got {args.self_attn_window}")
+    overrides = None if args.self_attn_window is None else {"self_attn_window": args.self_attn_window or None}
+    pipe, guidance = benchmark_pipeline(args, overrides), cli_guidance()
     settings = dict(steps=args.steps, guidance=guidance)
     prompts = prompt_sample(args.prompts)
     result = {"settings": {"model": args.model or "shipped", "durations": args.durations, "prompts": prompts,
                            "seeds": args.seeds, "steps": args.steps, "threads": args.threads,
+                           "self_attn_window": pipe.model.config.self_attn_window,
                            "score_on": "mp4", "guidance": "joint 3 / 3, dpmpp_2m, shift 3"},
               "torch": torch.__version__}
     t0 = time.time()

@@ -33,12 +33,13 @@ def benchmark_parser(doc: str, out_example: str) -> argparse.ArgumentParser:
     return ap
 
 
-def benchmark_pipeline(args):
-    """The pipeline a benchmark measures (args.model, or the shipped one), on args.threads threads."""
+def benchmark_pipeline(args, overrides: Optional[dict] = None):
+    """The pipeline a benchmark measures (args.model, or the shipped one, its config changed by
+    `overrides`), on args.threads threads."""
     from ccl_core.toyav.embedded import load_pipeline
 
     torch.set_num_threads(args.threads)
-    return load_pipeline(args.model)
+    return load_pipeline(args.model, overrides=overrides)
 
 
 def cli_guidance(video_scale: Optional[float] = None, audio_scale: Optional[float] = None):

@@ -136,3 +136,12 @@ def test_stamp_gives_an_older_toyav_file_the_window(tmp_path):
         assert infer_config(read_header(out)).self_attn_window == want
         before, after = load_file(str(path)), load_file(str(out))
         assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_pipeline_can_run_the_shipped_weights_with_another_window():
+    """load_pipeline's overrides (bench_toyav_long.py --self-attn-window): 0 / None is full attention."""
+    from ccl_core.toyav.embedded import load_pipeline
+
+    assert load_pipeline().model.config.self_attn_window == 16
+    assert load_pipeline(overrides={"self_attn_window": None}).model.config.self_attn_window is None
+    assert load_pipeline(overrides={"self_attn_window": 24}).model.video_model.cfg.self_attn_window == 24

@@ -115,8 +115,9 @@ class Pipeline:
 
 
 def load_pipeline(model_path: Optional[str] = None, device="cpu", dtype: Optional[str] = None,
-                  video_ae_path=None, audio_ae_path=None, text_path=None) -> Pipeline:
-    """The shipped embedded model (or a CCL checkpoint at model_path) with the shipped ToyAV parts."""
+                  video_ae_path=None, audio_ae_path=None, text_path=None, overrides: Optional[dict] = None) -> Pipeline:
+    """The shipped embedded model (or a CCL checkpoint at model_path) with the shipped ToyAV parts;
+    `overrides` replaces fields of the file's config (e.g. {"self_attn_window": None}: full attention)."""
     from ..checkpoint import load_checkpoint
     from .autoencoders import load_audio_ae, load_video_ae
     from .text import load_text_encoder
@@ -125,6 +126,6 @@ def load_pipeline(model_path: Optional[str] = None, device="cpu", dtype: Optiona
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}" + (
             "; the embedded model is trained with `python -m ccl_lab.train_embedded`" if not model_path else ""))
-    model = load_checkpoint(path, dtype=dtype, device=device)
+    model = load_checkpoint(path, dtype=dtype, device=device, overrides=overrides)
     return Pipeline(model, load_text_encoder(text_path, device=device), load_video_ae(video_ae_path, device=device),
                     load_audio_ae(audio_ae_path, device=device))
