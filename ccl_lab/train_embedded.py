@@ -25,6 +25,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -262,7 +263,11 @@ def main(argv=None):
     if args.init:
         from ccl_core.checkpoint import load_checkpoint
         start = load_checkpoint(args.init)
-        if start.config != cfg:
+        if start.config.self_attn_window is None and replace(start.config, self_attn_window=cfg.self_attn_window) == cfg:
+            # written before self-attention windows: the same model on the 2 s clips it was trained on
+            print(f"--init {args.init} has no self_attn_window (written before windows): fine-tuning with this "
+                  f"command's, {cfg.self_attn_window} latent frames", flush=True)
+        elif start.config != cfg:
             raise SystemExit(f"--init {args.init}: its config differs from this command's ({start.config} vs {cfg})")
         model.load_state_dict(start.state_dict())
         print(f"starting from {args.init}", flush=True)

@@ -154,3 +154,21 @@ def test_the_recipe_sweep_scores_only_complete_joint_checkpoints(tmp_path):
         (ckpts / name).mkdir(parents=True)
     assert sweep.joint_steps(tmp_path / "v") == {500, 1000}
     assert sweep.joint_steps(tmp_path / "missing") == set()
+
+
+def test_init_from_a_file_written_before_self_attention_windows(tmp_path, capsys):
+    """A base written before windows is the same model on its 2 s clips: --init takes it (saying so)
+    and the fine-tune gets the command's window; any other difference is still refused."""
+    from ccl_core.checkpoint import infer_config, read_header, save_checkpoint
+    from ccl_core.toyav.embedded import toyav_config
+
+    old, other = tmp_path / "old.safetensors", tmp_path / "other.safetensors"
+    save_checkpoint(DualStreamModel(toyav_config(self_attn_window=None)), old)
+    save_checkpoint(DualStreamModel(toyav_config(self_attn_window=None, n_ctx=2)), other)
+    run = ["--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "out.safetensors"), "--clips", "8",
+           "--batch", "8", "--steps-video", "0", "--steps-audio", "0", "--steps-joint", "1", "--threads", "1"]
+    train_embedded.main(run + ["--init", str(old)])
+    assert "has no self_attn_window (written before windows)" in capsys.readouterr().out
+    assert infer_config(read_header(tmp_path / "out.safetensors")).self_attn_window == toyav_config().self_attn_window
+    with pytest.raises(SystemExit, match="its config differs from this command's"):
+        train_embedded.main(run + ["--init", str(other)])
