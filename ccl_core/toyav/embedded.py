@@ -23,11 +23,17 @@ SHIFT = 3.0  # the sampling shift the embedded model is meant for (its training'
 GUIDANCE = Guidance("joint", video_scale=3.0, audio_scale=3.0)
 
 
-def toyav_config(video_ae=None, audio_ae=None, text_encoder=None, **overrides) -> ModelConfig:
-    """The embedded model's config; sizes follow the autoencoders when they are given. Self-attention
-    is windowed to the world's clip, the length it trains on (self_windows.py)."""
+def clip_window(video_latent_fps: float) -> int:
+    """The world's clip in latent video frames: the self-attention window of a model trained on it
+    (self_windows.py)."""
     from .clip import DURATION_S
 
+    return round(DURATION_S * video_latent_fps)
+
+
+def toyav_config(video_ae=None, audio_ae=None, text_encoder=None, **overrides) -> ModelConfig:
+    """The embedded model's config; sizes follow the autoencoders when they are given. Self-attention
+    is windowed to the world's clip, the length it trains on (clip_window)."""
     base = dict(
         name="toyav-ccl", dim=128, ffn_dim=384, num_heads=2, num_layers=4, freq_dim=64,
         text_dim=64, text_len=5, video_channels=8, video_patch=(1, 2, 2), audio_channels=8,
@@ -40,7 +46,7 @@ def toyav_config(video_ae=None, audio_ae=None, text_encoder=None, **overrides) -
         base.update(audio_channels=audio_ae.latent_channels, audio_latent_rate=audio_ae.audio_latent_rate)
     if text_encoder is not None:
         base.update(text_dim=text_encoder.text_dim, text_len=text_encoder.max_tokens)
-    base["self_attn_window"] = round(DURATION_S * base["video_latent_fps"])
+    base["self_attn_window"] = clip_window(base["video_latent_fps"])
     base.update(overrides)
     return ModelConfig(**base)
 
@@ -85,7 +91,7 @@ def stamp(path, out=None, video_ae=None, audio_ae=None, text_encoder=None) -> st
     config = infer_config(read_header(path))
     metadata = toyav_metadata(config, video_ae, audio_ae, text_encoder)
     if config.self_attn_window is None:
-        metadata[CONFIG_KEY] = replace(config, self_attn_window=toyav_config().self_attn_window).to_json()
+        metadata[CONFIG_KEY] = replace(config, self_attn_window=clip_window(config.video_latent_fps)).to_json()
     return stamp_file(path, metadata, out)
 
 
