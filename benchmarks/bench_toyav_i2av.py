@@ -34,7 +34,8 @@ import torch  # noqa: E402
 from ccl_core.generate import generate, image_latent  # noqa: E402
 from ccl_lab import aggregate, generate_clip, parse_prompt  # noqa: E402
 from ccl_lab.evaluate import (HELD_OUT_SEED, benchmark_parser, benchmark_pipeline, brief,  # noqa: E402
-                              cli_guidance, i2av_follows, i2av_image, prompt_sample, score_result, write_result)
+                              cli_guidance, i2av_follows, i2av_image, prompt_sample, score_result, settings_label,
+                              write_result)
 from ccl_lab.train_autoencoders import psnr  # noqa: E402
 
 CHANCE_SEED = HELD_OUT_SEED + 700_000  # ground truth that ignores the image
@@ -99,7 +100,7 @@ def main():
                "start_follows_by_colour": share_by(rows, 0), "start_follows_by_motion": share_by(rows, 2)}
     result = {"settings": {"model": args.model or "shipped", "clips": args.clips, "steps": args.steps,
                            "threads": args.threads, "score_on": "psnr and following in memory; sync on the mp4",
-                           "guidance": f"joint {guidance.video_scale:g} / {guidance.audio_scale:g}, dpmpp_2m, shift 3"},
+                           "guidance": settings_label(guidance)},
               "torch": torch.__version__, "i2av": summary, "sync": brief(aggregate(scores)),
               "per_clip": [{**brief(r), "image_at_px": r["image_at_px"], "start_at_px": r["start_at_px"]} for r in rows],
               "wall_s": round(time.time() - t0, 1)}

@@ -32,7 +32,8 @@ from ccl_core.generate import clip_lengths, generate  # noqa: E402
 from ccl_core.guidance import guided_velocity  # noqa: E402
 from ccl_lab import aggregate, generate_clip, parse_prompt, score_clip  # noqa: E402
 from ccl_lab.evaluate import (HELD_OUT_SEED, benchmark_parser, benchmark_pipeline, brief,  # noqa: E402
-                              cli_guidance, prompt_sample, score_result, write_result)
+                              cli_guidance, prompt_sample, score_result, settings_label,
+                              write_result)
 
 STEP_RATIO_TARGET = 4.5
 
@@ -92,7 +93,7 @@ def main():
     result = {"settings": {"model": args.model or "shipped", "durations": args.durations, "prompts": prompts,
                            "seeds": args.seeds, "steps": args.steps, "threads": args.threads,
                            "self_attn_window": pipe.model.config.self_attn_window,
-                           "score_on": "mp4", "guidance": "joint 3 / 3, dpmpp_2m, shift 3"},
+                           "score_on": "mp4", "guidance": settings_label(guidance)},
               "torch": torch.__version__}
     t0 = time.time()
     if "quality" not in args.skip:

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from ccl_core.generate import generate  # noqa: E402
 from ccl_lab import generate_clip, parse_prompt  # noqa: E402
 from ccl_lab.evaluate import (HELD_OUT_SEED, PROMPTS, benchmark_parser, benchmark_pipeline, cli_guidance,  # noqa: E402
-                              write_result)
+                              settings_label, write_result)
 from ccl_lab.metrics import motion_steps  # noqa: E402
 
 MOTIONS = ("bouncing", "sliding")  # blinking objects do not move
@@ -59,7 +59,7 @@ def main():
         print(f"  {prompt}: {summary(made[motion][-args.seeds:])}", flush=True)
     result = {"settings": {"model": args.model or "shipped", "prompts": len(prompts), "seeds": args.seeds,
                            "steps": args.steps, "frames_per_latent_frame": per_latent,
-                           "guidance": f"joint {guidance.video_scale:g} / {guidance.audio_scale:g}, dpmpp_2m, shift 3"},
+                           "guidance": settings_label(guidance)},
               "torch": torch.__version__,
               "generated": {m: summary(made[m]) for m in MOTIONS},
               "ground_truth": {m: summary(truth[m]) for m in MOTIONS}}

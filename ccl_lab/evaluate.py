@@ -53,6 +53,18 @@ def cli_guidance(video_scale: Optional[float] = None, audio_scale: Optional[floa
     return replace(GUIDANCE, **{k: v for k, v in given.items() if v is not None})
 
 
+def settings_label(guidance) -> str:
+    """How a benchmark's JSON names its sampling settings: the guidance, and generate()'s default sampler
+    and shift (the embedded model's), which the ToyAV benchmarks sample with."""
+    import inspect
+
+    from ccl_core.generate import generate
+
+    default = {k: p.default for k, p in inspect.signature(generate).parameters.items()}
+    return (f"{guidance.form} {guidance.video_scale:g} / {guidance.audio_scale:g}, {default['sampler']}, "
+            f"shift {default['shift']:g}")
+
+
 def write_result(result: dict, path) -> None:
     """A benchmark's figures as JSON at path (nothing when path is None)."""
     if path:

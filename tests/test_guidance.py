@@ -102,7 +102,7 @@ def test_the_embedded_models_guidance_is_one_fact():
     from ccl_core.__main__ import build_parser
     from ccl_core.toyav.embedded import GUIDANCE, SHIFT
     from ccl_lab.ablation import GUIDANCE as ABLATION_GUIDANCE
-    from ccl_lab.evaluate import cli_guidance
+    from ccl_lab.evaluate import cli_guidance, settings_label
 
     args = build_parser().parse_args(["generate"])
     cli = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale,
@@ -111,6 +111,7 @@ def test_the_embedded_models_guidance_is_one_fact():
     assert GUIDANCE != Guidance()  # Ovi's scales (the dataclass's and the nodes' defaults) are not the toy's
     assert cli_guidance(video_scale=1.0) == dataclasses.replace(GUIDANCE, video_scale=1.0)
     assert cli_guidance(audio_scale=2.0).video_scale == GUIDANCE.video_scale
+    assert settings_label(cli_guidance(video_scale=1.0)) == f"joint 1 / 3, dpmpp_2m, shift {SHIFT:g}"  # what JSONs record
     assert ABLATION_GUIDANCE["ucg_joint"] == GUIDANCE
     assert {g.video_scale for g in ABLATION_GUIDANCE.values()} == {GUIDANCE.video_scale}
     with pytest.raises(dataclasses.FrozenInstanceError):  # shared defaults cannot be changed in place
