@@ -26,8 +26,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from ccl_core.guidance import Guidance  # noqa: E402
-from ccl_core.toyav.embedded import GUIDANCE, SHIFT  # noqa: E402
+from ccl_core.__main__ import add_sampling_arguments, guidance_from_args  # noqa: E402
 from ccl_lab import PROMPTS, aggregate  # noqa: E402
 from ccl_lab.evaluate import (benchmark_parser, benchmark_pipeline, brief, conditioned_scores,  # noqa: E402
                               t2av_scores, write_result)
@@ -81,15 +80,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--first-seed", type=int, default=0,
                     help="quality seeds start here (tune on seeds >= 4, report on 0..3)")
-    ap.add_argument("--sampler", default="dpmpp_2m")
-    ap.add_argument("--shift", type=float, default=SHIFT)
-    ap.add_argument("--guidance", default=GUIDANCE.form)
-    ap.add_argument("--video-scale", type=float, default=GUIDANCE.video_scale)
-    ap.add_argument("--audio-scale", type=float, default=GUIDANCE.audio_scale)
-    ap.add_argument("--video-av-scale", type=float, default=GUIDANCE.video_av_scale,
-                    help="decoupled form: cross-modal scale (video)")
-    ap.add_argument("--audio-av-scale", type=float, default=GUIDANCE.audio_av_scale,
-                    help="decoupled form: cross-modal scale (audio)")
+    add_sampling_arguments(ap)  # the command line's options and defaults
     ap.add_argument("--cond-clips", type=int, default=36)
     ap.add_argument("--score-on", choices=["mp4", "memory"], default="mp4",
                     help="score the written and decoded mp4 (what a user gets) or the generated tensors")
@@ -97,8 +88,7 @@ def main():
     args = ap.parse_args()
     pipe = benchmark_pipeline(args)
     via_mp4 = args.score_on == "mp4"
-    g = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale,
-                 video_av_scale=args.video_av_scale, audio_av_scale=args.audio_av_scale)
+    g = guidance_from_args(args)
     result = {"settings": {k: getattr(args, k) for k in ("steps", "sampler", "shift", "guidance", "video_scale",
                                                           "audio_scale", "video_av_scale", "audio_av_scale",
                                                           "first_seed", "seeds", "threads", "score_on")},

@@ -157,7 +157,6 @@ def _read_clip(pipe, path):
 
 def _generate(args, state: dict) -> int:
     from .generate import ProgressBar, clip_lengths, generate, generate_long, window_plan
-    from .guidance import Guidance
     from .media import read_audio, read_video, write_mp4
     from .toyav import clip
     from .toyav.embedded import load_pipeline
@@ -181,8 +180,7 @@ def _generate(args, state: dict) -> int:
         frames = read_video(args.video, pipe.video_fps, size, seconds or pipe.native_seconds)
     if args.task == "i2av":
         image = _read_image(args.image, size)
-    guidance = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale,
-                        video_av_scale=args.video_av_scale, audio_av_scale=args.audio_av_scale)
+    guidance = guidance_from_args(args)
     settings = dict(steps=args.steps, sampler=args.sampler, shift=args.shift, guidance=guidance,
                     negative=args.negative, negative_audio=args.negative_audio)
     if args.window is not None or args.extend is not None:
@@ -246,11 +244,35 @@ def run(args) -> int:
             sys.modules["ccl_core.media"].remove_partial_files()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line; its sampling defaults are the embedded model's (toyav.embedded SHIFT, GUIDANCE)."""
+def add_sampling_arguments(ap: argparse.ArgumentParser) -> None:
+    """--sampler, --shift, --guidance and its scales, with the embedded model's defaults (toyav.embedded
+    SHIFT, GUIDANCE): the command line's options, and the ToyAV quality benchmark's."""
     from .guidance import FORMS
+    from .sampling import DEFAULT_METHOD, METHODS
     from .toyav.embedded import GUIDANCE, SHIFT
 
+    ap.add_argument("--sampler", choices=list(METHODS), default=DEFAULT_METHOD)
+    ap.add_argument("--shift", type=float, default=SHIFT,
+                    help=f"the sampling shift (default {SHIFT:g}, the embedded model's)")
+    ap.add_argument("--guidance", choices=list(FORMS), default=GUIDANCE.form)
+    ap.add_argument("--video-scale", type=float, default=GUIDANCE.video_scale)
+    ap.add_argument("--audio-scale", type=float, default=GUIDANCE.audio_scale)
+    ap.add_argument("--video-av-scale", type=float, default=GUIDANCE.video_av_scale,
+                    help="decoupled form: cross-modal scale (video)")
+    ap.add_argument("--audio-av-scale", type=float, default=GUIDANCE.audio_av_scale,
+                    help="decoupled form: cross-modal scale (audio)")
+
+
+def guidance_from_args(args):
+    """The Guidance that add_sampling_arguments' options name."""
+    from .guidance import Guidance
+
+    return Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale,
+                    video_av_scale=args.video_av_scale, audio_av_scale=args.audio_av_scale)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; its sampling defaults are the embedded model's (add_sampling_arguments)."""
     ap = argparse.ArgumentParser(prog="python -m ccl_core", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -260,16 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists (atomically)")
     g.add_argument("--seed", type=int, default=0, help="0 .. 2**32 - 1")
     g.add_argument("--steps", type=int, default=25, help="1 .. 1000")
-    g.add_argument("--sampler", choices=["euler", "dpmpp_2m"], default="dpmpp_2m")
-    g.add_argument("--shift", type=float, default=SHIFT,
-                   help=f"the sampling shift (default {SHIFT:g}, the embedded model's)")
-    g.add_argument("--guidance", choices=list(FORMS), default=GUIDANCE.form)
-    g.add_argument("--video-scale", type=float, default=GUIDANCE.video_scale)
-    g.add_argument("--audio-scale", type=float, default=GUIDANCE.audio_scale)
-    g.add_argument("--video-av-scale", type=float, default=GUIDANCE.video_av_scale,
-                   help="decoupled form: cross-modal scale (video)")
-    g.add_argument("--audio-av-scale", type=float, default=GUIDANCE.audio_av_scale,
-                   help="decoupled form: cross-modal scale (audio)")
+    add_sampling_arguments(g)
     g.add_argument("--negative", default="", help="negative prompt: the unconditional text (default: the null "
                    "text); of the video tower alone when --negative-audio is given")
     g.add_argument("--negative-audio", default=None, help="the audio tower's own negative prompt (Ovi guides each "

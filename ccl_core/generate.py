@@ -23,7 +23,7 @@ from .extension import join as join_latents
 from .guidance import Guidance, guided_velocity
 from .media import fit_length
 from .routing import make_routes, prefix_mask
-from .sampling import flow_sigmas, sample
+from .sampling import DEFAULT_METHOD, flow_sigmas, sample
 from .toyav.embedded import GUIDANCE, SHIFT
 
 
@@ -150,7 +150,7 @@ class ProgressBar:
 
 
 @torch.no_grad()
-def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = "dpmpp_2m", shift: float = SHIFT,
+def generate(pipe, prompt: str, seed: int = 0, steps: int = 25, sampler: str = DEFAULT_METHOD, shift: float = SHIFT,
              guidance: Optional[Guidance] = None, negative: str = "", task: str = "t2av",
              audio: Optional[torch.Tensor] = None, frames: Optional[torch.Tensor] = None,
              image: Optional[torch.Tensor] = None, progress: Optional[Callable] = None,
@@ -323,7 +323,7 @@ def generate_long(pipe, prompt: str, seconds: float, window: Optional[float] = N
 
 
 @torch.no_grad()
-def generate_many(pipe, prompts: Sequence[str], seeds: Sequence[int], steps: int = 25, sampler: str = "dpmpp_2m",
+def generate_many(pipe, prompts: Sequence[str], seeds: Sequence[int], steps: int = 25, sampler: str = DEFAULT_METHOD,
                   shift: float = SHIFT, guidance: Optional[Guidance] = None, negative: str = "") -> List[Result]:
     """Text-to-audio-video for several (prompt, seed) pairs in one batch. Clip i starts from the same
     noise as `generate(pipe, prompts[i], seed=seeds[i])`, so both give the same clip up to float

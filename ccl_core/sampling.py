@@ -15,6 +15,7 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Union
 import torch
 
 METHODS = ("euler", "dpmpp_2m")
+DEFAULT_METHOD = "dpmpp_2m"  # generate()'s and the command line's
 
 
 def shift_sigmas(t: torch.Tensor, shift: float) -> torch.Tensor:

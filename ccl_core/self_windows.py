@@ -5,7 +5,8 @@ longer clip, full self-attention spreads every query over more keys, at relative
 saw: at 8 s the embedded model's median sync offset is 2.4x its 2 s figure and its motion drops
 (docs/TOYAV.md, "2, 4 and 8 s in one run"). With `ModelConfig.self_attn_window = W`, the queries of
 each latent frame read the keys of the W latent frames around it (the window shifted inward at the
-clip's ends), so every query sees as much time and as many keys as in training. A clip of at most W frames attends in full, as before.
+clip's ends), so every query sees as much time and as many keys as in training. A clip of at most W
+frames attends in full, as before.
 
 Token times never decrease along a stream (video tokens frame by frame, audio latents in order), so
 a window is one contiguous range of keys: one attention call per distinct window through the host's

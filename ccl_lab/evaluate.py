@@ -56,13 +56,10 @@ def cli_guidance(video_scale: Optional[float] = None, audio_scale: Optional[floa
 def settings_label(guidance) -> str:
     """How a benchmark's JSON names its sampling settings: the guidance, and generate()'s default sampler
     and shift (the embedded model's), which the ToyAV benchmarks sample with."""
-    import inspect
+    from ccl_core.sampling import DEFAULT_METHOD
+    from ccl_core.toyav.embedded import SHIFT
 
-    from ccl_core.generate import generate
-
-    default = {k: p.default for k, p in inspect.signature(generate).parameters.items()}
-    return (f"{guidance.form} {guidance.video_scale:g} / {guidance.audio_scale:g}, {default['sampler']}, "
-            f"shift {default['shift']:g}")
+    return f"{guidance.form} {guidance.video_scale:g} / {guidance.audio_scale:g}, {DEFAULT_METHOD}, shift {SHIFT:g}"
 
 
 def write_result(result: dict, path) -> None:

@@ -99,15 +99,13 @@ def test_the_embedded_models_guidance_is_one_fact():
     """The command line's defaults (generate()'s too) and the benchmarks' guidance are toyav.embedded GUIDANCE."""
     import dataclasses
 
-    from ccl_core.__main__ import build_parser
+    from ccl_core.__main__ import build_parser, guidance_from_args
     from ccl_core.toyav.embedded import GUIDANCE, SHIFT
     from ccl_lab.ablation import GUIDANCE as ABLATION_GUIDANCE
     from ccl_lab.evaluate import cli_guidance, settings_label
 
     args = build_parser().parse_args(["generate"])
-    cli = Guidance(args.guidance, video_scale=args.video_scale, audio_scale=args.audio_scale,
-                   video_av_scale=args.video_av_scale, audio_av_scale=args.audio_av_scale)
-    assert cli == GUIDANCE == cli_guidance() and args.shift == SHIFT
+    assert guidance_from_args(args) == GUIDANCE == cli_guidance() and args.shift == SHIFT
     assert GUIDANCE != Guidance()  # Ovi's scales (the dataclass's and the nodes' defaults) are not the toy's
     assert cli_guidance(video_scale=1.0) == dataclasses.replace(GUIDANCE, video_scale=1.0)
     assert cli_guidance(audio_scale=2.0).video_scale == GUIDANCE.video_scale
